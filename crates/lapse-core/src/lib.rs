@@ -1,0 +1,16 @@
+//! lapse's domain: grants, their lifecycle, the access-provider boundary and the pure planner.
+//!
+//! Nothing in this crate performs IO or reads the clock: time is always passed in.
+
+pub mod grant;
+pub mod ownership;
+pub mod plan;
+pub mod policy;
+pub mod provider;
+
+pub use grant::{Grant, GrantId, GrantKind, GrantSpec, GrantState, Principal, RetryState};
+pub use ownership::{Edge, EdgeKind, OwnedEdge};
+pub const REMOTE_PREFIX: &str = "lapse-";
+
+pub use ownership::{ObjectKind, OwnedObject};
+pub use provider::{AccessProvider, ProviderError, RemoteId};

@@ -1,0 +1,1 @@
+//! lapse-twingate

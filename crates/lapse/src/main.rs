@@ -1,0 +1,2 @@
+//! lapse
+fn main() {}
