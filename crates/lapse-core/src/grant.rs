@@ -23,7 +23,11 @@ impl GrantId {
 
     /// The deterministic remote name of objects lapse creates for this grant (I3).
     pub fn remote_name(&self) -> String {
-        format!("{}{}", crate::REMOTE_PREFIX, self.0.to_string().to_lowercase())
+        format!(
+            "{}{}",
+            crate::REMOTE_PREFIX,
+            self.0.to_string().to_lowercase()
+        )
     }
 }
 
@@ -102,7 +106,10 @@ pub struct Principal {
 
 impl Principal {
     pub fn new(id: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { id: RemoteId::new(id), name: name.into() }
+        Self {
+            id: RemoteId::new(id),
+            name: name.into(),
+        }
     }
 }
 
@@ -111,13 +118,25 @@ impl Principal {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum GrantSpec {
     /// A new group `lapse-<id>` holding the users, with access to the resources.
-    EphemeralGroup { users: Vec<Principal>, resources: Vec<Principal> },
+    EphemeralGroup {
+        users: Vec<Principal>,
+        resources: Vec<Principal>,
+    },
     /// Users added to an existing MANUAL group.
-    GroupMembership { group: Principal, users: Vec<Principal> },
+    GroupMembership {
+        group: Principal,
+        users: Vec<Principal>,
+    },
     /// An existing group given access to resources, with a server-side expiry.
-    GroupAccess { group: Principal, resources: Vec<Principal> },
+    GroupAccess {
+        group: Principal,
+        resources: Vec<Principal>,
+    },
     /// Resources added to an existing service account.
-    ServiceAccess { service_account: Principal, resources: Vec<Principal> },
+    ServiceAccess {
+        service_account: Principal,
+        resources: Vec<Principal>,
+    },
     /// A key `lapse-<id>` for a service account.
     ServiceKey { service_account: Principal },
 }
@@ -155,9 +174,10 @@ impl GrantSpec {
     pub fn target(&self) -> Option<&Principal> {
         match self {
             Self::GroupMembership { group, .. } | Self::GroupAccess { group, .. } => Some(group),
-            Self::ServiceAccess { service_account, .. } | Self::ServiceKey { service_account } => {
-                Some(service_account)
+            Self::ServiceAccess {
+                service_account, ..
             }
+            | Self::ServiceKey { service_account } => Some(service_account),
             Self::EphemeralGroup { .. } => None,
         }
     }
@@ -284,8 +304,10 @@ impl Grant {
 
     /// Whether the grant should hold access at `now`.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        matches!(self.state, GrantState::Scheduled | GrantState::Applying | GrantState::Active)
-            && self.starts_at <= now
+        matches!(
+            self.state,
+            GrantState::Scheduled | GrantState::Applying | GrantState::Active
+        ) && self.starts_at <= now
             && now < self.ends_at()
     }
 }

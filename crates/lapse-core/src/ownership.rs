@@ -45,7 +45,11 @@ pub struct Edge {
 
 impl Edge {
     pub fn new(kind: EdgeKind, container: &RemoteId, member: &RemoteId) -> Self {
-        Self { kind, container: container.clone(), member: member.clone() }
+        Self {
+            kind,
+            container: container.clone(),
+            member: member.clone(),
+        }
     }
 }
 
@@ -82,7 +86,9 @@ impl ObjectKind {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Group, Self::Key].into_iter().find(|k| k.as_str() == s)
+        [Self::Group, Self::Key]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 

@@ -1,1 +1,971 @@
-//! The pure reconcile planner.
+//! The pure reconcile planner: from grants, the ownership record and what was last observed
+//! remotely, decide what to do now. No IO; `now` is passed in; the same inputs give the same plan.
+//!
+//! The planner is level-triggered: it never knows why it runs. Desired access is derived from the
+//! grants that are live at `now`; everything lapse owns that no live grant needs is removed;
+//! everything a live grant needs that is missing is added, after reading the container once so
+//! that access which existed before the grant is never claimed (I2).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::grant::{Grant, GrantId, GrantSpec, GrantState};
+use crate::ownership::{Edge, EdgeKind, ObjectKind, OwnedEdge, OwnedObject};
+use crate::provider::{
+    AccessToAdd, GroupInfo, KeyStatus, Priority, RemoteId, ResourceInfo, ServiceAccountInfo,
+};
+
+/// Tunables of the planner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanConfig {
+    /// Added to a grant's end for the server-side `expiresAt` backstop on access edges.
+    pub backstop_grace: Duration,
+    /// Attach an ephemeral group's resources as expiring edges rather than at creation.
+    pub ephemeral_backstop: bool,
+    /// Observations older than this are read again by the sweep.
+    pub sweep_interval: Duration,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        Self {
+            backstop_grace: Duration::minutes(5),
+            ephemeral_backstop: true,
+            sweep_interval: Duration::minutes(5),
+        }
+    }
+}
+
+/// Something the planner may need to read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Container {
+    Group(RemoteId),
+    Resource(RemoteId),
+    ServiceAccount(RemoteId),
+    /// Every group carrying this exact name (names are not unique remotely).
+    GroupsNamed(String),
+    /// Every group whose name carries lapse's prefix.
+    LapseGroups,
+}
+
+/// What was read, and when. `value: None` means the object does not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation<T> {
+    pub at: DateTime<Utc>,
+    pub value: Option<T>,
+}
+
+/// The planner's view of the remote side: the last reads, kept current by the executor's own
+/// successful writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub groups: HashMap<RemoteId, Observation<GroupInfo>>,
+    pub resources: HashMap<RemoteId, Observation<ResourceInfo>>,
+    pub service_accounts: HashMap<RemoteId, Observation<ServiceAccountInfo>>,
+    pub named_groups: HashMap<String, Observation<Vec<GroupInfo>>>,
+    pub lapse_groups: Option<Observation<Vec<GroupInfo>>>,
+}
+
+/// Everything the planner looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct World<'a> {
+    /// Grants that are not terminal.
+    pub grants: &'a [Grant],
+    pub edges: &'a [OwnedEdge],
+    pub objects: &'a [OwnedObject],
+    pub observed: &'a Observed,
+}
+
+/// Why a group is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeleteReason {
+    /// The grant ended.
+    Revoke,
+    /// A second group with the grant's name (a create whose answer was lost).
+    Duplicate,
+}
+
+/// One step for the executor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Read a container. `sweep` reads are paced; others are needed now.
+    Observe { container: Container, sweep: bool },
+    /// Move a grant to another state.
+    Transition { grant: GrantId, to: GrantState },
+    /// Create the ephemeral group (record the intent first).
+    CreateGroup {
+        grant: GrantId,
+        name: String,
+        users: Vec<RemoteId>,
+        resources: Vec<RemoteId>,
+    },
+    /// Record the remote id of an object found by its name after an unknown outcome.
+    AdoptObject {
+        grant: GrantId,
+        kind: ObjectKind,
+        remote_id: RemoteId,
+    },
+    /// Forget an object that is gone remotely (and the edges that hung on it).
+    ForgetObject { grant: GrantId, kind: ObjectKind },
+    DeleteGroup {
+        grant: GrantId,
+        group: RemoteId,
+        reason: DeleteReason,
+    },
+    /// One call for every membership change of one group.
+    UpdateGroupUsers {
+        group: RemoteId,
+        add: Vec<RemoteId>,
+        remove: Vec<RemoteId>,
+        claims: Vec<OwnedEdge>,
+        releases: Vec<Edge>,
+        grants: Vec<GrantId>,
+    },
+    /// One call for every edge added to one resource.
+    AddAccess {
+        resource: RemoteId,
+        add: Vec<AccessToAdd>,
+        claims: Vec<OwnedEdge>,
+        grants: Vec<GrantId>,
+    },
+    /// One call for every edge removed from one resource.
+    RemoveAccess {
+        resource: RemoteId,
+        principals: Vec<RemoteId>,
+        releases: Vec<Edge>,
+        grants: Vec<GrantId>,
+    },
+    /// One call for every resource change of one service account.
+    UpdateServiceResources {
+        service_account: RemoteId,
+        add: Vec<RemoteId>,
+        remove: Vec<RemoteId>,
+        claims: Vec<OwnedEdge>,
+        releases: Vec<Edge>,
+        grants: Vec<GrantId>,
+    },
+    /// Create the grant's key (record the intent first).
+    CreateKey {
+        grant: GrantId,
+        service_account: RemoteId,
+        name: String,
+        expiration_days: u16,
+    },
+    RevokeKey {
+        grant: GrantId,
+        key: RemoteId,
+        owned: bool,
+    },
+    DeleteKey {
+        grant: GrantId,
+        key: RemoteId,
+        owned: bool,
+    },
+    /// Drop ownership records of edges that are gone and no longer needed (no remote call).
+    ReleaseEdges { edges: Vec<Edge> },
+    /// Drift that lapse does not repair (I5): reported, not touched.
+    ReportDrift { detail: String },
+}
+
+impl Action {
+    /// Whether the action calls the remote API to change something.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateGroup { .. }
+                | Self::DeleteGroup { .. }
+                | Self::UpdateGroupUsers { .. }
+                | Self::AddAccess { .. }
+                | Self::RemoveAccess { .. }
+                | Self::UpdateServiceResources { .. }
+                | Self::CreateKey { .. }
+                | Self::RevokeKey { .. }
+                | Self::DeleteKey { .. }
+        )
+    }
+
+    /// Budget queue for writes: anything that takes access away goes first.
+    pub fn priority(&self) -> Priority {
+        match self {
+            Self::DeleteGroup { .. }
+            | Self::RemoveAccess { .. }
+            | Self::RevokeKey { .. }
+            | Self::DeleteKey { .. } => Priority::Revoke,
+            Self::UpdateGroupUsers { remove, .. } | Self::UpdateServiceResources { remove, .. }
+                if !remove.is_empty() =>
+            {
+                Priority::Revoke
+            }
+            _ => Priority::Apply,
+        }
+    }
+
+    /// Ordering key inside one plan: bookkeeping and revocations, then reads, then new access.
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Transition { .. }
+            | Self::ReleaseEdges { .. }
+            | Self::ForgetObject { .. }
+            | Self::AdoptObject { .. } => 0,
+            Self::ReportDrift { .. } => 0,
+            a if a.is_write() && a.priority() == Priority::Revoke => 1,
+            Self::Observe { sweep: false, .. } => 2,
+            Self::Observe { sweep: true, .. } => 4,
+            _ => 3,
+        }
+    }
+}
+
+/// The planner's answer: what to do, and when to look again at the latest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub next_wake: Option<DateTime<Utc>>,
+}
+
+/// Whole days for a service key that must outlive `ttl` (Twingate counts in days; 0 = never).
+pub fn key_days(ttl: Duration) -> u16 {
+    let secs = ttl.num_seconds().max(1);
+    let days = (secs + 86_399) / 86_400;
+    u16::try_from(days.clamp(1, 365)).unwrap_or(365)
+}
+
+/// Capped exponential backoff with full jitter: `jitter` in `[0, 1)` picks the point.
+pub fn backoff(attempts: u32, base: Duration, cap: Duration, jitter: f64) -> Duration {
+    let exp = base
+        .num_milliseconds()
+        .saturating_mul(1_i64 << attempts.min(20));
+    let ceiling = exp.min(cap.num_milliseconds()).max(1);
+    let ms = (ceiling as f64 * jitter.clamp(0.0, 1.0)) as i64;
+    Duration::milliseconds(ms.max(base.num_milliseconds() / 10))
+}
+
+/// The edges a grant needs, with the expiry to set on access edges.
+fn grant_edges(
+    grant: &Grant,
+    objects: &HashMap<(GrantId, ObjectKind), &OwnedObject>,
+    cfg: &PlanConfig,
+) -> Vec<(Edge, Option<DateTime<Utc>>)> {
+    let expiry = grant.ends_at() + cfg.backstop_grace;
+    match &grant.spec {
+        GrantSpec::GroupMembership { group, users } => users
+            .iter()
+            .map(|u| (Edge::new(EdgeKind::Membership, &group.id, &u.id), None))
+            .collect(),
+        GrantSpec::GroupAccess { group, resources } => resources
+            .iter()
+            .map(|r| (Edge::new(EdgeKind::Access, &r.id, &group.id), Some(expiry)))
+            .collect(),
+        GrantSpec::ServiceAccess {
+            service_account,
+            resources,
+        } => resources
+            .iter()
+            .map(|r| {
+                (
+                    Edge::new(EdgeKind::ServiceResource, &service_account.id, &r.id),
+                    None,
+                )
+            })
+            .collect(),
+        GrantSpec::EphemeralGroup { resources, .. } if cfg.ephemeral_backstop => {
+            match objects
+                .get(&(grant.id, ObjectKind::Group))
+                .and_then(|o| o.remote_id.as_ref())
+            {
+                Some(gid) => resources
+                    .iter()
+                    .map(|r| (Edge::new(EdgeKind::Access, &r.id, gid), Some(expiry)))
+                    .collect(),
+                None => Vec::new(),
+            }
+        }
+        GrantSpec::EphemeralGroup { .. } | GrantSpec::ServiceKey { .. } => Vec::new(),
+    }
+}
+
+/// Whether an edge is present according to the last observation of its container.
+/// `None`: the container has not been read.
+fn observed_presence(observed: &Observed, edge: &Edge, now: DateTime<Utc>) -> Option<bool> {
+    match edge.kind {
+        EdgeKind::Membership => observed.groups.get(&edge.container).map(|o| {
+            o.value
+                .as_ref()
+                .is_some_and(|g| g.users.contains(&edge.member))
+        }),
+        EdgeKind::Access => observed.resources.get(&edge.container).map(|o| {
+            o.value.as_ref().is_some_and(|r| {
+                r.access
+                    .iter()
+                    .any(|a| a.principal == edge.member && a.expires_at.is_none_or(|t| t > now))
+            })
+        }),
+        EdgeKind::ServiceResource => observed.service_accounts.get(&edge.container).map(|o| {
+            o.value
+                .as_ref()
+                .is_some_and(|s| s.resources.contains(&edge.member))
+        }),
+    }
+}
+
+fn observed_expiry(observed: &Observed, edge: &Edge) -> Option<Option<DateTime<Utc>>> {
+    if edge.kind != EdgeKind::Access {
+        return None;
+    }
+    observed
+        .resources
+        .get(&edge.container)?
+        .value
+        .as_ref()?
+        .access
+        .iter()
+        .find(|a| a.principal == edge.member)
+        .map(|a| a.expires_at)
+}
+
+fn container_of(edge: &Edge) -> Container {
+    match edge.kind {
+        EdgeKind::Membership => Container::Group(edge.container.clone()),
+        EdgeKind::Access => Container::Resource(edge.container.clone()),
+        EdgeKind::ServiceResource => Container::ServiceAccount(edge.container.clone()),
+    }
+}
+
+/// Changes collected per container so each container costs one call.
+#[derive(Default)]
+struct Batch {
+    add: BTreeMap<RemoteId, Option<DateTime<Utc>>>,
+    remove: BTreeSet<RemoteId>,
+    claims: Vec<OwnedEdge>,
+    releases: Vec<Edge>,
+    grants: BTreeSet<GrantId>,
+}
+
+struct Planner<'a> {
+    world: World<'a>,
+    now: DateTime<Utc>,
+    cfg: &'a PlanConfig,
+    actions: Vec<Action>,
+    observe: BTreeMap<Container, bool>,
+    batches: BTreeMap<(EdgeKind, RemoteId), Batch>,
+    wake: Option<DateTime<Utc>>,
+}
+
+impl<'a> Planner<'a> {
+    fn wake_at(&mut self, t: DateTime<Utc>) {
+        if t > self.now {
+            self.wake = Some(self.wake.map_or(t, |w| w.min(t)));
+        }
+    }
+
+    fn need(&mut self, container: Container) {
+        self.observe.insert(container, false);
+    }
+
+    fn batch(&mut self, edge: &Edge) -> &mut Batch {
+        self.batches
+            .entry((edge.kind, edge.container.clone()))
+            .or_default()
+    }
+}
+
+/// Decide what to do at `now`.
+pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
+    let mut p = Planner {
+        world,
+        now,
+        cfg,
+        actions: Vec::new(),
+        observe: BTreeMap::new(),
+        batches: BTreeMap::new(),
+        wake: None,
+    };
+    let objects: HashMap<(GrantId, ObjectKind), &OwnedObject> = world
+        .objects
+        .iter()
+        .map(|o| ((o.grant, o.kind), o))
+        .collect();
+    let grants: HashMap<GrantId, &Grant> = world.grants.iter().map(|g| (g.id, g)).collect();
+
+    // Lifecycle transitions driven by the clock, and wake-ups for the next deadline.
+    for g in world.grants {
+        let live = g.is_live(now);
+        match g.state {
+            GrantState::Scheduled if live => p.actions.push(Action::Transition {
+                grant: g.id,
+                to: GrantState::Applying,
+            }),
+            GrantState::Scheduled | GrantState::Applying | GrantState::Active
+                if now >= g.ends_at() =>
+            {
+                p.actions.push(Action::Transition {
+                    grant: g.id,
+                    to: GrantState::Revoking,
+                })
+            }
+            _ => {}
+        }
+        if g.state == GrantState::Scheduled {
+            p.wake_at(g.starts_at);
+        }
+        if !g.state.is_terminal() && g.state != GrantState::Revoking {
+            p.wake_at(g.ends_at());
+        }
+        if let Some(t) = g.retry.next_attempt_at {
+            p.wake_at(t);
+        }
+    }
+
+    // Desired edges: the union over live grants, with the latest expiry any of them needs.
+    let mut desired: BTreeMap<Edge, (Option<DateTime<Utc>>, Vec<GrantId>)> = BTreeMap::new();
+    for g in world.grants.iter().filter(|g| g.is_live(now)) {
+        for (edge, exp) in grant_edges(g, &objects, cfg) {
+            let entry = desired.entry(edge).or_insert((None, Vec::new()));
+            entry.0 = entry.0.max(exp);
+            entry.1.push(g.id);
+        }
+    }
+    // Edges referenced by open grants that are ending, to gate removals on their backoff.
+    let mut ending: HashMap<Edge, Vec<GrantId>> = HashMap::new();
+    for g in world.grants.iter().filter(|g| !g.is_live(now)) {
+        for (edge, _) in grant_edges(g, &objects, cfg) {
+            ending.entry(edge).or_default().push(g.id);
+        }
+    }
+    let owned: HashMap<&Edge, &OwnedEdge> = world.edges.iter().map(|e| (&e.edge, e)).collect();
+    // Ephemeral groups being deleted take their edges with them: no separate removal.
+    let dying_groups: BTreeSet<RemoteId> = world
+        .objects
+        .iter()
+        .filter(|o| {
+            o.kind == ObjectKind::Group && !grants.get(&o.grant).is_some_and(|g| g.is_live(now))
+        })
+        .filter_map(|o| o.remote_id.clone())
+        .collect();
+    let ready = |ids: &[GrantId]| {
+        ids.iter()
+            .all(|id| grants.get(id).is_none_or(|g| g.retry.ready(now)))
+    };
+
+    // Owned edges that no live grant needs: take them away (I1), or forget them if gone.
+    let mut release_only = Vec::new();
+    for oe in world.edges {
+        if desired.contains_key(&oe.edge) {
+            continue;
+        }
+        if oe.edge.kind == EdgeKind::Access && dying_groups.contains(&oe.edge.member) {
+            continue;
+        }
+        match observed_presence(world.observed, &oe.edge, now) {
+            Some(false) => release_only.push(oe.edge.clone()),
+            _ => {
+                let responsible = ending.get(&oe.edge).cloned().unwrap_or_default();
+                if !ready(&responsible) {
+                    continue;
+                }
+                let b = p.batch(&oe.edge);
+                b.remove.insert(oe.edge.member.clone());
+                b.releases.push(oe.edge.clone());
+                b.grants.extend(responsible);
+            }
+        }
+    }
+    if !release_only.is_empty() {
+        p.actions.push(Action::ReleaseEdges {
+            edges: release_only,
+        });
+    }
+
+    // Edges live grants need.
+    let own_groups: HashMap<RemoteId, GrantId> = world
+        .objects
+        .iter()
+        .filter(|o| o.kind == ObjectKind::Group)
+        .filter_map(|o| o.remote_id.clone().map(|id| (id, o.grant)))
+        .collect();
+    for (edge, (expiry, needers)) in &desired {
+        if !ready(needers) {
+            continue;
+        }
+        let seen = observed_presence(world.observed, edge, now);
+        match owned.get(edge) {
+            Some(oe) => {
+                let present = seen.unwrap_or(oe.confirmed);
+                let stale_expiry = match (observed_expiry(world.observed, edge), expiry) {
+                    (Some(seen_exp), Some(want)) => seen_exp.is_some_and(|s| s < *want),
+                    (None, Some(want)) => oe.expires_at.is_some_and(|s| s < *want),
+                    _ => false,
+                };
+                if !present || stale_expiry {
+                    let mut claim = (*oe).clone();
+                    claim.expires_at = *expiry;
+                    claim.confirmed = false;
+                    let b = p.batch(edge);
+                    b.add.insert(edge.member.clone(), *expiry);
+                    b.claims.push(claim);
+                    b.grants.extend(needers.iter().copied());
+                }
+            }
+            None => {
+                // Edges on lapse's own new groups cannot have existed before: no read needed.
+                let own = edge.kind == EdgeKind::Access && own_groups.contains_key(&edge.member);
+                match (seen, own) {
+                    (Some(true), _) => {} // existed before the grant: not ours, never touched.
+                    (Some(false), _) | (None, true) => {
+                        let b = p.batch(edge);
+                        b.add.insert(edge.member.clone(), *expiry);
+                        b.claims.push(OwnedEdge {
+                            edge: edge.clone(),
+                            added_by: needers[0],
+                            expires_at: *expiry,
+                            confirmed: false,
+                        });
+                        b.grants.extend(needers.iter().copied());
+                    }
+                    (None, false) => p.need(container_of(edge)),
+                }
+            }
+        }
+    }
+
+    // Objects: ephemeral groups and service keys.
+    plan_objects(&mut p, &grants, &objects);
+
+    // Lifecycle transitions that depend on remote state.
+    for g in world.grants {
+        let edges = grant_edges(g, &objects, cfg);
+        match g.state {
+            GrantState::Applying if g.is_live(now) => {
+                let edges_ok = edges.iter().all(|(e, _)| {
+                    let seen = observed_presence(world.observed, e, now);
+                    match owned.get(e) {
+                        Some(oe) => oe.confirmed && seen != Some(false),
+                        None => seen == Some(true),
+                    }
+                });
+                let objects_ok = match &g.spec {
+                    GrantSpec::EphemeralGroup { .. } => objects
+                        .get(&(g.id, ObjectKind::Group))
+                        .is_some_and(|o| o.remote_id.is_some()),
+                    GrantSpec::ServiceKey { .. } => objects
+                        .get(&(g.id, ObjectKind::Key))
+                        .is_some_and(|o| o.remote_id.is_some()),
+                    _ => true,
+                };
+                let backstop_ok = match &g.spec {
+                    GrantSpec::EphemeralGroup { resources, .. } if cfg.ephemeral_backstop => {
+                        edges.len() == resources.len()
+                    }
+                    _ => true,
+                };
+                if edges_ok && objects_ok && backstop_ok {
+                    p.actions.push(Action::Transition {
+                        grant: g.id,
+                        to: GrantState::Active,
+                    });
+                }
+            }
+            GrantState::Revoking => {
+                let edges_gone = edges.iter().all(|(e, _)| {
+                    desired.contains_key(e)
+                        || match owned.get(e) {
+                            Some(_) => false,
+                            None => true,
+                        }
+                });
+                let objects_gone = !objects.contains_key(&(g.id, ObjectKind::Group))
+                    && !objects.contains_key(&(g.id, ObjectKind::Key));
+                if edges_gone && objects_gone {
+                    let to = if g.revoked_at.is_some_and(|r| r < g.expires_at) {
+                        GrantState::Revoked
+                    } else {
+                        GrantState::Expired
+                    };
+                    p.actions.push(Action::Transition { grant: g.id, to });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // The sweep: re-read whatever lapse relies on once its reading is older than the interval.
+    plan_sweep(&mut p, &owned);
+
+    // Turn the per-container batches into one call each.
+    let batches = std::mem::take(&mut p.batches);
+    for ((kind, container), b) in batches {
+        let grants_of: Vec<GrantId> = b.grants.into_iter().collect();
+        match kind {
+            EdgeKind::Membership => p.actions.push(Action::UpdateGroupUsers {
+                group: container,
+                add: b.add.into_keys().collect(),
+                remove: b.remove.into_iter().collect(),
+                claims: b.claims,
+                releases: b.releases,
+                grants: grants_of,
+            }),
+            EdgeKind::ServiceResource => p.actions.push(Action::UpdateServiceResources {
+                service_account: container,
+                add: b.add.into_keys().collect(),
+                remove: b.remove.into_iter().collect(),
+                claims: b.claims,
+                releases: b.releases,
+                grants: grants_of,
+            }),
+            EdgeKind::Access => {
+                if !b.remove.is_empty() {
+                    p.actions.push(Action::RemoveAccess {
+                        resource: container.clone(),
+                        principals: b.remove.into_iter().collect(),
+                        releases: b.releases,
+                        grants: grants_of.clone(),
+                    });
+                }
+                if !b.add.is_empty() {
+                    p.actions.push(Action::AddAccess {
+                        resource: container,
+                        add: b
+                            .add
+                            .into_iter()
+                            .map(|(principal, expires_at)| AccessToAdd {
+                                principal,
+                                expires_at,
+                            })
+                            .collect(),
+                        claims: b.claims,
+                        grants: grants_of,
+                    });
+                }
+            }
+        }
+    }
+    let observe = std::mem::take(&mut p.observe);
+    for (container, sweep) in observe {
+        p.actions.push(Action::Observe { container, sweep });
+    }
+    p.actions.sort_by_key(Action::rank);
+    Plan {
+        actions: p.actions,
+        next_wake: p.wake,
+    }
+}
+
+fn plan_objects(
+    p: &mut Planner<'_>,
+    grants: &HashMap<GrantId, &Grant>,
+    objects: &HashMap<(GrantId, ObjectKind), &OwnedObject>,
+) {
+    let now = p.now;
+    let observed = p.world.observed;
+    // Grants that need an object created now.
+    for g in p
+        .world
+        .grants
+        .iter()
+        .filter(|g| g.is_live(now) && g.retry.ready(now))
+    {
+        match &g.spec {
+            GrantSpec::EphemeralGroup { users, resources }
+                if !objects.contains_key(&(g.id, ObjectKind::Group)) =>
+            {
+                p.actions.push(Action::CreateGroup {
+                    grant: g.id,
+                    name: g.id.remote_name(),
+                    users: users.iter().map(|u| u.id.clone()).collect(),
+                    resources: if p.cfg.ephemeral_backstop {
+                        Vec::new()
+                    } else {
+                        resources.iter().map(|r| r.id.clone()).collect()
+                    },
+                });
+            }
+            GrantSpec::ServiceKey { service_account }
+                if !objects.contains_key(&(g.id, ObjectKind::Key)) =>
+            {
+                p.actions.push(Action::CreateKey {
+                    grant: g.id,
+                    service_account: service_account.id.clone(),
+                    name: g.id.remote_name(),
+                    expiration_days: key_days(g.ends_at() - now),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    for o in p.world.objects {
+        let grant = grants.get(&o.grant).copied();
+        let live = grant.is_some_and(|g| g.is_live(now));
+        let ready = grant.is_none_or(|g| g.retry.ready(now));
+        if !ready {
+            continue;
+        }
+        match o.kind {
+            ObjectKind::Group => plan_group_object(p, o, grant, live, observed),
+            ObjectKind::Key => plan_key_object(p, o, grant, live, observed),
+        }
+    }
+}
+
+fn plan_group_object(
+    p: &mut Planner<'_>,
+    o: &OwnedObject,
+    grant: Option<&Grant>,
+    live: bool,
+    observed: &Observed,
+) {
+    match &o.remote_id {
+        None => {
+            // The create's outcome is unknown (lost answer or crash): look it up by name (I3).
+            let Some(found) = observed.named_groups.get(&o.name) else {
+                p.need(Container::GroupsNamed(o.name.clone()));
+                return;
+            };
+            let mut groups: Vec<&GroupInfo> = found.value.iter().flatten().collect();
+            groups.sort_by(|a, b| a.id.cmp(&b.id));
+            match (live, groups.split_first()) {
+                (_, None) => p.actions.push(Action::ForgetObject {
+                    grant: o.grant,
+                    kind: o.kind,
+                }),
+                (true, Some((keep, extra))) => {
+                    p.actions.push(Action::AdoptObject {
+                        grant: o.grant,
+                        kind: o.kind,
+                        remote_id: keep.id.clone(),
+                    });
+                    for g in extra {
+                        p.actions.push(Action::DeleteGroup {
+                            grant: o.grant,
+                            group: g.id.clone(),
+                            reason: DeleteReason::Duplicate,
+                        });
+                    }
+                }
+                (false, Some(_)) => {
+                    for g in groups {
+                        p.actions.push(Action::DeleteGroup {
+                            grant: o.grant,
+                            group: g.id.clone(),
+                            reason: DeleteReason::Revoke,
+                        });
+                    }
+                }
+            }
+        }
+        Some(id) if !live => {
+            p.actions.push(Action::DeleteGroup {
+                grant: o.grant,
+                group: id.clone(),
+                reason: DeleteReason::Revoke,
+            });
+        }
+        Some(id) => {
+            // Live: repair drift inside lapse's own group.
+            if let Some(obs) = observed.groups.get(id) {
+                match &obs.value {
+                    None => {
+                        p.actions.push(Action::ReportDrift {
+                            detail: format!(
+                                "group {} ({id}) of grant {} was deleted remotely; recreating it",
+                                o.name, o.grant
+                            ),
+                        });
+                        p.actions.push(Action::ForgetObject {
+                            grant: o.grant,
+                            kind: o.kind,
+                        });
+                    }
+                    Some(info) => {
+                        if let Some(GrantSpec::EphemeralGroup { users, resources }) =
+                            grant.map(|g| &g.spec)
+                        {
+                            let want: BTreeSet<&RemoteId> = users.iter().map(|u| &u.id).collect();
+                            let have: BTreeSet<&RemoteId> = info.users.iter().collect();
+                            let add: Vec<RemoteId> =
+                                want.difference(&have).map(|r| (*r).clone()).collect();
+                            let remove: Vec<RemoteId> =
+                                have.difference(&want).map(|r| (*r).clone()).collect();
+                            if !remove.is_empty() {
+                                p.actions.push(Action::ReportDrift {
+                                    detail: format!("{} user(s) not granted were found in lapse's group {}; removing them", remove.len(), o.name),
+                                });
+                            }
+                            if !add.is_empty() || !remove.is_empty() {
+                                let b = p
+                                    .batches
+                                    .entry((EdgeKind::Membership, id.clone()))
+                                    .or_default();
+                                b.add.extend(add.into_iter().map(|a| (a, None)));
+                                b.remove.extend(remove);
+                                b.grants.insert(o.grant);
+                            }
+                            if !p.cfg.ephemeral_backstop {
+                                let missing: Vec<RemoteId> = resources
+                                    .iter()
+                                    .filter(|r| !info.resources.contains(&r.id))
+                                    .map(|r| r.id.clone())
+                                    .collect();
+                                for r in missing {
+                                    let b = p.batches.entry((EdgeKind::Access, r)).or_default();
+                                    b.add.insert(id.clone(), None);
+                                    b.grants.insert(o.grant);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // Duplicates carrying this grant's name, found by a lookup or the sweep.
+            if let Some(found) = observed.named_groups.get(&o.name) {
+                for g in found.value.iter().flatten().filter(|g| &g.id != id) {
+                    p.actions.push(Action::DeleteGroup {
+                        grant: o.grant,
+                        group: g.id.clone(),
+                        reason: DeleteReason::Duplicate,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn plan_key_object(
+    p: &mut Planner<'_>,
+    o: &OwnedObject,
+    grant: Option<&Grant>,
+    live: bool,
+    observed: &Observed,
+) {
+    let sa = match grant.map(|g| &g.spec) {
+        Some(GrantSpec::ServiceKey { service_account }) => Some(service_account.id.clone()),
+        _ => None,
+    };
+    match (&o.remote_id, o.revoked) {
+        (Some(id), false) if !live => p.actions.push(Action::RevokeKey {
+            grant: o.grant,
+            key: id.clone(),
+            owned: true,
+        }),
+        (Some(id), true) => p.actions.push(Action::DeleteKey {
+            grant: o.grant,
+            key: id.clone(),
+            owned: true,
+        }),
+        (Some(_), false) => {}
+        (None, _) => {
+            // Unknown outcome: any key with the grant's name has a token nobody holds. Revoke and
+            // delete it; a live grant then gets a fresh key whose token reaches the requester.
+            let Some(sa) = sa else {
+                p.actions.push(Action::ForgetObject {
+                    grant: o.grant,
+                    kind: o.kind,
+                });
+                return;
+            };
+            let Some(obs) = observed.service_accounts.get(&sa) else {
+                p.need(Container::ServiceAccount(sa));
+                return;
+            };
+            let mine: Vec<_> = obs
+                .value
+                .iter()
+                .flat_map(|s| s.keys.iter())
+                .filter(|k| k.name == o.name)
+                .collect();
+            if mine.is_empty() {
+                p.actions.push(Action::ForgetObject {
+                    grant: o.grant,
+                    kind: o.kind,
+                });
+            }
+            for k in mine {
+                if k.status == KeyStatus::Active {
+                    p.actions.push(Action::RevokeKey {
+                        grant: o.grant,
+                        key: k.id.clone(),
+                        owned: false,
+                    });
+                } else {
+                    p.actions.push(Action::DeleteKey {
+                        grant: o.grant,
+                        key: k.id.clone(),
+                        owned: false,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn plan_sweep(p: &mut Planner<'_>, owned: &HashMap<&Edge, &OwnedEdge>) {
+    let now = p.now;
+    let interval = p.cfg.sweep_interval;
+    let observed = p.world.observed;
+    let stale = |at: Option<DateTime<Utc>>, p: &mut Planner<'_>| match at {
+        Some(t) if now - t < interval => {
+            p.wake_at(t + interval);
+            false
+        }
+        Some(_) => true,
+        None => false,
+    };
+    let mut due = Vec::new();
+    for (id, o) in &observed.groups {
+        if stale(Some(o.at), p) {
+            due.push(Container::Group(id.clone()));
+        }
+    }
+    for (id, o) in &observed.resources {
+        if stale(Some(o.at), p) {
+            due.push(Container::Resource(id.clone()));
+        }
+    }
+    for (id, o) in &observed.service_accounts {
+        if stale(Some(o.at), p) {
+            due.push(Container::ServiceAccount(id.clone()));
+        }
+    }
+    // lapse's own groups, listed by prefix, catch deleted groups and stray duplicates.
+    let has_groups = p.world.objects.iter().any(|o| o.kind == ObjectKind::Group);
+    match &observed.lapse_groups {
+        Some(o) if !stale(Some(o.at), p) => {}
+        _ if has_groups => due.push(Container::LapseGroups),
+        _ => {}
+    }
+    // Containers lapse owns edges in but has never read.
+    for e in owned.keys() {
+        let c = container_of(e);
+        let known = match &c {
+            Container::Group(id) => observed.groups.contains_key(id),
+            Container::Resource(id) => observed.resources.contains_key(id),
+            Container::ServiceAccount(id) => observed.service_accounts.contains_key(id),
+            _ => true,
+        };
+        if !known {
+            due.push(c);
+        }
+    }
+    for c in due {
+        p.observe.entry(c).or_insert(true);
+    }
+    // Report lapse-named groups that belong to no grant lapse knows (I5: reported, not touched).
+    if let Some(obs) = &observed.lapse_groups {
+        let known: BTreeSet<&str> = p.world.objects.iter().map(|o| o.name.as_str()).collect();
+        let open: BTreeSet<String> = p.world.grants.iter().map(|g| g.id.remote_name()).collect();
+        for g in obs.value.iter().flatten() {
+            if !known.contains(g.name.as_str()) && !open.contains(&g.name) {
+                p.actions.push(Action::ReportDrift {
+                    detail: format!(
+                        "group {} ({}) carries lapse's name but belongs to no open grant",
+                        g.name, g.id
+                    ),
+                });
+            }
+        }
+    }
+}

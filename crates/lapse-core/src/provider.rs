@@ -154,7 +154,7 @@ pub struct CreatedKey {
 }
 
 /// One edge to add to a resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessToAdd {
     pub principal: RemoteId,
     /// Server-side backstop; must be `None` for service accounts.
@@ -210,9 +210,10 @@ impl ProviderError {
             Self::RateLimited { .. } | Self::Transient(_) => ErrorClass::Retry,
             Self::UnknownOutcome(_) => ErrorClass::Unknown,
             Self::AlreadyGone(_) => ErrorClass::Gone,
-            Self::Rejected(_) | Self::Unauthorized(_) | Self::Misconfigured(_) | Self::Invalid(_) => {
-                ErrorClass::Permanent
-            }
+            Self::Rejected(_)
+            | Self::Unauthorized(_)
+            | Self::Misconfigured(_)
+            | Self::Invalid(_) => ErrorClass::Permanent,
         }
     }
 
@@ -233,16 +234,34 @@ pub type ProviderResult<T> = Result<T, ProviderError>;
 /// blindly by implementations; a lost answer is reported as [`ProviderError::UnknownOutcome`].
 pub trait AccessProvider: Send + Sync {
     // --- directory ---
-    fn user_by_email(&self, email: &str) -> impl Future<Output = ProviderResult<Option<UserRef>>> + Send;
+    fn user_by_email(
+        &self,
+        email: &str,
+    ) -> impl Future<Output = ProviderResult<Option<UserRef>>> + Send;
     fn user(&self, id: &RemoteId) -> impl Future<Output = ProviderResult<Option<UserRef>>> + Send;
     /// Names are not unique remotely: a list.
-    fn resources_by_name(&self, name: &str) -> impl Future<Output = ProviderResult<Vec<NamedRef>>> + Send;
-    fn resource(&self, id: &RemoteId) -> impl Future<Output = ProviderResult<Option<ResourceInfo>>> + Send;
+    fn resources_by_name(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = ProviderResult<Vec<NamedRef>>> + Send;
+    fn resource(
+        &self,
+        id: &RemoteId,
+    ) -> impl Future<Output = ProviderResult<Option<ResourceInfo>>> + Send;
     /// Names are not unique remotely: a list.
-    fn groups_by_name(&self, name: &str) -> impl Future<Output = ProviderResult<Vec<GroupInfo>>> + Send;
+    fn groups_by_name(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = ProviderResult<Vec<GroupInfo>>> + Send;
     /// Every group whose name starts with `prefix` (lapse's own groups).
-    fn groups_with_prefix(&self, prefix: &str) -> impl Future<Output = ProviderResult<Vec<GroupInfo>>> + Send;
-    fn group(&self, id: &RemoteId) -> impl Future<Output = ProviderResult<Option<GroupInfo>>> + Send;
+    fn groups_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = ProviderResult<Vec<GroupInfo>>> + Send;
+    fn group(
+        &self,
+        id: &RemoteId,
+    ) -> impl Future<Output = ProviderResult<Option<GroupInfo>>> + Send;
     fn service_accounts_by_name(
         &self,
         name: &str,
@@ -261,7 +280,11 @@ pub trait AccessProvider: Send + Sync {
         resources: &[RemoteId],
         priority: Priority,
     ) -> impl Future<Output = ProviderResult<RemoteId>> + Send;
-    fn delete_group(&self, id: &RemoteId, priority: Priority) -> impl Future<Output = ProviderResult<()>> + Send;
+    fn delete_group(
+        &self,
+        id: &RemoteId,
+        priority: Priority,
+    ) -> impl Future<Output = ProviderResult<()>> + Send;
     /// One call for many users of one group. Adding a present or removing an absent user is accepted.
     fn update_group_users(
         &self,
@@ -298,6 +321,14 @@ pub trait AccessProvider: Send + Sync {
         expiration_days: u16,
         priority: Priority,
     ) -> impl Future<Output = ProviderResult<CreatedKey>> + Send;
-    fn revoke_key(&self, id: &RemoteId, priority: Priority) -> impl Future<Output = ProviderResult<()>> + Send;
-    fn delete_key(&self, id: &RemoteId, priority: Priority) -> impl Future<Output = ProviderResult<()>> + Send;
+    fn revoke_key(
+        &self,
+        id: &RemoteId,
+        priority: Priority,
+    ) -> impl Future<Output = ProviderResult<()>> + Send;
+    fn delete_key(
+        &self,
+        id: &RemoteId,
+        priority: Priority,
+    ) -> impl Future<Output = ProviderResult<()>> + Send;
 }
