@@ -1,0 +1,98 @@
+//! The store's error type: every variant names the step that failed.
+
+use std::path::PathBuf;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening the database at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// A setting read back after connecting is not what lapse's durability relies on.
+    #[error(
+        "refusing to use the database: {what} is `{found}`, expected `{expected}` \
+         (the filesystem or SQLite build may not support it)"
+    )]
+    UntrustedDatabase {
+        what: &'static str,
+        found: String,
+        expected: String,
+    },
+
+    /// The database records a migration that this binary does not ship unchanged.
+    #[error(
+        "refusing to use the database: migration {version} {detail}; the database was migrated \
+         by a different build of lapse and must not be edited by hand; run the build that \
+         migrated it, or restore a backup"
+    )]
+    MigrationChanged { version: i64, detail: &'static str },
+
+    #[error("running migrations: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+
+    /// The idempotency key was used before with a different request body.
+    #[error("idempotency key `{key}` was already used for a different request")]
+    IdempotencyConflict { key: String },
+
+    #[error("a token named `{name}` already exists")]
+    TokenNameTaken { name: String },
+
+    /// A row the operation must change is not there.
+    #[error("{step}: no {what} `{key}`")]
+    NotFound {
+        step: &'static str,
+        what: &'static str,
+        key: String,
+    },
+
+    #[error("{step}: {source}")]
+    Db {
+        step: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("{step}: {source}")]
+    Json {
+        step: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A stored value that lapse could not have written: the file was edited or damaged.
+    #[error("{step}: stored {column} `{value}` is invalid: {reason}")]
+    Corrupt {
+        step: &'static str,
+        column: &'static str,
+        value: String,
+        reason: String,
+    },
+
+    #[error("{step}: {source}")]
+    Io {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Attaches the failing step to a sqlx error.
+pub(crate) trait Step<T> {
+    fn step(self, step: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Step<T> for Result<T, sqlx::Error> {
+    fn step(self, step: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Db { step, source })
+    }
+}
+
+impl<T> Step<T> for Result<T, serde_json::Error> {
+    fn step(self, step: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Json { step, source })
+    }
+}

@@ -1,0 +1,387 @@
+//! Grants: inserting with idempotency, reading one, listing with filters, loading the open ones.
+
+use chrono::Utc;
+use lapse_core::{Grant, GrantId, GrantKind, GrantSpec, GrantState, Principal, RetryState};
+use serde_json::json;
+use sqlx::Connection;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+
+use crate::error::{Step, StoreError};
+use crate::history::{ChainHead, NewHistory};
+use crate::time::{format_ts, parse_opt_ts, parse_ts};
+use crate::{Store, col};
+
+/// A submission's idempotency key and a hash of its body, chosen by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// The grant is new and now stored.
+    Created(Grant),
+    /// The same key and body were submitted before: the grant stored then, as it is now.
+    Existing(Grant),
+}
+
+impl Inserted {
+    pub fn grant(&self) -> &Grant {
+        match self {
+            Self::Created(g) | Self::Existing(g) => g,
+        }
+    }
+
+    pub fn into_grant(self) -> Grant {
+        match self {
+            Self::Created(g) | Self::Existing(g) => g,
+        }
+    }
+
+    pub fn is_created(&self) -> bool {
+        matches!(self, Self::Created(_))
+    }
+}
+
+/// Which grants to list. Empty matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantFilter {
+    /// Any of these states; empty means any state.
+    pub states: Vec<GrantState>,
+    /// Grants naming this user (email, case-insensitive, or remote id).
+    pub user: Option<String>,
+    /// Grants naming this resource (name, case-insensitive, or remote id).
+    pub resource: Option<String>,
+    pub kind: Option<GrantKind>,
+    pub limit: Option<u32>,
+}
+
+/// Every column a [`Grant`] is read from; a macro so that it can be `concat!`ed into static SQL.
+macro_rules! select_grants {
+    () => {
+        "SELECT g.id, g.kind, g.spec, g.requester, g.reason, g.created_at, g.starts_at, \
+         g.expires_at, g.state, g.revoked_at, g.revoke_reason, g.attempts, g.next_attempt_at, \
+         g.last_error FROM grants g "
+    };
+}
+
+fn corrupt(column: &'static str, value: impl Into<String>, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        step: "reading a grant",
+        column,
+        value: value.into(),
+        reason: reason.to_string(),
+    }
+}
+
+pub(crate) fn grant_from_row(row: &SqliteRow) -> Result<Grant, StoreError> {
+    const STEP: &str = "reading a grant";
+    let id: String = col(row, "id", STEP)?;
+    let id: GrantId = id
+        .parse()
+        .map_err(|e| corrupt("grants.id", id.clone(), e))?;
+    let spec: String = col(row, "spec", STEP)?;
+    let spec: GrantSpec =
+        serde_json::from_str(&spec).map_err(|e| corrupt("grants.spec", spec.clone(), e))?;
+    let kind: String = col(row, "kind", STEP)?;
+    // The kind column exists for filtering; the spec is authoritative and they must agree.
+    if kind != spec.kind().as_str() {
+        return Err(corrupt(
+            "grants.kind",
+            kind,
+            format!("the spec is of kind {}", spec.kind()),
+        ));
+    }
+    let state: String = col(row, "state", STEP)?;
+    let state: GrantState = state
+        .parse()
+        .map_err(|e: String| corrupt("grants.state", state.clone(), e))?;
+    let attempts: i64 = col(row, "attempts", STEP)?;
+    let attempts =
+        u32::try_from(attempts).map_err(|e| corrupt("grants.attempts", attempts.to_string(), e))?;
+    Ok(Grant {
+        id,
+        spec,
+        requester: col(row, "requester", STEP)?,
+        reason: col(row, "reason", STEP)?,
+        created_at: parse_ts(
+            "grants.created_at",
+            &col::<String>(row, "created_at", STEP)?,
+        )?,
+        starts_at: parse_ts("grants.starts_at", &col::<String>(row, "starts_at", STEP)?)?,
+        expires_at: parse_ts(
+            "grants.expires_at",
+            &col::<String>(row, "expires_at", STEP)?,
+        )?,
+        state,
+        revoked_at: parse_opt_ts("grants.revoked_at", col(row, "revoked_at", STEP)?)?,
+        revoke_reason: col(row, "revoke_reason", STEP)?,
+        retry: RetryState {
+            attempts,
+            next_attempt_at: parse_opt_ts(
+                "grants.next_attempt_at",
+                col(row, "next_attempt_at", STEP)?,
+            )?,
+            last_error: col(row, "last_error", STEP)?,
+        },
+    })
+}
+
+/// The principals a grant names, with the role each plays, for `grant_principals`.
+fn principals(spec: &GrantSpec) -> Vec<(&'static str, &Principal)> {
+    let mut out: Vec<(&'static str, &Principal)> = Vec::new();
+    out.extend(spec.users().iter().map(|p| ("user", p)));
+    out.extend(spec.resources().iter().map(|p| ("resource", p)));
+    match spec {
+        GrantSpec::GroupMembership { group, .. } | GrantSpec::GroupAccess { group, .. } => {
+            out.push(("group", group));
+        }
+        GrantSpec::ServiceAccess {
+            service_account, ..
+        }
+        | GrantSpec::ServiceKey { service_account } => {
+            out.push(("service-account", service_account));
+        }
+        GrantSpec::EphemeralGroup { .. } => {}
+    }
+    out
+}
+
+/// The `created` history detail: who receives access (subjects), to what (targets), and why.
+fn created_detail(grant: &Grant) -> serde_json::Value {
+    let (subjects, targets): (Vec<&Principal>, Vec<&Principal>) = match &grant.spec {
+        GrantSpec::EphemeralGroup { users, resources } => {
+            (users.iter().collect(), resources.iter().collect())
+        }
+        GrantSpec::GroupMembership { group, users } => (users.iter().collect(), vec![group]),
+        GrantSpec::GroupAccess { group, resources } => (vec![group], resources.iter().collect()),
+        GrantSpec::ServiceAccess {
+            service_account,
+            resources,
+        } => (vec![service_account], resources.iter().collect()),
+        GrantSpec::ServiceKey { service_account } => (vec![service_account], Vec::new()),
+    };
+    json!({
+        "kind": grant.kind().as_str(),
+        "subjects": subjects,
+        "targets": targets,
+        "reason": grant.reason,
+        "starts_at": format_ts(grant.starts_at),
+        "expires_at": format_ts(grant.expires_at),
+    })
+}
+
+async fn fetch_grant(conn: &mut SqliteConnection, id: &str) -> Result<Option<Grant>, StoreError> {
+    sqlx::query(concat!(select_grants!(), "WHERE g.id = ?"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .step("reading a grant")?
+        .as_ref()
+        .map(grant_from_row)
+        .transpose()
+}
+
+/// Inserts one grant inside the caller's write transaction.
+async fn insert_one(
+    conn: &mut SqliteConnection,
+    head: &mut ChainHead,
+    grant: &Grant,
+    idempotency: Option<&Idempotency>,
+) -> Result<Inserted, StoreError> {
+    if let Some(idem) = idempotency {
+        let previous: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT id, request_hash FROM grants WHERE idempotency_key = ?")
+                .bind(&idem.key)
+                .fetch_optional(&mut *conn)
+                .await
+                .step("looking up the idempotency key")?;
+        if let Some((id, hash)) = previous {
+            if hash.as_deref() != Some(idem.request_hash.as_str()) {
+                return Err(StoreError::IdempotencyConflict {
+                    key: idem.key.clone(),
+                });
+            }
+            let existing = fetch_grant(conn, &id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound {
+                    step: "reading the grant of an idempotency key",
+                    what: "grant",
+                    key: id,
+                })?;
+            return Ok(Inserted::Existing(existing));
+        }
+    }
+
+    let id = grant.id.to_string();
+    let spec = serde_json::to_string(&grant.spec).step("encoding the grant's spec")?;
+    sqlx::query(
+        "INSERT INTO grants (id, kind, spec, requester, reason, created_at, starts_at, expires_at, \
+         state, revoked_at, revoke_reason, attempts, next_attempt_at, last_error, \
+         idempotency_key, request_hash, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(grant.kind().as_str())
+    .bind(&spec)
+    .bind(&grant.requester)
+    .bind(&grant.reason)
+    .bind(format_ts(grant.created_at))
+    .bind(format_ts(grant.starts_at))
+    .bind(format_ts(grant.expires_at))
+    .bind(grant.state.as_str())
+    .bind(grant.revoked_at.map(format_ts))
+    .bind(&grant.revoke_reason)
+    .bind(i64::from(grant.retry.attempts))
+    .bind(grant.retry.next_attempt_at.map(format_ts))
+    .bind(&grant.retry.last_error)
+    .bind(idempotency.map(|i| i.key.as_str()))
+    .bind(idempotency.map(|i| i.request_hash.as_str()))
+    .bind(format_ts(Utc::now()))
+    .execute(&mut *conn)
+    .await
+    .step("inserting the grant")?;
+
+    for (role, p) in principals(&grant.spec) {
+        // A spec may name the same principal twice; one row is enough for filtering.
+        sqlx::query(
+            "INSERT OR IGNORE INTO grant_principals (grant_id, role, remote_id, name) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(role)
+        .bind(p.id.as_str())
+        .bind(&p.name)
+        .execute(&mut *conn)
+        .await
+        .step("inserting the grant's principals")?;
+    }
+
+    head.append(
+        conn,
+        &NewHistory {
+            at: grant.created_at,
+            grant_id: Some(grant.id),
+            actor: grant.requester.clone(),
+            event: "created".to_owned(),
+            detail: created_detail(grant),
+        },
+    )
+    .await?;
+    Ok(Inserted::Created(grant.clone()))
+}
+
+impl Store {
+    /// Stores a new grant, its principals and its `created` history row in one transaction.
+    ///
+    /// With an idempotency key seen before: the same request hash gives back the stored grant
+    /// ([`Inserted::Existing`]), another hash is [`StoreError::IdempotencyConflict`].
+    pub async fn insert_grant(
+        &self,
+        grant: &Grant,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Inserted, StoreError> {
+        let mut tx = self.begin_write("starting to insert a grant").await?;
+        let mut head = ChainHead::read(&mut tx).await?;
+        let inserted = insert_one(&mut tx, &mut head, grant, idempotency.as_ref()).await?;
+        tx.commit().await.step("committing a new grant")?;
+        Ok(inserted)
+    }
+
+    /// Inserts many grants in one transaction, so that concurrent submissions share one
+    /// durable commit. Each item gets its own result: a refused item (an idempotency conflict,
+    /// a duplicate id) is rolled back alone and the others are still stored. The outer error
+    /// means nothing was stored.
+    pub async fn insert_grants(
+        &self,
+        items: Vec<(Grant, Option<Idempotency>)>,
+    ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
+        let mut tx = self.begin_write("starting to insert grants").await?;
+        let mut head = ChainHead::read(&mut tx).await?;
+        let mut results = Vec::with_capacity(items.len());
+        for (grant, idempotency) in &items {
+            let mut item = Connection::begin(&mut *tx)
+                .await
+                .step("starting a grant's savepoint")?;
+            let before = head.clone();
+            match insert_one(&mut item, &mut head, grant, idempotency.as_ref()).await {
+                Ok(inserted) => {
+                    item.commit().await.step("releasing a grant's savepoint")?;
+                    results.push(Ok(inserted));
+                }
+                Err(e) => {
+                    item.rollback().await.step("rolling back a refused grant")?;
+                    head = before;
+                    results.push(Err(e));
+                }
+            }
+        }
+        tx.commit().await.step("committing new grants")?;
+        Ok(results)
+    }
+
+    /// One grant by id.
+    pub async fn get_grant(&self, id: GrantId) -> Result<Option<Grant>, StoreError> {
+        let mut conn = self.readers.acquire().await.step("reading a grant")?;
+        fetch_grant(&mut conn, &id.to_string()).await
+    }
+
+    /// Grants matching `filter`, newest first.
+    pub async fn list_grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>, StoreError> {
+        let states = (!filter.states.is_empty())
+            .then(|| {
+                serde_json::to_string(&filter.states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+            })
+            .transpose()
+            .step("encoding the state filter")?;
+        let rows = sqlx::query(concat!(
+            select_grants!(),
+            "WHERE (?1 IS NULL OR g.state IN (SELECT value FROM json_each(?1))) \
+               AND (?2 IS NULL OR g.kind = ?2) \
+               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM grant_principals p WHERE p.grant_id = g.id \
+                    AND p.role = 'user' AND (p.name = ?3 COLLATE NOCASE OR p.remote_id = ?3))) \
+               AND (?4 IS NULL OR EXISTS (SELECT 1 FROM grant_principals p WHERE p.grant_id = g.id \
+                    AND p.role = 'resource' AND (p.name = ?4 COLLATE NOCASE OR p.remote_id = ?4))) \
+             ORDER BY g.id DESC LIMIT ?5"
+        ))
+        .bind(states)
+        .bind(filter.kind.map(|k| k.as_str()))
+        .bind(filter.user.as_deref())
+        .bind(filter.resource.as_deref())
+        .bind(filter.limit.map_or(-1, i64::from))
+        .fetch_all(&self.readers)
+        .await
+        .step("listing grants")?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    /// Every grant not in a terminal state, oldest first: what the engine works on.
+    pub async fn load_open_grants(&self) -> Result<Vec<Grant>, StoreError> {
+        // The same predicate as the partial index `grants_open`, so SQLite can use it.
+        let rows = sqlx::query(concat!(
+            select_grants!(),
+            "WHERE g.state NOT IN ('expired', 'revoked', 'failed') ORDER BY g.id"
+        ))
+        .fetch_all(&self.readers)
+        .await
+        .step("loading open grants")?;
+        rows.iter().map(grant_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_states_match_the_open_predicate() {
+        // load_open_grants and the grants_open index spell the terminal states out in SQL.
+        let terminal: Vec<&str> = GrantState::ALL
+            .iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(terminal, ["expired", "revoked", "failed"]);
+    }
+}
