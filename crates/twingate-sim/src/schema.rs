@@ -722,7 +722,7 @@ impl KeyNode {
 
 pub(crate) struct QueryRoot;
 
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<UserNode>> {
         let r = int_ref("id", &id, ids::USER)?;
@@ -1062,7 +1062,7 @@ fn delete_payload(
 
 pub(crate) struct MutationRoot;
 
-#[Object]
+#[Object(name = "Mutation")]
 impl MutationRoot {
     #[allow(clippy::too_many_arguments)]
     async fn group_create(
