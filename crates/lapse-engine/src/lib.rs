@@ -1,1 +1,157 @@
-//! lapse-engine
+//! lapse's reconcile loop: plans with `lapse_core::plan`, performs the actions through an
+//! [`AccessProvider`], and records every outcome in the store before acting on it further.
+
+mod exec;
+mod observe;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use lapse_core::plan::PlanConfig;
+use lapse_core::provider::KeyToken;
+use lapse_core::{AccessProvider, Grant, GrantId, GrantState};
+use lapse_store::Store;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use exec::Engine;
+
+/// Tunables of the loop.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub plan: PlanConfig,
+    /// The longest the loop sleeps: deadlines are checked against the wall clock this often.
+    pub tick: StdDuration,
+    /// First retry delay; doubles per attempt up to `backoff_cap`, with full jitter.
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// A revocation failing this many times in a row raises an alarm (it keeps retrying).
+    pub revoke_alarm_after: u32,
+    /// Reads the periodic sweep may spend per minute (half the API's read budget by default).
+    pub sweep_reads_per_minute: u32,
+    /// Remote calls in flight at once.
+    pub concurrency: usize,
+    /// How long a service key's token waits in memory for its requester before it is dropped.
+    pub token_hold: StdDuration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            plan: PlanConfig::default(),
+            tick: StdDuration::from_secs(1),
+            backoff_base: Duration::seconds(2),
+            backoff_cap: Duration::minutes(5),
+            revoke_alarm_after: 5,
+            sweep_reads_per_minute: 30,
+            concurrency: 16,
+            token_hold: StdDuration::from_secs(600),
+        }
+    }
+}
+
+/// Why the engine could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("loading state from the store: {0}")]
+    Load(#[source] lapse_store::StoreError),
+    #[error("recording in the store: {0}")]
+    Store(#[from] lapse_store::StoreError),
+    #[error("grant {0} not found among open grants")]
+    NotFound(GrantId),
+    #[error("grant {id} is {state} and can no longer be changed")]
+    Finished { id: GrantId, state: GrantState },
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// A change the engine announces, for waiters and metrics.
+#[derive(Debug, Clone)]
+pub struct GrantEvent {
+    pub grant: GrantId,
+    pub state: GrantState,
+    pub at: DateTime<Utc>,
+}
+
+pub(crate) enum Command {
+    /// A grant already stored durably by the API.
+    Submitted(Box<Grant>),
+    /// End a grant early.
+    Revoke { id: GrantId, actor: String, reason: String, reply: oneshot::Sender<Result<Grant, EngineError>> },
+}
+
+/// Talks to a running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<GrantEvent>,
+    tokens: Arc<Mutex<HashMap<GrantId, (KeyToken, DateTime<Utc>)>>>,
+    health: Arc<Mutex<Health>>,
+}
+
+/// The loop's own account of itself, for readiness, the watchdog and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    /// When the last pass finished.
+    pub last_pass: Option<DateTime<Utc>>,
+    /// Passes since start.
+    pub passes: u64,
+    /// When the first pass after start finished (all overdue revocations attempted).
+    pub first_pass_done: Option<DateTime<Utc>>,
+    /// Revocations whose end has passed and that are not done.
+    pub overdue_revocations: u64,
+    /// Age of the oldest of those, in seconds.
+    pub oldest_overdue_secs: f64,
+    /// Grants per state, for metrics.
+    pub by_state: HashMap<String, u64>,
+}
+
+impl EngineHandle {
+    /// Tell the engine about a grant the API has just stored.
+    pub async fn submitted(&self, grant: Grant) -> Result<(), EngineError> {
+        self.tx.send(Command::Submitted(Box::new(grant))).await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// End a grant early: the engine records it and takes the access away.
+    pub async fn revoke(&self, id: GrantId, actor: &str, reason: &str) -> Result<Grant, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Revoke { id, actor: actor.to_owned(), reason: reason.to_owned(), reply })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// State changes as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<GrantEvent> {
+        self.events.subscribe()
+    }
+
+    /// Hand over a service key's token, once. It is never written anywhere.
+    pub fn take_token(&self, id: GrantId) -> Option<KeyToken> {
+        self.tokens.lock().ok()?.remove(&id).map(|(t, _)| t)
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+}
+
+/// Build the engine: loads open grants and the ownership record from the store.
+pub async fn build<P: AccessProvider + 'static>(
+    store: Store,
+    provider: Arc<P>,
+    config: EngineConfig,
+) -> Result<(Engine<P>, EngineHandle), EngineError> {
+    let (tx, rx) = mpsc::channel(4096);
+    let (events, _) = broadcast::channel(4096);
+    let handle = EngineHandle {
+        tx,
+        events: events.clone(),
+        tokens: Arc::new(Mutex::new(HashMap::new())),
+        health: Arc::new(Mutex::new(Health::default())),
+    };
+    let engine = Engine::load(store, provider, config, rx, handle.clone()).await?;
+    Ok((engine, handle))
+}

@@ -1,0 +1,816 @@
+//! The executor: one reconcile pass plans, records intent, performs remote calls (revocations,
+//! then reads, then new access) and records each outcome; `run_until_stopped` repeats passes.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::hash::Hash;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use lapse_core::plan::{self, Action, Container, DeleteReason, Observed, World};
+use lapse_core::provider::{CreatedKey, ErrorClass, KeyInfo, KeyStatus, PrincipalKind, Priority, ProviderError};
+use lapse_core::{AccessProvider, Edge, EdgeKind, Grant, GrantId, GrantState, ObjectKind, OwnedEdge, OwnedObject, RemoteId};
+use lapse_store::{Batch, NewHistory, Store};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, info_span, warn, Instrument};
+
+use crate::observe::{self, Reading};
+use crate::{Command, EngineConfig, EngineError, EngineHandle, GrantEvent};
+
+/// The actor recorded in the history for the engine's own changes.
+const ENGINE: &str = "lapse";
+
+/// A vector with a key index: the planner reads slices, the executor updates by key.
+struct Indexed<K, V> {
+    items: Vec<V>,
+    index: HashMap<K, usize>,
+    key: fn(&V) -> K,
+}
+
+impl<K: Hash + Eq + Clone, V> Indexed<K, V> {
+    fn new(items: Vec<V>, key: fn(&V) -> K) -> Self {
+        let index = items.iter().enumerate().map(|(i, v)| (key(v), i)).collect();
+        Self { items, index, key }
+    }
+    fn get(&self, k: &K) -> Option<&V> {
+        self.index.get(k).map(|&i| &self.items[i])
+    }
+    fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        self.index.get(k).map(|&i| &mut self.items[i])
+    }
+    fn upsert(&mut self, v: V) {
+        let k = (self.key)(&v);
+        match self.index.get(&k) {
+            Some(&i) => self.items[i] = v,
+            None => {
+                self.index.insert(k, self.items.len());
+                self.items.push(v);
+            }
+        }
+    }
+    fn remove(&mut self, k: &K) -> Option<V> {
+        let i = self.index.remove(k)?;
+        let v = self.items.swap_remove(i);
+        if i < self.items.len() {
+            let moved = (self.key)(&self.items[i]);
+            self.index.insert(moved, i);
+        }
+        Some(v)
+    }
+}
+
+/// What a successful remote call produced.
+enum Effect {
+    Done,
+    Created(RemoteId),
+    Key(CreatedKey),
+    Read(Reading),
+}
+
+/// The result of one pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub writes: usize,
+    pub reads: usize,
+    pub transitions: usize,
+    pub failures: usize,
+    /// Whether anything changed, so another pass may have more to do at once.
+    pub progressed: bool,
+    pub next_wake: Option<DateTime<Utc>>,
+}
+
+/// The reconcile loop and everything it holds in memory.
+pub struct Engine<P> {
+    store: Store,
+    provider: Arc<P>,
+    cfg: EngineConfig,
+    grants: Indexed<GrantId, Grant>,
+    edges: Indexed<Edge, OwnedEdge>,
+    objects: Indexed<(GrantId, ObjectKind), OwnedObject>,
+    observed: Observed,
+    rx: mpsc::Receiver<Command>,
+    handle: EngineHandle,
+    read_backoff: HashMap<Container, DateTime<Utc>>,
+    sweep_limiter: DefaultDirectRateLimiter,
+    reported: HashSet<String>,
+    alarmed: HashSet<GrantId>,
+    passes: u64,
+}
+
+fn grant_key(g: &Grant) -> GrantId {
+    g.id
+}
+fn edge_key(e: &OwnedEdge) -> Edge {
+    e.edge.clone()
+}
+fn object_key(o: &OwnedObject) -> (GrantId, ObjectKind) {
+    (o.grant, o.kind)
+}
+
+fn history(grant: Option<GrantId>, actor: &str, event: &str, detail: serde_json::Value, at: DateTime<Utc>) -> NewHistory {
+    NewHistory { at, grant_id: grant, actor: actor.to_owned(), event: event.to_owned(), detail }
+}
+
+impl<P: AccessProvider + 'static> Engine<P> {
+    pub(crate) async fn load(
+        store: Store,
+        provider: Arc<P>,
+        cfg: EngineConfig,
+        rx: mpsc::Receiver<Command>,
+        handle: EngineHandle,
+    ) -> Result<Self, EngineError> {
+        let grants = store.load_open_grants().await.map_err(EngineError::Load)?;
+        let edges = store.load_edges().await.map_err(EngineError::Load)?;
+        let objects = store.load_objects().await.map_err(EngineError::Load)?;
+        info!(grants = grants.len(), edges = edges.len(), objects = objects.len(), "loaded state");
+        let per_minute = NonZeroU32::new(cfg.sweep_reads_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        Ok(Self {
+            store,
+            provider,
+            sweep_limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
+            cfg,
+            grants: Indexed::new(grants, grant_key),
+            edges: Indexed::new(edges, edge_key),
+            objects: Indexed::new(objects, object_key),
+            observed: Observed::default(),
+            rx,
+            handle,
+            read_backoff: HashMap::new(),
+            reported: HashSet::new(),
+            alarmed: HashSet::new(),
+            passes: 0,
+        })
+    }
+
+    /// Run passes until `shutdown` completes. A pass in flight is finished first, so every call
+    /// it made is recorded.
+    pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()>) -> Result<(), EngineError> {
+        tokio::pin!(shutdown);
+        loop {
+            self.drain_commands().await?;
+            let span = info_span!("pass", n = self.passes + 1);
+            let report = self.pass().instrument(span).await?;
+            if report.progressed {
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::task::yield_now() => continue,
+                }
+            }
+            let now = Utc::now();
+            let tick = Duration::from_std(self.cfg.tick).unwrap_or(Duration::seconds(1));
+            let wake = report.next_wake.map_or(now + tick, |w| w.min(now + tick));
+            let sleep = (wake - now).to_std().unwrap_or_default();
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return Ok(()),
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => self.command(cmd).await?,
+                    None => return Ok(()),
+                },
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    async fn drain_commands(&mut self) -> Result<(), EngineError> {
+        while let Ok(cmd) = self.rx.try_recv() {
+            self.command(cmd).await?;
+        }
+        Ok(())
+    }
+
+    async fn command(&mut self, cmd: Command) -> Result<(), EngineError> {
+        match cmd {
+            Command::Submitted(grant) => {
+                if !grant.state.is_terminal() {
+                    self.grants.upsert(*grant);
+                }
+            }
+            Command::Revoke { id, actor, reason, reply } => {
+                let result = self.revoke(id, &actor, &reason).await;
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+
+    async fn revoke(&mut self, id: GrantId, actor: &str, reason: &str) -> Result<Grant, EngineError> {
+        let now = Utc::now();
+        let Some(current) = self.grants.get(&id) else {
+            return match self.store.get_grant(id).await? {
+                Some(g) => Err(EngineError::Finished { id, state: g.state }),
+                None => Err(EngineError::NotFound(id)),
+            };
+        };
+        if current.revoked_at.is_some() || current.state == GrantState::Revoking {
+            return Ok(current.clone());
+        }
+        let mut g = current.clone();
+        g.revoked_at = Some(now);
+        g.revoke_reason = Some(reason.to_owned());
+        g.retry = Default::default();
+        let batch = Batch {
+            grants: vec![g.clone()],
+            history: vec![history(Some(id), actor, "revoke-requested", json!({ "reason": reason }), now)],
+            ..Batch::default()
+        };
+        self.store.commit(batch).await?;
+        self.grants.upsert(g.clone());
+        Ok(g)
+    }
+
+    /// One reconcile pass. Public so tests can step the loop.
+    pub async fn pass(&mut self) -> Result<PassReport, EngineError> {
+        self.passes += 1;
+        let now = Utc::now();
+        let planned = plan::plan(
+            World {
+                grants: &self.grants.items,
+                edges: &self.edges.items,
+                objects: &self.objects.items,
+                observed: &self.observed,
+            },
+            now,
+            &self.cfg.plan,
+        );
+        let mut report = PassReport { next_wake: planned.next_wake, ..PassReport::default() };
+        let mut batch = Batch::default();
+        let (mut revokes, mut reads, mut applies) = (Vec::new(), Vec::new(), Vec::new());
+        for action in planned.actions {
+            match action {
+                Action::Transition { grant, to } => {
+                    if self.transition(grant, to, now, None, &mut batch) {
+                        report.transitions += 1;
+                    }
+                }
+                Action::ReleaseEdges { edges } => {
+                    for e in edges {
+                        self.edges.remove(&e);
+                        batch.release_edges.push(e);
+                    }
+                }
+                Action::ForgetObject { grant, kind } => self.forget_object(grant, kind, &mut batch),
+                Action::AdoptObject { grant, kind, remote_id } => {
+                    if let Some(o) = self.objects.get_mut(&(grant, kind)) {
+                        o.remote_id = Some(remote_id.clone());
+                        batch.put_objects.push(o.clone());
+                        batch.history.push(history(
+                            Some(grant),
+                            ENGINE,
+                            "adopted",
+                            json!({ "kind": kind.as_str(), "remote_id": remote_id, "name": o.name }),
+                            now,
+                        ));
+                    }
+                }
+                Action::ReportDrift { detail } => {
+                    if self.reported.insert(detail.clone()) {
+                        warn!(%detail, "drift");
+                        batch.history.push(history(None, ENGINE, "drift", json!({ "detail": detail }), now));
+                    }
+                }
+                Action::Observe { container, sweep } => {
+                    if self.read_backoff.get(&container).is_some_and(|t| *t > now) {
+                        continue;
+                    }
+                    if sweep && self.sweep_limiter.check().is_err() {
+                        continue;
+                    }
+                    reads.push(Action::Observe { container, sweep });
+                }
+                a => {
+                    self.record_intent(&a, &mut batch);
+                    if a.priority() == Priority::Revoke {
+                        revokes.push(a);
+                    } else {
+                        applies.push(a);
+                    }
+                }
+            }
+        }
+        // Intent is durable before any remote call it describes.
+        self.commit(std::mem::take(&mut batch)).await?;
+        report.progressed = report.transitions > 0;
+
+        for (phase, actions) in [("revoke", revokes), ("read", reads), ("apply", applies)] {
+            if actions.is_empty() {
+                continue;
+            }
+            report.progressed = true;
+            let n = actions.len();
+            if phase == "read" {
+                report.reads += n;
+            } else {
+                report.writes += n;
+            }
+            debug!(phase, n, "performing");
+            let results = self.perform_all(actions).await;
+            let now = Utc::now();
+            for (action, result) in results {
+                if result.is_err() {
+                    report.failures += 1;
+                }
+                self.outcome(action, result, now, &mut batch);
+            }
+            self.commit(std::mem::take(&mut batch)).await?;
+        }
+        self.update_health(now);
+        Ok(report)
+    }
+
+    async fn commit(&mut self, batch: Batch) -> Result<(), EngineError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let finished: Vec<(GrantId, GrantState)> = batch
+            .grants
+            .iter()
+            .filter(|g| g.state.is_terminal())
+            .map(|g| (g.id, g.state))
+            .collect();
+        let changed: Vec<(GrantId, GrantState)> = batch.grants.iter().map(|g| (g.id, g.state)).collect();
+        self.store.commit(batch).await?;
+        for (id, _) in &finished {
+            self.grants.remove(id);
+            self.alarmed.remove(id);
+        }
+        let at = Utc::now();
+        for (grant, state) in changed {
+            let _ = self.handle.events.send(GrantEvent { grant, state, at });
+        }
+        Ok(())
+    }
+
+    fn transition(&mut self, id: GrantId, to: GrantState, now: DateTime<Utc>, error: Option<&str>, batch: &mut Batch) -> bool {
+        let Some(g) = self.grants.get_mut(&id) else { return false };
+        if g.state == to || g.state.is_terminal() {
+            return false;
+        }
+        let from = g.state;
+        g.state = to;
+        if matches!(to, GrantState::Active | GrantState::Expired | GrantState::Revoked) {
+            g.retry = Default::default();
+        }
+        let mut detail = json!({ "from": from.as_str(), "kind": g.kind().as_str() });
+        match to {
+            GrantState::Expired | GrantState::Revoked => {
+                let late = (now - g.ends_at()).num_milliseconds() as f64 / 1000.0;
+                detail["lateness_seconds"] = json!(late);
+                metrics::histogram!("lapse_revocation_lateness_seconds", "kind" => g.kind().as_str()).record(late.max(0.0));
+                if let Some(r) = &g.revoke_reason {
+                    detail["reason"] = json!(r);
+                }
+            }
+            GrantState::Failed => {
+                detail["error"] = json!(error.unwrap_or("unknown"));
+                error!(grant = %id, error = error.unwrap_or("unknown"), "grant failed; anything it applied will be removed");
+            }
+            _ => {}
+        }
+        info!(grant = %id, from = from.as_str(), to = to.as_str(), "grant state");
+        batch.grants.push(g.clone());
+        batch.history.push(history(Some(id), ENGINE, to.as_str(), detail, now));
+        true
+    }
+
+    fn forget_object(&mut self, grant: GrantId, kind: ObjectKind, batch: &mut Batch) {
+        if let Some(o) = self.objects.remove(&(grant, kind)) {
+            if let (ObjectKind::Group, Some(gid)) = (kind, &o.remote_id) {
+                // Edges that hung on lapse's own group went with it.
+                let hanging: Vec<Edge> = self
+                    .edges
+                    .items
+                    .iter()
+                    .filter(|e| e.edge.kind == EdgeKind::Access && &e.edge.member == gid)
+                    .map(|e| e.edge.clone())
+                    .collect();
+                for e in hanging {
+                    self.edges.remove(&e);
+                    batch.release_edges.push(e);
+                }
+            }
+            batch.remove_objects.push((grant, kind));
+        }
+    }
+
+    /// Write the ownership record (or the object's intent) before the call that needs it.
+    fn record_intent(&mut self, action: &Action, batch: &mut Batch) {
+        match action {
+            Action::CreateGroup { grant, name, .. } | Action::CreateKey { grant, name, .. } => {
+                let kind = if matches!(action, Action::CreateGroup { .. }) { ObjectKind::Group } else { ObjectKind::Key };
+                let o = OwnedObject { grant: *grant, kind, name: name.clone(), remote_id: None, revoked: false };
+                self.objects.upsert(o.clone());
+                batch.put_objects.push(o);
+            }
+            Action::UpdateGroupUsers { claims, .. }
+            | Action::AddAccess { claims, .. }
+            | Action::UpdateServiceResources { claims, .. } => {
+                for c in claims {
+                    self.edges.upsert(c.clone());
+                    batch.claim_edges.push(c.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn perform_all(&self, actions: Vec<Action>) -> Vec<(Action, Result<Effect, ProviderError>)> {
+        let provider = self.provider.clone();
+        futures::stream::iter(actions)
+            .map(|a| {
+                let p = provider.clone();
+                async move {
+                    let r = perform(p.as_ref(), &a).await;
+                    (a, r)
+                }
+            })
+            .buffer_unordered(self.cfg.concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    /// Record what a call did, in memory and in the batch.
+    fn outcome(&mut self, action: Action, result: Result<Effect, ProviderError>, now: DateTime<Utc>, batch: &mut Batch) {
+        let result = match result {
+            // Removing what is already gone is what a removal wanted.
+            Err(ProviderError::AlreadyGone(_)) if action.priority() == Priority::Revoke && !has_additions(&action) => {
+                Ok(Effect::Done)
+            }
+            r => r,
+        };
+        match result {
+            Ok(effect) => self.succeeded(action, effect, now, batch),
+            Err(err) => self.failed(action, err, now, batch),
+        }
+    }
+
+    fn succeeded(&mut self, action: Action, effect: Effect, now: DateTime<Utc>, batch: &mut Batch) {
+        metrics::counter!("lapse_actions_total", "action" => action_name(&action), "outcome" => "ok").increment(1);
+        match action {
+            Action::Observe { container, .. } => {
+                self.read_backoff.remove(&container);
+                if let Effect::Read(reading) = effect {
+                    let objects: Vec<&OwnedObject> = self.objects.items.iter().collect();
+                    observe::record(&mut self.observed, &container, reading, &objects, now);
+                }
+            }
+            Action::CreateGroup { grant, name, users, resources } => {
+                if let Effect::Created(id) = effect {
+                    observe::group_created(&mut self.observed, &id, &name, &users, &resources, now);
+                    if let Some(o) = self.objects.get_mut(&(grant, ObjectKind::Group)) {
+                        o.remote_id = Some(id.clone());
+                        batch.put_objects.push(o.clone());
+                    }
+                    batch.history.push(history(Some(grant), ENGINE, "group-created", json!({ "name": name, "group": id }), now));
+                    self.succeeded_for(&[grant], batch);
+                }
+            }
+            Action::CreateKey { grant, service_account, name, expiration_days } => {
+                if let Effect::Key(created) = effect {
+                    observe::key_changed(&mut self.observed, &service_account, created.key.clone());
+                    if let Some(o) = self.objects.get_mut(&(grant, ObjectKind::Key)) {
+                        o.remote_id = Some(created.key.id.clone());
+                        batch.put_objects.push(o.clone());
+                    }
+                    if let Ok(mut tokens) = self.handle.tokens.lock() {
+                        tokens.insert(grant, (created.token, now));
+                    }
+                    batch.history.push(history(
+                        Some(grant),
+                        ENGINE,
+                        "key-created",
+                        json!({ "name": name, "key": created.key.id, "expiration_days": expiration_days }),
+                        now,
+                    ));
+                    self.succeeded_for(&[grant], batch);
+                }
+            }
+            Action::DeleteGroup { grant, group, reason } => {
+                observe::group_deleted(&mut self.observed, &group, now);
+                let ours = self.objects.get(&(grant, ObjectKind::Group)).is_some_and(|o| o.remote_id.as_ref() == Some(&group));
+                if ours {
+                    self.forget_object(grant, ObjectKind::Group, batch);
+                }
+                let event = match reason {
+                    DeleteReason::Revoke => "group-deleted",
+                    DeleteReason::Duplicate => "duplicate-deleted",
+                };
+                batch.history.push(history(Some(grant), ENGINE, event, json!({ "group": group }), now));
+                self.succeeded_for(&[grant], batch);
+            }
+            Action::UpdateGroupUsers { group, add, remove, claims, releases, grants } => {
+                observe::group_users_changed(&mut self.observed, &group, &add, &remove);
+                self.settle_edges(&claims, &releases, batch);
+                if !remove.is_empty() || !add.is_empty() {
+                    batch.history.push(history(
+                        None,
+                        ENGINE,
+                        "membership-changed",
+                        json!({ "group": group, "added": add, "removed": remove, "grants": grants }),
+                        now,
+                    ));
+                }
+                self.succeeded_for(&grants, batch);
+            }
+            Action::AddAccess { resource, add, claims, grants } => {
+                observe::access_added(&mut self.observed, &resource, &add, PrincipalKind::Group);
+                self.settle_edges(&claims, &[], batch);
+                batch.history.push(history(
+                    None,
+                    ENGINE,
+                    "access-added",
+                    json!({ "resource": resource, "principals": add.iter().map(|a| json!({"principal": a.principal, "expires_at": a.expires_at})).collect::<Vec<_>>(), "grants": grants }),
+                    now,
+                ));
+                self.succeeded_for(&grants, batch);
+            }
+            Action::RemoveAccess { resource, principals, releases, grants } => {
+                observe::access_removed(&mut self.observed, &resource, &principals);
+                self.settle_edges(&[], &releases, batch);
+                batch.history.push(history(
+                    None,
+                    ENGINE,
+                    "access-removed",
+                    json!({ "resource": resource, "principals": principals, "grants": grants }),
+                    now,
+                ));
+                self.succeeded_for(&grants, batch);
+            }
+            Action::UpdateServiceResources { service_account, add, remove, claims, releases, grants } => {
+                observe::service_resources_changed(&mut self.observed, &service_account, &add, &remove);
+                self.settle_edges(&claims, &releases, batch);
+                batch.history.push(history(
+                    None,
+                    ENGINE,
+                    "service-resources-changed",
+                    json!({ "service_account": service_account, "added": add, "removed": remove, "grants": grants }),
+                    now,
+                ));
+                self.succeeded_for(&grants, batch);
+            }
+            Action::RevokeKey { grant, key, owned } => {
+                if owned && let Some(o) = self.objects.get_mut(&(grant, ObjectKind::Key)) {
+                    o.revoked = true;
+                    batch.put_objects.push(o.clone());
+                }
+                let sa = self.key_service_account(grant);
+                if let Some(sa) = sa {
+                    observe::key_changed(
+                        &mut self.observed,
+                        &sa,
+                        KeyInfo { id: key.clone(), name: grant.remote_name(), status: KeyStatus::Revoked, expires_at: None },
+                    );
+                }
+                batch.history.push(history(Some(grant), ENGINE, "key-revoked", json!({ "key": key }), now));
+                self.succeeded_for(&[grant], batch);
+            }
+            Action::DeleteKey { grant, key, owned } => {
+                observe::key_deleted(&mut self.observed, &key);
+                if owned {
+                    self.forget_object(grant, ObjectKind::Key, batch);
+                }
+                batch.history.push(history(Some(grant), ENGINE, "key-deleted", json!({ "key": key }), now));
+                self.succeeded_for(&[grant], batch);
+            }
+            _ => {}
+        }
+    }
+
+    fn key_service_account(&self, grant: GrantId) -> Option<RemoteId> {
+        match &self.grants.get(&grant)?.spec {
+            lapse_core::GrantSpec::ServiceKey { service_account } => Some(service_account.id.clone()),
+            _ => None,
+        }
+    }
+
+    fn settle_edges(&mut self, claims: &[OwnedEdge], releases: &[Edge], batch: &mut Batch) {
+        for e in releases {
+            self.edges.remove(e);
+            batch.release_edges.push(e.clone());
+        }
+        for c in claims {
+            if let Some(oe) = self.edges.get_mut(&c.edge) {
+                oe.confirmed = true;
+                oe.expires_at = c.expires_at;
+            }
+            batch.confirm_edges.push((c.edge.clone(), c.expires_at));
+        }
+    }
+
+    /// Reset backoff of grants whose work succeeded.
+    fn succeeded_for(&mut self, grants: &[GrantId], batch: &mut Batch) {
+        for id in grants {
+            if let Some(g) = self.grants.get_mut(id)
+                && (g.retry.attempts > 0 || g.retry.last_error.is_some())
+            {
+                g.retry = Default::default();
+                batch.grants.push(g.clone());
+                self.alarmed.remove(id);
+            }
+        }
+    }
+
+    fn failed(&mut self, action: Action, err: ProviderError, now: DateTime<Utc>, batch: &mut Batch) {
+        metrics::counter!("lapse_actions_total", "action" => action_name(&action), "outcome" => error_name(&err)).increment(1);
+        let grants = action_grants(&action);
+        let revoking = action.priority() == Priority::Revoke;
+        warn!(action = action_name(&action), error = %err, grants = grants.len(), "remote call failed");
+        if let Action::Observe { container, .. } = &action {
+            self.read_backoff.insert(container.clone(), now + Duration::seconds(5));
+            return;
+        }
+        match err.class() {
+            ErrorClass::Unknown => {
+                // The write may have happened: forget what we knew so the next pass looks first.
+                match &action {
+                    Action::CreateGroup { name, .. } => observe::invalidate(&mut self.observed, &Container::GroupsNamed(name.clone())),
+                    Action::CreateKey { service_account, .. } => {
+                        observe::invalidate(&mut self.observed, &Container::ServiceAccount(service_account.clone()))
+                    }
+                    other => {
+                        if let Some(c) = action_container(other) {
+                            observe::invalidate(&mut self.observed, &c);
+                        }
+                    }
+                }
+                batch.history.push(history(
+                    grants.first().copied(),
+                    ENGINE,
+                    "unknown-outcome",
+                    json!({ "action": action_name(&action), "error": err.to_string() }),
+                    now,
+                ));
+                self.backoff(&grants, &err, now, revoking, batch);
+            }
+            ErrorClass::Retry => self.backoff(&grants, &err, now, revoking, batch),
+            ErrorClass::Gone | ErrorClass::Permanent => {
+                let config_problem = matches!(err, ProviderError::Unauthorized(_) | ProviderError::Misconfigured(_));
+                if revoking || config_problem {
+                    // A revocation is never abandoned; a configuration problem can be fixed.
+                    self.backoff(&grants, &err, now, revoking, batch);
+                } else {
+                    for id in grants {
+                        self.transition(id, GrantState::Failed, now, Some(&err.to_string()), batch);
+                    }
+                }
+            }
+        }
+    }
+
+    fn backoff(&mut self, grants: &[GrantId], err: &ProviderError, now: DateTime<Utc>, revoking: bool, batch: &mut Batch) {
+        for id in grants {
+            let Some(g) = self.grants.get_mut(id) else { continue };
+            g.retry.attempts = g.retry.attempts.saturating_add(1);
+            let jitter: f64 = rand::random();
+            let mut wait = plan::backoff(g.retry.attempts, self.cfg.backoff_base, self.cfg.backoff_cap, jitter);
+            if let Some(after) = err.retry_after().and_then(|d| Duration::from_std(d).ok()) {
+                wait = wait.max(after);
+            }
+            g.retry.next_attempt_at = Some(now + wait);
+            g.retry.last_error = Some(err.to_string());
+            batch.grants.push(g.clone());
+            let ending = revoking || g.state == GrantState::Revoking || now >= g.ends_at();
+            if ending && g.retry.attempts >= self.cfg.revoke_alarm_after && self.alarmed.insert(*id) {
+                error!(grant = %id, attempts = g.retry.attempts, error = %err, "revocation failing; still retrying");
+                batch.history.push(history(
+                    Some(*id),
+                    ENGINE,
+                    "revocation-failing",
+                    json!({ "attempts": g.retry.attempts, "error": err.to_string() }),
+                    now,
+                ));
+            }
+        }
+    }
+
+    fn update_health(&self, now: DateTime<Utc>) {
+        let mut overdue = 0u64;
+        let mut oldest = 0f64;
+        let mut by_state: HashMap<String, u64> = HashMap::new();
+        for g in &self.grants.items {
+            *by_state.entry(format!("{}:{}", g.kind().as_str(), g.state.as_str())).or_default() += 1;
+            if now > g.ends_at() {
+                overdue += 1;
+                oldest = oldest.max((now - g.ends_at()).num_milliseconds() as f64 / 1000.0);
+            }
+        }
+        if let Ok(mut tokens) = self.handle.tokens.lock() {
+            let hold = Duration::from_std(self.cfg.token_hold).unwrap_or(Duration::minutes(10));
+            tokens.retain(|_, (_, at)| now - *at < hold);
+        }
+        if let Ok(mut h) = self.handle.health.lock() {
+            h.last_pass = Some(Utc::now());
+            h.passes = self.passes;
+            if h.first_pass_done.is_none() {
+                h.first_pass_done = h.last_pass;
+            }
+            h.overdue_revocations = overdue;
+            h.oldest_overdue_secs = oldest;
+            h.by_state = by_state;
+        }
+    }
+}
+
+fn has_additions(action: &Action) -> bool {
+    match action {
+        Action::UpdateGroupUsers { add, .. } | Action::UpdateServiceResources { add, .. } => !add.is_empty(),
+        _ => false,
+    }
+}
+
+fn action_grants(action: &Action) -> Vec<GrantId> {
+    match action {
+        Action::CreateGroup { grant, .. }
+        | Action::CreateKey { grant, .. }
+        | Action::DeleteGroup { grant, .. }
+        | Action::RevokeKey { grant, .. }
+        | Action::DeleteKey { grant, .. } => vec![*grant],
+        Action::UpdateGroupUsers { grants, .. }
+        | Action::AddAccess { grants, .. }
+        | Action::RemoveAccess { grants, .. }
+        | Action::UpdateServiceResources { grants, .. } => grants.clone(),
+        _ => Vec::new(),
+    }
+}
+
+fn action_container(action: &Action) -> Option<Container> {
+    match action {
+        Action::UpdateGroupUsers { group, .. } => Some(Container::Group(group.clone())),
+        Action::AddAccess { resource, .. } | Action::RemoveAccess { resource, .. } => Some(Container::Resource(resource.clone())),
+        Action::UpdateServiceResources { service_account, .. } => Some(Container::ServiceAccount(service_account.clone())),
+        Action::DeleteGroup { group, .. } => Some(Container::Group(group.clone())),
+        _ => None,
+    }
+}
+
+fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::Observe { .. } => "observe",
+        Action::Transition { .. } => "transition",
+        Action::CreateGroup { .. } => "create-group",
+        Action::AdoptObject { .. } => "adopt",
+        Action::ForgetObject { .. } => "forget",
+        Action::DeleteGroup { .. } => "delete-group",
+        Action::UpdateGroupUsers { .. } => "update-group-users",
+        Action::AddAccess { .. } => "add-access",
+        Action::RemoveAccess { .. } => "remove-access",
+        Action::UpdateServiceResources { .. } => "update-service-resources",
+        Action::CreateKey { .. } => "create-key",
+        Action::RevokeKey { .. } => "revoke-key",
+        Action::DeleteKey { .. } => "delete-key",
+        Action::ReleaseEdges { .. } => "release",
+        Action::ReportDrift { .. } => "drift",
+    }
+}
+
+fn error_name(err: &ProviderError) -> &'static str {
+    match err {
+        ProviderError::RateLimited { .. } => "rate-limited",
+        ProviderError::Transient(_) => "transient",
+        ProviderError::UnknownOutcome(_) => "unknown-outcome",
+        ProviderError::AlreadyGone(_) => "gone",
+        ProviderError::Rejected(_) => "rejected",
+        ProviderError::Unauthorized(_) => "unauthorized",
+        ProviderError::Misconfigured(_) => "misconfigured",
+        ProviderError::Invalid(_) => "invalid",
+    }
+}
+
+/// Perform one remote action.
+async fn perform<P: AccessProvider>(p: &P, action: &Action) -> Result<Effect, ProviderError> {
+    let prio = action.priority();
+    match action {
+        Action::Observe { container, .. } => Ok(Effect::Read(match container {
+            Container::Group(id) => Reading::Group(p.group(id).await?),
+            Container::Resource(id) => Reading::Resource(p.resource(id).await?),
+            Container::ServiceAccount(id) => Reading::ServiceAccount(p.service_account(id).await?),
+            Container::GroupsNamed(name) => Reading::Groups(p.groups_by_name(name).await?),
+            Container::LapseGroups => Reading::Groups(p.groups_with_prefix(lapse_core::REMOTE_PREFIX).await?),
+        })),
+        Action::CreateGroup { name, users, resources, .. } => {
+            p.create_group(name, users, resources, prio).await.map(Effect::Created)
+        }
+        Action::DeleteGroup { group, .. } => p.delete_group(group, prio).await.map(|_| Effect::Done),
+        Action::UpdateGroupUsers { group, add, remove, .. } => {
+            p.update_group_users(group, add, remove, prio).await.map(|_| Effect::Done)
+        }
+        Action::AddAccess { resource, add, .. } => p.add_resource_access(resource, add, prio).await.map(|_| Effect::Done),
+        Action::RemoveAccess { resource, principals, .. } => {
+            p.remove_resource_access(resource, principals, prio).await.map(|_| Effect::Done)
+        }
+        Action::UpdateServiceResources { service_account, add, remove, .. } => {
+            p.update_service_account_resources(service_account, add, remove, prio).await.map(|_| Effect::Done)
+        }
+        Action::CreateKey { service_account, name, expiration_days, .. } => {
+            p.create_key(service_account, name, *expiration_days, prio).await.map(Effect::Key)
+        }
+        Action::RevokeKey { key, .. } => p.revoke_key(key, prio).await.map(|_| Effect::Done),
+        Action::DeleteKey { key, .. } => p.delete_key(key, prio).await.map(|_| Effect::Done),
+        _ => Ok(Effect::Done),
+    }
+}
