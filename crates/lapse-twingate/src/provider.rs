@@ -1,0 +1,412 @@
+//! `AccessProvider` for `TwingateClient`: lapse's operations in terms of the GraphQL ones.
+
+use lapse_core::provider::{
+    AccessProvider, AccessToAdd, CreatedKey, GroupInfo, KeyToken, NamedRef, Priority,
+    ProviderError, ProviderResult, RemoteId, ResourceInfo, ServiceAccountInfo, UserRef,
+};
+use secrecy::ExposeSecret;
+
+use crate::client::{TwingateClient, collect, key_info};
+use crate::ops::groups::{
+    Group, GroupCreate, GroupCreateVars, GroupDelete, GroupUpdateUsers, GroupUpdateUsersVars,
+    GroupsByName, GroupsByPrefix,
+};
+use crate::ops::keys::{KeyCreate, KeyCreateVars, KeyDelete, KeyRevoke};
+use crate::ops::resources::{
+    AccessInput, Resource, ResourceAccessAdd, ResourceAccessAddVars, ResourceAccessRemove,
+    ResourceAccessRemoveVars, ResourcesByName,
+};
+use crate::ops::service_accounts::{
+    ServiceAccount, ServiceAccountUpdateResources, ServiceAccountUpdateResourcesVars,
+    ServiceAccountsByName,
+};
+use crate::ops::users::{User, UserNode, UsersByEmail};
+use crate::ops::{FilterPageVars, IdVars, ObjectVars, Operation, missing_payload};
+
+fn id_strings(ids: &[RemoteId]) -> Vec<String> {
+    ids.iter().map(|id| id.0.clone()).collect()
+}
+
+fn user_ref(node: UserNode) -> UserRef {
+    UserRef {
+        id: RemoteId(node.id),
+        email: node.email,
+    }
+}
+
+/// Twingate allows keys of 1..=365 days (0 means never, which lapse must not create by accident).
+const KEY_DAYS: std::ops::RangeInclusive<u16> = 1..=365;
+
+impl TwingateClient {
+    fn filter(&self, value: &str, after: Option<String>) -> FilterPageVars {
+        FilterPageVars {
+            value: value.to_owned(),
+            first: self.inner.page_size,
+            after,
+        }
+    }
+
+    fn object(&self, id: &RemoteId) -> ObjectVars {
+        ObjectVars {
+            id: id.0.clone(),
+            first: self.inner.page_size,
+        }
+    }
+}
+
+impl AccessProvider for TwingateClient {
+    async fn user_by_email(&self, email: &str) -> ProviderResult<Option<UserRef>> {
+        if let Some(user) = self.inner.cache.user_by_email(email) {
+            return Ok(Some(user));
+        }
+        // Emails are unique, so the first page (with the first match) is enough.
+        let data = self
+            .inner
+            .transport
+            .query::<UsersByEmail>(&self.filter(email, None))
+            .await?;
+        let user = data
+            .users
+            .into_page()
+            .items
+            .into_iter()
+            .next()
+            .map(user_ref);
+        if let Some(user) = &user {
+            self.inner.cache.put_user(user);
+        }
+        Ok(user)
+    }
+
+    async fn user(&self, id: &RemoteId) -> ProviderResult<Option<UserRef>> {
+        if let Some(user) = self.inner.cache.user(id) {
+            return Ok(Some(user));
+        }
+        let data = self
+            .inner
+            .transport
+            .query::<User>(&IdVars { id: id.0.clone() })
+            .await?;
+        let user = data.user.map(user_ref);
+        if let Some(user) = &user {
+            self.inner.cache.put_user(user);
+        }
+        Ok(user)
+    }
+
+    async fn resources_by_name(&self, name: &str) -> ProviderResult<Vec<NamedRef>> {
+        if let Some(resources) = self.inner.cache.resources_by_name(name) {
+            return Ok(resources);
+        }
+        let nodes = collect(ResourcesByName::NAME, |after| {
+            let vars = self.filter(name, after);
+            async move {
+                let data = self.inner.transport.query::<ResourcesByName>(&vars).await?;
+                Ok(data.resources.into_page())
+            }
+        })
+        .await?;
+        let resources: Vec<NamedRef> = nodes
+            .into_iter()
+            .map(|n| NamedRef {
+                id: RemoteId(n.id),
+                name: n.name,
+            })
+            .collect();
+        self.inner.cache.put_resources(name, &resources);
+        Ok(resources)
+    }
+
+    async fn resource(&self, id: &RemoteId) -> ProviderResult<Option<ResourceInfo>> {
+        let data = self
+            .inner
+            .transport
+            .query::<Resource>(&self.object(id))
+            .await?;
+        match data.resource {
+            Some(node) => self.inner.complete_resource(node).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn groups_by_name(&self, name: &str) -> ProviderResult<Vec<GroupInfo>> {
+        let nodes = collect(GroupsByName::NAME, |after| {
+            let vars = self.filter(name, after);
+            async move {
+                let data = self.inner.transport.query::<GroupsByName>(&vars).await?;
+                Ok(data.groups.into_page())
+            }
+        })
+        .await?;
+        self.inner.complete_groups(nodes).await
+    }
+
+    async fn groups_with_prefix(&self, prefix: &str) -> ProviderResult<Vec<GroupInfo>> {
+        let nodes = collect(GroupsByPrefix::NAME, |after| {
+            let vars = self.filter(prefix, after);
+            async move {
+                let data = self.inner.transport.query::<GroupsByPrefix>(&vars).await?;
+                Ok(data.groups.into_page())
+            }
+        })
+        .await?;
+        let groups = self.inner.complete_groups(nodes).await?;
+        // The server's filter decides what it returns; lapse decides what it manages.
+        Ok(groups
+            .into_iter()
+            .filter(|g| g.name.starts_with(prefix))
+            .collect())
+    }
+
+    async fn group(&self, id: &RemoteId) -> ProviderResult<Option<GroupInfo>> {
+        let data = self
+            .inner
+            .transport
+            .query::<Group>(&self.object(id))
+            .await?;
+        match data.group {
+            Some(node) => self.inner.complete_group(node).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn service_accounts_by_name(
+        &self,
+        name: &str,
+    ) -> ProviderResult<Vec<ServiceAccountInfo>> {
+        let nodes = collect(ServiceAccountsByName::NAME, |after| {
+            let vars = self.filter(name, after);
+            async move {
+                let data = self
+                    .inner
+                    .transport
+                    .query::<ServiceAccountsByName>(&vars)
+                    .await?;
+                Ok(data.service_accounts.into_page())
+            }
+        })
+        .await?;
+        self.inner.complete_service_accounts(nodes).await
+    }
+
+    async fn service_account(&self, id: &RemoteId) -> ProviderResult<Option<ServiceAccountInfo>> {
+        let data = self
+            .inner
+            .transport
+            .query::<ServiceAccount>(&self.object(id))
+            .await?;
+        match data.service_account {
+            Some(node) => self.inner.complete_service_account(node).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn create_group(
+        &self,
+        name: &str,
+        users: &[RemoteId],
+        resources: &[RemoteId],
+        priority: Priority,
+    ) -> ProviderResult<RemoteId> {
+        let vars = GroupCreateVars {
+            name: name.to_owned(),
+            user_ids: id_strings(users),
+            resource_ids: id_strings(resources),
+        };
+        let data = self
+            .inner
+            .transport
+            .mutate::<GroupCreate>(&vars, priority)
+            .await?;
+        let payload = data
+            .group_create
+            .ok_or_else(|| missing_payload(GroupCreate::NAME))?;
+        let group = payload.into_entity(GroupCreate::NAME)?;
+        tracing::info!(group = %group.id, name, "created group");
+        Ok(RemoteId(group.id))
+    }
+
+    async fn delete_group(&self, id: &RemoteId, priority: Priority) -> ProviderResult<()> {
+        let data = self
+            .inner
+            .transport
+            .mutate::<GroupDelete>(&IdVars { id: id.0.clone() }, priority)
+            .await?;
+        data.group_delete
+            .ok_or_else(|| missing_payload(GroupDelete::NAME))?
+            .check(GroupDelete::NAME)?;
+        tracing::info!(group = %id, "deleted group");
+        Ok(())
+    }
+
+    async fn update_group_users(
+        &self,
+        group: &RemoteId,
+        add: &[RemoteId],
+        remove: &[RemoteId],
+        priority: Priority,
+    ) -> ProviderResult<()> {
+        if add.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        let vars = GroupUpdateUsersVars {
+            id: group.0.clone(),
+            added_user_ids: id_strings(add),
+            removed_user_ids: id_strings(remove),
+        };
+        let data = self
+            .inner
+            .transport
+            .mutate::<GroupUpdateUsers>(&vars, priority)
+            .await?;
+        data.group_update
+            .ok_or_else(|| missing_payload(GroupUpdateUsers::NAME))?
+            .into_entity(GroupUpdateUsers::NAME)?;
+        tracing::info!(%group, added = add.len(), removed = remove.len(), "updated group members");
+        Ok(())
+    }
+
+    async fn add_resource_access(
+        &self,
+        resource: &RemoteId,
+        access: &[AccessToAdd],
+        priority: Priority,
+    ) -> ProviderResult<()> {
+        if access.is_empty() {
+            return Ok(());
+        }
+        let vars = ResourceAccessAddVars {
+            resource_id: resource.0.clone(),
+            access: access
+                .iter()
+                .map(|a| AccessInput {
+                    principal_id: a.principal.0.clone(),
+                    expires_at: a.expires_at,
+                })
+                .collect(),
+        };
+        let data = self
+            .inner
+            .transport
+            .mutate::<ResourceAccessAdd>(&vars, priority)
+            .await?;
+        data.resource_access_add
+            .ok_or_else(|| missing_payload(ResourceAccessAdd::NAME))?
+            .into_entity(ResourceAccessAdd::NAME)?;
+        tracing::info!(%resource, edges = access.len(), "added resource access");
+        Ok(())
+    }
+
+    async fn remove_resource_access(
+        &self,
+        resource: &RemoteId,
+        principals: &[RemoteId],
+        priority: Priority,
+    ) -> ProviderResult<()> {
+        if principals.is_empty() {
+            return Ok(());
+        }
+        let vars = ResourceAccessRemoveVars {
+            resource_id: resource.0.clone(),
+            principal_ids: id_strings(principals),
+        };
+        let data = self
+            .inner
+            .transport
+            .mutate::<ResourceAccessRemove>(&vars, priority)
+            .await?;
+        data.resource_access_remove
+            .ok_or_else(|| missing_payload(ResourceAccessRemove::NAME))?
+            .into_entity(ResourceAccessRemove::NAME)?;
+        tracing::info!(%resource, edges = principals.len(), "removed resource access");
+        Ok(())
+    }
+
+    async fn update_service_account_resources(
+        &self,
+        service_account: &RemoteId,
+        add: &[RemoteId],
+        remove: &[RemoteId],
+        priority: Priority,
+    ) -> ProviderResult<()> {
+        if add.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        let vars = ServiceAccountUpdateResourcesVars {
+            id: service_account.0.clone(),
+            added_resource_ids: id_strings(add),
+            removed_resource_ids: id_strings(remove),
+        };
+        let data = self
+            .inner
+            .transport
+            .mutate::<ServiceAccountUpdateResources>(&vars, priority)
+            .await?;
+        data.service_account_update
+            .ok_or_else(|| missing_payload(ServiceAccountUpdateResources::NAME))?
+            .into_entity(ServiceAccountUpdateResources::NAME)?;
+        tracing::info!(%service_account, added = add.len(), removed = remove.len(), "updated service account resources");
+        Ok(())
+    }
+
+    async fn create_key(
+        &self,
+        service_account: &RemoteId,
+        name: &str,
+        expiration_days: u16,
+        priority: Priority,
+    ) -> ProviderResult<CreatedKey> {
+        if !KEY_DAYS.contains(&expiration_days) {
+            return Err(ProviderError::Invalid(format!(
+                "{}: expiration of {expiration_days} days is outside 1..=365",
+                KeyCreate::NAME
+            )));
+        }
+        let vars = KeyCreateVars {
+            service_account_id: service_account.0.clone(),
+            name: name.to_owned(),
+            expiration_time: expiration_days,
+        };
+        let data = self
+            .inner
+            .transport
+            .mutate::<KeyCreate>(&vars, priority)
+            .await?;
+        let payload = data
+            .service_account_key_create
+            .ok_or_else(|| missing_payload(KeyCreate::NAME))?;
+        let (key, token) = payload.into_parts(KeyCreate::NAME)?;
+        let key = key_info(key);
+        tracing::info!(key = %key.id, %service_account, "created service key");
+        Ok(CreatedKey {
+            key,
+            token: KeyToken::new(token.expose_secret().to_owned()),
+        })
+    }
+
+    async fn revoke_key(&self, id: &RemoteId, priority: Priority) -> ProviderResult<()> {
+        let data = self
+            .inner
+            .transport
+            .mutate::<KeyRevoke>(&IdVars { id: id.0.clone() }, priority)
+            .await?;
+        data.service_account_key_revoke
+            .ok_or_else(|| missing_payload(KeyRevoke::NAME))?
+            .into_entity(KeyRevoke::NAME)?;
+        tracing::info!(key = %id, "revoked service key");
+        Ok(())
+    }
+
+    async fn delete_key(&self, id: &RemoteId, priority: Priority) -> ProviderResult<()> {
+        let data = self
+            .inner
+            .transport
+            .mutate::<KeyDelete>(&IdVars { id: id.0.clone() }, priority)
+            .await?;
+        data.service_account_key_delete
+            .ok_or_else(|| missing_payload(KeyDelete::NAME))?
+            .check(KeyDelete::NAME)?;
+        tracing::info!(key = %id, "deleted service key");
+        Ok(())
+    }
+}

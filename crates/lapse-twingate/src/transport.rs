@@ -1,0 +1,433 @@
+//! One GraphQL call over HTTP: budgets, the API key header, and the classification of every failure.
+
+use std::error::Error as _;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use lapse_core::provider::{Priority, ProviderError, ProviderResult};
+use rand::Rng;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
+
+use crate::budget::Budget;
+use crate::config::{ClientConfig, ConfigError};
+use crate::ops::{Envelope, GraphqlRequest, Mutation, Operation, Query};
+
+/// What Twingate's clients assume when a 429 carries no `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Read,
+    Write(Priority),
+}
+
+/// Why one HTTP attempt did not produce data.
+enum AttemptError {
+    /// HTTP 429: not processed, safe to repeat after the wait.
+    RateLimited(Duration),
+    Failed(ProviderError),
+}
+
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    base_url: String,
+    endpoint: String,
+    api_key: SecretString,
+    /// Built once and marked sensitive, so HTTP-level logging prints it as redacted.
+    key_header: HeaderValue,
+    reads: Budget,
+    writes: Budget,
+    read_retries: u32,
+    rate_limit_patience: Duration,
+}
+
+impl Transport {
+    pub fn new(config: &ClientConfig) -> Result<Self, ConfigError> {
+        let base_url = config.base_url.trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base_url).map_err(|e| ConfigError::BaseUrl {
+            url: config.base_url.clone(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ConfigError::BaseUrl {
+                url: config.base_url.clone(),
+                reason: "the scheme must be http or https".to_owned(),
+            });
+        }
+        let key = config.api_key.expose_secret();
+        if key.is_empty() {
+            return Err(ConfigError::EmptyApiKey);
+        }
+        let mut key_header =
+            HeaderValue::from_str(key).map_err(|_| ConfigError::ApiKeyNotAHeader)?;
+        key_header.set_sensitive(true);
+
+        let reads = NonZeroU32::new(config.reads_per_minute)
+            .ok_or(ConfigError::ZeroBudget("reads_per_minute"))?;
+        let writes = NonZeroU32::new(config.writes_per_minute)
+            .ok_or(ConfigError::ZeroBudget("writes_per_minute"))?;
+
+        let http = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout.min(config.timeout))
+            // The API never redirects; following one would send the key somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+
+        Ok(Self {
+            http,
+            endpoint: format!("{base_url}/api/graphql/"),
+            base_url,
+            api_key: config.api_key.clone(),
+            key_header,
+            reads: Budget::per_minute("reads", reads),
+            writes: Budget::per_minute("writes", writes),
+            read_retries: config.read_retries,
+            rate_limit_patience: config.rate_limit_patience,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn write_budget(&self) -> &Budget {
+        &self.writes
+    }
+
+    /// A read, retried with capped, jittered backoff while it fails transiently.
+    pub async fn query<O: Query>(&self, variables: &O::Variables) -> ProviderResult<O::Data> {
+        self.execute::<O>(variables, Kind::Read).await
+    }
+
+    /// A write, sent once (repeated only after a 429, which the server did not process).
+    pub async fn mutate<O: Mutation>(
+        &self,
+        variables: &O::Variables,
+        priority: Priority,
+    ) -> ProviderResult<O::Data> {
+        self.execute::<O>(variables, Kind::Write(priority)).await
+    }
+
+    async fn execute<O: Operation>(
+        &self,
+        variables: &O::Variables,
+        kind: Kind,
+    ) -> ProviderResult<O::Data> {
+        let body = serde_json::to_vec(&GraphqlRequest {
+            query: O::DOCUMENT,
+            variables,
+            operation_name: O::NAME,
+        })
+        .map_err(|e| {
+            ProviderError::Invalid(format!("{}: encoding the request failed: {e}", O::NAME))
+        })?;
+
+        let budget = match kind {
+            Kind::Read => &self.reads,
+            Kind::Write(_) => &self.writes,
+        };
+        let priority = match kind {
+            Kind::Read => Priority::Apply,
+            Kind::Write(p) => p,
+        };
+        let mut transient_failures = 0u32;
+        let mut rate_limit_waited = Duration::ZERO;
+        loop {
+            budget.acquire(priority).await;
+            match self.attempt::<O>(&body, kind).await {
+                Ok(data) => return Ok(data),
+                Err(AttemptError::RateLimited(wait)) => {
+                    if rate_limit_waited + wait > self.rate_limit_patience {
+                        tracing::warn!(
+                            operation = O::NAME,
+                            ?wait,
+                            "rate limited beyond patience; giving up"
+                        );
+                        return Err(ProviderError::RateLimited { retry_after: wait });
+                    }
+                    rate_limit_waited += wait;
+                    tracing::warn!(
+                        operation = O::NAME,
+                        ?wait,
+                        "rate limited by the server; waiting it out"
+                    );
+                    // Everyone on this budget waits: the server would refuse them too.
+                    budget.hold_off(wait);
+                }
+                Err(AttemptError::Failed(ProviderError::Transient(reason)))
+                    if matches!(kind, Kind::Read) && transient_failures < self.read_retries =>
+                {
+                    transient_failures += 1;
+                    let wait = backoff(transient_failures);
+                    tracing::debug!(operation = O::NAME, attempt = transient_failures, ?wait, %reason, "read failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(AttemptError::Failed(error)) => {
+                    let error = self.redact(error);
+                    tracing::debug!(operation = O::NAME, %error, "call failed");
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    async fn attempt<O: Operation>(
+        &self,
+        body: &[u8],
+        kind: Kind,
+    ) -> Result<O::Data, AttemptError> {
+        let op = O::NAME;
+        let started = Instant::now();
+        let sent = self
+            .http
+            .post(&self.endpoint)
+            .header("X-API-KEY", self.key_header.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_vec())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => return Err(AttemptError::Failed(self.classify_send_error(op, &e, kind))),
+        };
+        let status = response.status();
+        tracing::debug!(
+            operation = op,
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "answer"
+        );
+
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(AttemptError::RateLimited(retry_after(
+                response.headers().get(RETRY_AFTER),
+            )));
+        }
+        if status.is_server_error() {
+            return Err(AttemptError::Failed(ProviderError::Transient(format!(
+                "{op}: {} answered HTTP {status}",
+                self.base_url
+            ))));
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                    return Err(AttemptError::Failed(self.unauthorized(op, status, None)));
+                }
+                return Err(AttemptError::Failed(lost(
+                    op,
+                    kind,
+                    &format!("reading the answer failed: {}", chain(&e)),
+                )));
+            }
+        };
+        let envelope: Option<Envelope> = serde_json::from_slice(&bytes).ok();
+
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let message = envelope
+                .and_then(|e| e.errors)
+                .and_then(|errors| errors.into_iter().next())
+                .map(|e| e.message);
+            return Err(AttemptError::Failed(self.unauthorized(op, status, message)));
+        }
+        let Some(envelope) = envelope else {
+            return Err(AttemptError::Failed(ProviderError::Misconfigured(format!(
+                "{op}: {} did not answer with GraphQL JSON (HTTP {status}, content type {content_type}); \
+                 is the base URL the network's Twingate address?",
+                self.base_url
+            ))));
+        };
+        if let Some(errors) = envelope.errors.filter(|errors| !errors.is_empty()) {
+            let messages: Vec<String> = errors.into_iter().map(|e| e.message).collect();
+            return Err(AttemptError::Failed(ProviderError::Invalid(format!(
+                "{op}: {}",
+                messages.join("; ")
+            ))));
+        }
+        if !status.is_success() {
+            return Err(AttemptError::Failed(ProviderError::Misconfigured(format!(
+                "{op}: {} answered HTTP {status}; is the base URL the network's Twingate address?",
+                self.base_url
+            ))));
+        }
+        let Some(data) = envelope.data.filter(|d| !d.is_null()) else {
+            return Err(AttemptError::Failed(ProviderError::Misconfigured(format!(
+                "{op}: {} answered without data or errors",
+                self.base_url
+            ))));
+        };
+        serde_json::from_value::<O::Data>(data).map_err(|e| {
+            AttemptError::Failed(match kind {
+                // The server processed the write; its answer is unreadable, so its effect is unknown.
+                // serde's message is left out: it can quote values, and a key's token is one.
+                Kind::Write(_) => ProviderError::UnknownOutcome(format!(
+                    "{op}: the answer did not have the expected shape ({:?} error)",
+                    e.classify()
+                )),
+                Kind::Read => ProviderError::Misconfigured(format!(
+                    "{op}: the answer from {} did not have the expected shape: {e}",
+                    self.base_url
+                )),
+            })
+        })
+    }
+
+    fn classify_send_error(&self, op: &str, e: &reqwest::Error, kind: Kind) -> ProviderError {
+        let reason = chain(e);
+        if e.is_builder() {
+            return ProviderError::Misconfigured(format!(
+                "{op}: cannot build a request to {}: {reason}",
+                self.base_url
+            ));
+        }
+        if e.is_connect() {
+            // Nothing reached the server.
+            return ProviderError::Transient(format!(
+                "{op}: cannot connect to {}: {reason}",
+                self.base_url
+            ));
+        }
+        let reason = if e.is_timeout() {
+            format!("timed out: {reason}")
+        } else {
+            reason
+        };
+        lost(op, kind, &reason)
+    }
+
+    fn unauthorized(&self, op: &str, status: StatusCode, message: Option<String>) -> ProviderError {
+        let detail = message.map(|m| format!(": {m}")).unwrap_or_default();
+        ProviderError::Unauthorized(format!(
+            "{op}: {} refused the API key (HTTP {status}){detail}; check the key and its permissions",
+            self.base_url
+        ))
+    }
+
+    /// Server text ends up in error messages; make sure the key never does.
+    fn redact(&self, error: ProviderError) -> ProviderError {
+        let key = self.api_key.expose_secret();
+        let clean = |s: String| {
+            if s.contains(key) {
+                s.replace(key, "[redacted]")
+            } else {
+                s
+            }
+        };
+        match error {
+            ProviderError::Transient(s) => ProviderError::Transient(clean(s)),
+            ProviderError::UnknownOutcome(s) => ProviderError::UnknownOutcome(clean(s)),
+            ProviderError::AlreadyGone(s) => ProviderError::AlreadyGone(clean(s)),
+            ProviderError::Rejected(s) => ProviderError::Rejected(clean(s)),
+            ProviderError::Unauthorized(s) => ProviderError::Unauthorized(clean(s)),
+            ProviderError::Misconfigured(s) => ProviderError::Misconfigured(clean(s)),
+            ProviderError::Invalid(s) => ProviderError::Invalid(clean(s)),
+            other @ ProviderError::RateLimited { .. } => other,
+        }
+    }
+}
+
+/// The request left but its answer did not come back: a read can be repeated, a write may have happened.
+fn lost(op: &str, kind: Kind, reason: &str) -> ProviderError {
+    match kind {
+        Kind::Read => ProviderError::Transient(format!("{op}: {reason}")),
+        Kind::Write(_) => ProviderError::UnknownOutcome(format!(
+            "{op}: the request was sent but its answer was lost ({reason}); look before acting again"
+        )),
+    }
+}
+
+/// `Retry-After` in whole seconds; anything else (or nothing) means the documented default.
+fn retry_after(value: Option<&HeaderValue>) -> Duration {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_RETRY_AFTER)
+}
+
+/// Full jitter over a capped exponential, so retrying clients do not move in step.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(BACKOFF_CAP);
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::rng().random_range(0..=millis))
+}
+
+/// An error with its causes, which is where reqwest keeps the useful part.
+fn chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_defaults_to_sixty_seconds() {
+        assert_eq!(
+            retry_after(Some(&HeaderValue::from_static("7"))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            retry_after(Some(&HeaderValue::from_static("soon"))),
+            DEFAULT_RETRY_AFTER
+        );
+        assert_eq!(retry_after(None), DEFAULT_RETRY_AFTER);
+    }
+
+    #[test]
+    fn backoff_stays_under_the_cap() {
+        for attempt in 0..40 {
+            assert!(backoff(attempt) <= BACKOFF_CAP);
+        }
+    }
+
+    #[test]
+    fn a_lost_write_is_unknown_and_a_lost_read_is_transient() {
+        assert!(matches!(
+            lost("X", Kind::Write(Priority::Revoke), "reset"),
+            ProviderError::UnknownOutcome(_)
+        ));
+        assert!(matches!(
+            lost("X", Kind::Read, "reset"),
+            ProviderError::Transient(_)
+        ));
+    }
+
+    #[test]
+    fn redaction_removes_the_key_from_messages() {
+        let mut config = ClientConfig::new("http://127.0.0.1:9", SecretString::from("k3y-s3cret"));
+        config.read_retries = 0;
+        let transport = Transport::new(&config).expect("transport");
+        let e = transport.redact(ProviderError::Invalid(
+            "bad token k3y-s3cret here".to_owned(),
+        ));
+        assert_eq!(
+            e,
+            ProviderError::Invalid("bad token [redacted] here".to_owned())
+        );
+    }
+}
