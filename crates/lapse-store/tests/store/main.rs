@@ -1,0 +1,9 @@
+//! lapse-store against real SQLite files in temporary directories.
+
+mod commit;
+mod fixture;
+mod grants;
+mod history;
+mod load;
+mod open;
+mod tokens;
