@@ -6,7 +6,7 @@
 //! everything a live grant needs that is missing is added, after reading the container once so
 //! that access which existed before the grant is never claimed (I2).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -245,9 +245,14 @@ pub fn backoff(attempts: u32, base: Duration, cap: Duration, jitter: f64) -> Dur
 }
 
 /// The edges a grant needs, with the expiry to set on access edges.
+///
+/// An ephemeral grant's edges hang on its group: none while the group has no remote id, and none
+/// once the group has been seen deleted (it is forgotten and recreated; edges to a deleted
+/// principal could never be added).
 fn grant_edges(
     grant: &Grant,
     objects: &HashMap<(GrantId, ObjectKind), &OwnedObject>,
+    observed: &Observed,
     cfg: &PlanConfig,
 ) -> Vec<(Edge, Option<DateTime<Utc>>)> {
     let expiry = grant.ends_at() + cfg.backstop_grace;
@@ -276,6 +281,7 @@ fn grant_edges(
             match objects
                 .get(&(grant.id, ObjectKind::Group))
                 .and_then(|o| o.remote_id.as_ref())
+                .filter(|gid| !group_seen_deleted(observed, gid))
             {
                 Some(gid) => resources
                     .iter()
@@ -286,6 +292,11 @@ fn grant_edges(
         }
         GrantSpec::EphemeralGroup { .. } | GrantSpec::ServiceKey { .. } => Vec::new(),
     }
+}
+
+/// Whether the last reading of a group found it missing.
+fn group_seen_deleted(observed: &Observed, id: &RemoteId) -> bool {
+    observed.groups.get(id).is_some_and(|o| o.value.is_none())
 }
 
 /// Whether an edge is present according to the last observation of its container.
@@ -310,6 +321,24 @@ fn observed_presence(observed: &Observed, edge: &Edge, now: DateTime<Utc>) -> Op
                 .is_some_and(|s| s.resources.contains(&edge.member))
         }),
     }
+}
+
+/// Like [`observed_presence`], but `None` unless the reading is younger than `max_age`.
+fn fresh_presence(
+    observed: &Observed,
+    edge: &Edge,
+    now: DateTime<Utc>,
+    max_age: Duration,
+) -> Option<bool> {
+    let at = match edge.kind {
+        EdgeKind::Membership => observed.groups.get(&edge.container)?.at,
+        EdgeKind::Access => observed.resources.get(&edge.container)?.at,
+        EdgeKind::ServiceResource => observed.service_accounts.get(&edge.container)?.at,
+    };
+    if now - at >= max_age {
+        return None;
+    }
+    observed_presence(observed, edge, now)
 }
 
 fn observed_expiry(observed: &Observed, edge: &Edge) -> Option<Option<DateTime<Utc>>> {
@@ -353,6 +382,8 @@ struct Planner<'a> {
     observe: BTreeMap<Container, bool>,
     batches: BTreeMap<(EdgeKind, RemoteId), Batch>,
     wake: Option<DateTime<Utc>>,
+    /// Objects forgotten in this plan: a live grant creates its object anew in the same plan.
+    forgotten: HashSet<(GrantId, ObjectKind)>,
 }
 
 impl<'a> Planner<'a> {
@@ -364,6 +395,18 @@ impl<'a> Planner<'a> {
 
     fn need(&mut self, container: Container) {
         self.observe.insert(container, false);
+    }
+
+    fn sweep(&mut self, container: Container) {
+        self.observe.entry(container).or_insert(true);
+    }
+
+    fn forget(&mut self, o: &OwnedObject) {
+        self.forgotten.insert((o.grant, o.kind));
+        self.actions.push(Action::ForgetObject {
+            grant: o.grant,
+            kind: o.kind,
+        });
     }
 
     fn batch(&mut self, edge: &Edge) -> &mut Batch {
@@ -383,6 +426,7 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
         observe: BTreeMap::new(),
         batches: BTreeMap::new(),
         wake: None,
+        forgotten: HashSet::new(),
     };
     let objects: HashMap<(GrantId, ObjectKind), &OwnedObject> = world
         .objects
@@ -423,16 +467,21 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
     // Desired edges: the union over live grants, with the latest expiry any of them needs.
     let mut desired: BTreeMap<Edge, (Option<DateTime<Utc>>, Vec<GrantId>)> = BTreeMap::new();
     for g in world.grants.iter().filter(|g| g.is_live(now)) {
-        for (edge, exp) in grant_edges(g, &objects, cfg) {
+        for (edge, exp) in grant_edges(g, &objects, world.observed, cfg) {
             let entry = desired.entry(edge).or_insert((None, Vec::new()));
             entry.0 = entry.0.max(exp);
             entry.1.push(g.id);
         }
     }
-    // Edges referenced by open grants that are ending, to gate removals on their backoff.
+    // Edges of grants that have ended, to gate removals on their backoff. Grants that have not
+    // started yet are not responsible for a removal and must not hold it back.
     let mut ending: HashMap<Edge, Vec<GrantId>> = HashMap::new();
-    for g in world.grants.iter().filter(|g| !g.is_live(now)) {
-        for (edge, _) in grant_edges(g, &objects, cfg) {
+    for g in world
+        .grants
+        .iter()
+        .filter(|g| !g.is_live(now) && (now >= g.ends_at() || g.state == GrantState::Revoking))
+    {
+        for (edge, _) in grant_edges(g, &objects, world.observed, cfg) {
             ending.entry(edge).or_default().push(g.id);
         }
     }
@@ -446,10 +495,13 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
         })
         .filter_map(|o| o.remote_id.clone())
         .collect();
-    let ready = |ids: &[GrantId]| {
-        ids.iter()
-            .all(|id| grants.get(id).is_none_or(|g| g.retry.ready(now)))
-    };
+    let own_groups: HashMap<RemoteId, GrantId> = world
+        .objects
+        .iter()
+        .filter(|o| o.kind == ObjectKind::Group)
+        .filter_map(|o| o.remote_id.clone().map(|id| (id, o.grant)))
+        .collect();
+    let is_ready = |id: &GrantId| grants.get(id).is_none_or(|g| g.retry.ready(now));
 
     // Owned edges that no live grant needs: take them away (I1), or forget them if gone.
     let mut release_only = Vec::new();
@@ -457,22 +509,34 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
         if desired.contains_key(&oe.edge) {
             continue;
         }
-        if oe.edge.kind == EdgeKind::Access && dying_groups.contains(&oe.edge.member) {
+        // Edges of lapse's own groups go with the group: deleting it, or forgetting it once
+        // seen deleted, takes them along.
+        if oe.edge.kind == EdgeKind::Access
+            && (dying_groups.contains(&oe.edge.member)
+                || (own_groups.contains_key(&oe.edge.member)
+                    && group_seen_deleted(world.observed, &oe.edge.member)))
+        {
             continue;
         }
-        match observed_presence(world.observed, &oe.edge, now) {
-            Some(false) => release_only.push(oe.edge.clone()),
-            _ => {
-                let responsible = ending.get(&oe.edge).cloned().unwrap_or_default();
-                if !ready(&responsible) {
-                    continue;
-                }
-                let b = p.batch(&oe.edge);
-                b.remove.insert(oe.edge.member.clone());
-                b.releases.push(oe.edge.clone());
-                b.grants.extend(responsible);
-            }
+        // An edge to a group that no longer exists went with the group.
+        let member_gone =
+            oe.edge.kind == EdgeKind::Access && group_seen_deleted(world.observed, &oe.edge.member);
+        // An unconfirmed claim is a write whose outcome was never learned: a reading cannot be
+        // trusted to be newer than it, so the removal is sent (removing an absent edge is
+        // accepted) rather than the record dropped on the reading's word.
+        let seen_gone = observed_presence(world.observed, &oe.edge, now) == Some(false);
+        if member_gone || (seen_gone && oe.confirmed) {
+            release_only.push(oe.edge.clone());
+            continue;
         }
+        let responsible = ending.get(&oe.edge).cloned().unwrap_or_default();
+        if !responsible.iter().all(is_ready) {
+            continue;
+        }
+        let b = p.batch(&oe.edge);
+        b.remove.insert(oe.edge.member.clone());
+        b.releases.push(oe.edge.clone());
+        b.grants.extend(responsible);
     }
     if !release_only.is_empty() {
         p.actions.push(Action::ReleaseEdges {
@@ -480,17 +544,13 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
         });
     }
 
-    // Edges live grants need.
-    let own_groups: HashMap<RemoteId, GrantId> = world
-        .objects
-        .iter()
-        .filter(|o| o.kind == ObjectKind::Group)
-        .filter_map(|o| o.remote_id.clone().map(|id| (id, o.grant)))
-        .collect();
+    // Edges live grants need. `pending` collects the edges not yet in place as wanted, so that
+    // no grant is called active before they are.
+    let mut pending: BTreeSet<&Edge> = BTreeSet::new();
     for (edge, (expiry, needers)) in &desired {
-        if !ready(needers) {
-            continue;
-        }
+        // A grant in backoff writes nothing, but does not hold back another that needs the
+        // same edge.
+        let ready: Vec<GrantId> = needers.iter().copied().filter(is_ready).collect();
         let seen = observed_presence(world.observed, edge, now);
         match owned.get(edge) {
             Some(oe) => {
@@ -501,32 +561,45 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
                     _ => false,
                 };
                 if !present || stale_expiry {
+                    pending.insert(edge);
+                    if ready.is_empty() {
+                        continue;
+                    }
                     let mut claim = (*oe).clone();
                     claim.expires_at = *expiry;
                     claim.confirmed = false;
                     let b = p.batch(edge);
                     b.add.insert(edge.member.clone(), *expiry);
                     b.claims.push(claim);
-                    b.grants.extend(needers.iter().copied());
+                    b.grants.extend(ready);
                 }
             }
             None => {
                 // Edges on lapse's own new groups cannot have existed before: no read needed.
                 let own = edge.kind == EdgeKind::Access && own_groups.contains_key(&edge.member);
-                match (seen, own) {
+                // Claiming on an old reading could take over access someone gave since (I2).
+                let fresh = fresh_presence(world.observed, edge, now, cfg.sweep_interval);
+                match (fresh, own) {
                     (Some(true), _) => {} // existed before the grant: not ours, never touched.
                     (Some(false), _) | (None, true) => {
+                        pending.insert(edge);
+                        let Some(first) = ready.first() else {
+                            continue;
+                        };
                         let b = p.batch(edge);
                         b.add.insert(edge.member.clone(), *expiry);
                         b.claims.push(OwnedEdge {
                             edge: edge.clone(),
-                            added_by: needers[0],
+                            added_by: *first,
                             expires_at: *expiry,
                             confirmed: false,
                         });
-                        b.grants.extend(needers.iter().copied());
+                        b.grants.extend(ready);
                     }
-                    (None, false) => p.need(container_of(edge)),
+                    (None, false) => {
+                        pending.insert(edge);
+                        p.need(container_of(edge));
+                    }
                 }
             }
         }
@@ -537,15 +610,18 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
 
     // Lifecycle transitions that depend on remote state.
     for g in world.grants {
-        let edges = grant_edges(g, &objects, cfg);
+        let edges = grant_edges(g, &objects, world.observed, cfg);
         match g.state {
             GrantState::Applying if g.is_live(now) => {
+                // An unconfirmed claim seen in place (a crash between the write and its
+                // confirmation) is applied all the same.
                 let edges_ok = edges.iter().all(|(e, _)| {
                     let seen = observed_presence(world.observed, e, now);
-                    match owned.get(e) {
-                        Some(oe) => oe.confirmed && seen != Some(false),
-                        None => seen == Some(true),
-                    }
+                    !pending.contains(e)
+                        && match owned.get(e) {
+                            Some(oe) => (oe.confirmed || seen == Some(true)) && seen != Some(false),
+                            None => seen == Some(true),
+                        }
                 });
                 let objects_ok = match &g.spec {
                     GrantSpec::EphemeralGroup { .. } => objects
@@ -570,13 +646,9 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
                 }
             }
             GrantState::Revoking => {
-                let edges_gone = edges.iter().all(|(e, _)| {
-                    desired.contains_key(e)
-                        || match owned.get(e) {
-                            Some(_) => false,
-                            None => true,
-                        }
-                });
+                let edges_gone = edges
+                    .iter()
+                    .all(|(e, _)| desired.contains_key(e) || !owned.contains_key(e));
                 let objects_gone = !objects.contains_key(&(g.id, ObjectKind::Group))
                     && !objects.contains_key(&(g.id, ObjectKind::Key));
                 if edges_gone && objects_gone {
@@ -661,42 +733,6 @@ fn plan_objects(
 ) {
     let now = p.now;
     let observed = p.world.observed;
-    // Grants that need an object created now.
-    for g in p
-        .world
-        .grants
-        .iter()
-        .filter(|g| g.is_live(now) && g.retry.ready(now))
-    {
-        match &g.spec {
-            GrantSpec::EphemeralGroup { users, resources }
-                if !objects.contains_key(&(g.id, ObjectKind::Group)) =>
-            {
-                p.actions.push(Action::CreateGroup {
-                    grant: g.id,
-                    name: g.id.remote_name(),
-                    users: users.iter().map(|u| u.id.clone()).collect(),
-                    resources: if p.cfg.ephemeral_backstop {
-                        Vec::new()
-                    } else {
-                        resources.iter().map(|r| r.id.clone()).collect()
-                    },
-                });
-            }
-            GrantSpec::ServiceKey { service_account }
-                if !objects.contains_key(&(g.id, ObjectKind::Key)) =>
-            {
-                p.actions.push(Action::CreateKey {
-                    grant: g.id,
-                    service_account: service_account.id.clone(),
-                    name: g.id.remote_name(),
-                    expiration_days: key_days(g.ends_at() - now),
-                });
-            }
-            _ => {}
-        }
-    }
-
     for o in p.world.objects {
         let grant = grants.get(&o.grant).copied();
         let live = grant.is_some_and(|g| g.is_live(now));
@@ -709,6 +745,61 @@ fn plan_objects(
             ObjectKind::Key => plan_key_object(p, o, grant, live, observed),
         }
     }
+
+    // Grants that need an object created now: none recorded, or the record was just forgotten.
+    let absent = |p: &Planner<'_>, id: GrantId, kind: ObjectKind| {
+        !objects.contains_key(&(id, kind)) || p.forgotten.contains(&(id, kind))
+    };
+    for g in p
+        .world
+        .grants
+        .iter()
+        .filter(|g| g.is_live(now) && g.retry.ready(now))
+    {
+        match &g.spec {
+            GrantSpec::EphemeralGroup { users, resources }
+                if absent(p, g.id, ObjectKind::Group) =>
+            {
+                p.actions.push(Action::CreateGroup {
+                    grant: g.id,
+                    name: g.id.remote_name(),
+                    users: users.iter().map(|u| u.id.clone()).collect(),
+                    resources: if p.cfg.ephemeral_backstop {
+                        Vec::new()
+                    } else {
+                        resources.iter().map(|r| r.id.clone()).collect()
+                    },
+                });
+            }
+            GrantSpec::ServiceKey { service_account } if absent(p, g.id, ObjectKind::Key) => {
+                p.actions.push(Action::CreateKey {
+                    grant: g.id,
+                    service_account: service_account.id.clone(),
+                    name: g.id.remote_name(),
+                    expiration_days: key_days(g.ends_at() - now),
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Other remote groups carrying an object's name, from the name lookup and the prefix sweep
+/// (I3). Groups already seen deleted are left out.
+fn named_duplicates<'o>(
+    observed: &'o Observed,
+    o: &OwnedObject,
+    keep: &RemoteId,
+) -> Vec<&'o RemoteId> {
+    let named = observed.named_groups.get(&o.name).into_iter();
+    let swept = observed.lapse_groups.iter();
+    let found: BTreeSet<&RemoteId> = named
+        .chain(swept)
+        .flat_map(|obs| obs.value.iter().flatten())
+        .filter(|g| g.name == o.name && &g.id != keep && !group_seen_deleted(observed, &g.id))
+        .map(|g| &g.id)
+        .collect();
+    found.into_iter().collect()
 }
 
 fn plan_group_object(
@@ -728,10 +819,7 @@ fn plan_group_object(
             let mut groups: Vec<&GroupInfo> = found.value.iter().flatten().collect();
             groups.sort_by(|a, b| a.id.cmp(&b.id));
             match (live, groups.split_first()) {
-                (_, None) => p.actions.push(Action::ForgetObject {
-                    grant: o.grant,
-                    kind: o.kind,
-                }),
+                (_, None) => p.forget(o),
                 (true, Some((keep, extra))) => {
                     p.actions.push(Action::AdoptObject {
                         grant: o.grant,
@@ -763,9 +851,20 @@ fn plan_group_object(
                 group: id.clone(),
                 reason: DeleteReason::Revoke,
             });
+            for dup in named_duplicates(observed, o, id) {
+                p.actions.push(Action::DeleteGroup {
+                    grant: o.grant,
+                    group: dup.clone(),
+                    reason: DeleteReason::Duplicate,
+                });
+            }
         }
         Some(id) => {
-            // Live: repair drift inside lapse's own group.
+            // Live: repair drift inside lapse's own group, which the sweep reads even if nothing
+            // else ever did (a group deleted remotely, strangers added to it).
+            if !observed.groups.contains_key(id) {
+                p.sweep(Container::Group(id.clone()));
+            }
             if let Some(obs) = observed.groups.get(id) {
                 match &obs.value {
                     None => {
@@ -775,10 +874,7 @@ fn plan_group_object(
                                 o.name, o.grant
                             ),
                         });
-                        p.actions.push(Action::ForgetObject {
-                            grant: o.grant,
-                            kind: o.kind,
-                        });
+                        p.forget(o);
                     }
                     Some(info) => {
                         if let Some(GrantSpec::EphemeralGroup { users, resources }) =
@@ -821,14 +917,12 @@ fn plan_group_object(
                 }
             }
             // Duplicates carrying this grant's name, found by a lookup or the sweep.
-            if let Some(found) = observed.named_groups.get(&o.name) {
-                for g in found.value.iter().flatten().filter(|g| &g.id != id) {
-                    p.actions.push(Action::DeleteGroup {
-                        grant: o.grant,
-                        group: g.id.clone(),
-                        reason: DeleteReason::Duplicate,
-                    });
-                }
+            for dup in named_duplicates(observed, o, id) {
+                p.actions.push(Action::DeleteGroup {
+                    grant: o.grant,
+                    group: dup.clone(),
+                    reason: DeleteReason::Duplicate,
+                });
             }
         }
     }
@@ -861,10 +955,7 @@ fn plan_key_object(
             // Unknown outcome: any key with the grant's name has a token nobody holds. Revoke and
             // delete it; a live grant then gets a fresh key whose token reaches the requester.
             let Some(sa) = sa else {
-                p.actions.push(Action::ForgetObject {
-                    grant: o.grant,
-                    kind: o.kind,
-                });
+                p.forget(o);
                 return;
             };
             let Some(obs) = observed.service_accounts.get(&sa) else {
@@ -878,10 +969,7 @@ fn plan_key_object(
                 .filter(|k| k.name == o.name)
                 .collect();
             if mine.is_empty() {
-                p.actions.push(Action::ForgetObject {
-                    grant: o.grant,
-                    kind: o.kind,
-                });
+                p.forget(o);
             }
             for k in mine {
                 if k.status == KeyStatus::Active {
