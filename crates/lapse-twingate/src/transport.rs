@@ -252,17 +252,23 @@ impl Transport {
                 self.base_url
             ))));
         };
-        if let Some(errors) = envelope.errors.filter(|errors| !errors.is_empty()) {
-            let messages: Vec<String> = errors.into_iter().map(|e| e.message).collect();
-            return Err(AttemptError::Failed(ProviderError::Invalid(format!(
-                "{op}: {}",
-                messages.join("; ")
+        let errors = envelope.errors.filter(|errors| !errors.is_empty()).map(|errors| {
+            errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ")
+        });
+        // A 400 is the API refusing the request; any other status means this is not the API.
+        if !status.is_success() && status != StatusCode::BAD_REQUEST {
+            let detail = errors.map(|m| format!(": {m}")).unwrap_or_default();
+            return Err(AttemptError::Failed(ProviderError::Misconfigured(format!(
+                "{op}: {} answered HTTP {status}{detail}; is the base URL the network's Twingate address?",
+                self.base_url
             ))));
         }
+        if let Some(messages) = errors {
+            return Err(AttemptError::Failed(ProviderError::Invalid(format!("{op}: {messages}"))));
+        }
         if !status.is_success() {
-            return Err(AttemptError::Failed(ProviderError::Misconfigured(format!(
-                "{op}: {} answered HTTP {status}; is the base URL the network's Twingate address?",
-                self.base_url
+            return Err(AttemptError::Failed(ProviderError::Invalid(format!(
+                "{op}: HTTP {status} without a reason"
             ))));
         }
         let Some(data) = envelope.data.filter(|d| !d.is_null()) else {
