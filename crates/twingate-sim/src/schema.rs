@@ -133,12 +133,11 @@ fn decode_cursor(after: &str) -> Result<usize> {
         .ok_or_else(|| Error::new(format!("Invalid cursor '{after}'")))
 }
 
-/// One page of `items`: the nodes with their cursors, the page info and the total count.
-fn page<T>(
-    items: Vec<T>,
-    first: Option<i32>,
-    after: Option<String>,
-) -> Result<(Vec<(String, T)>, PageInfo, i32)> {
+/// The nodes of one page with their cursors, the page info and the total count.
+type Page<T> = (Vec<(String, T)>, PageInfo, i32);
+
+/// One page of `items`, Relay style: `first` from the node after the `after` cursor.
+fn page<T>(items: Vec<T>, first: Option<i32>, after: Option<String>) -> Result<Page<T>> {
     let total = items.len();
     let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
     if first < 0 {
@@ -589,6 +588,10 @@ impl NetworkResource {
 }
 
 /// Resources are an interface in Twingate; network resources are the kind lapse manages.
+#[allow(
+    clippy::duplicated_attributes,
+    reason = "two interface fields sharing a type read to clippy as a repeated attribute"
+)]
 #[derive(Interface)]
 #[graphql(
     name = "Resource",

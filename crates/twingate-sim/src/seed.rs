@@ -197,7 +197,9 @@ impl Seed {
             message,
         };
         let seed: Seed = match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => toml::from_str(&text).map_err(|e| parse_err(e.to_string()))?,
+            Some("toml") => {
+                toml::from_str(&text).map_err(|e| parse_err(toml_message(&text, &e)))?
+            }
             Some("json") => serde_json::from_str(&text).map_err(|e| parse_err(e.to_string()))?,
             other => {
                 return Err(parse_err(format!(
@@ -273,6 +275,18 @@ impl Seed {
         } else {
             Err(SimError::SeedInvalid(problems.join("; ")))
         }
+    }
+}
+
+/// TOML errors print a multi-line snippet; one line with the position reads better in a log.
+fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message,
     }
 }
 

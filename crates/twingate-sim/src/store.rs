@@ -94,7 +94,7 @@ impl Store {
             next_user: 1,
             next_group: 1,
             next_resource: 1,
-            rng: StdRng::seed_from_u64(id_seed ^ 0x5EED_1D5),
+            rng: StdRng::seed_from_u64(id_seed ^ 0x05EE_D1D5),
         };
         for u in &seed.users {
             store.users.insert(

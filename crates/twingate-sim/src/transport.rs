@@ -213,7 +213,7 @@ pub(crate) async fn graphql(
             .div_ceil(1000)
             .max(1);
         record(entry, 429, Outcome::RateLimited);
-        return too_many(secs as u64);
+        return too_many(secs);
     }
     if let Err(secs) = shared.spend(&key.token, classified.is_mutation) {
         record(entry, 429, Outcome::RateLimited);

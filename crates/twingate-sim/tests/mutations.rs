@@ -53,9 +53,17 @@ async fn group_update_accepts_all_three_document_styles() {
 
     // [ID!] works too, and re-adding a present member / removing an absent one is accepted.
     let q = "mutation M($add: [ID!], $id: ID!, $rm: [ID!]) { groupUpdate(id: $id, addedUserIds: $add, removedUserIds: $rm) { ok error } }";
-    let a = sim.gql(q, json!({"id": oncall, "add": [bob], "rm": [alice]})).await;
+    let a = sim
+        .gql(q, json!({"id": oncall, "add": [bob], "rm": [alice]}))
+        .await;
     assert_eq!(a.data()["groupUpdate"], json!({"ok": true, "error": null}));
-    assert_eq!(sim.group_users("oncall").iter().filter(|u| **u == bob).count(), 1);
+    assert_eq!(
+        sim.group_users("oncall")
+            .iter()
+            .filter(|u| **u == bob)
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -68,34 +76,57 @@ async fn group_create_is_not_idempotent_and_validates_members() {
     let vars = json!({"name": "lapse-g1", "resourceIds": [prod], "userIds": [carol]});
     let first = sim.gql(q, vars.clone()).await;
     let second = sim.gql(q, vars).await;
-    let (e1, e2) = (&first.data()["groupCreate"]["entity"], &second.data()["groupCreate"]["entity"]);
+    let (e1, e2) = (
+        &first.data()["groupCreate"]["entity"],
+        &second.data()["groupCreate"]["entity"],
+    );
     assert_eq!(e1["type"], "MANUAL");
     assert_eq!(e1["users"]["totalCount"], 1);
     assert_eq!(e1["resources"]["totalCount"], 1);
     assert_ne!(e1["id"], e2["id"], "a retried create makes a second group");
     let state = sim.handle.state();
-    assert_eq!(state.groups.iter().filter(|g| g.name == "lapse-g1").count(), 2);
+    assert_eq!(
+        state.groups.iter().filter(|g| g.name == "lapse-g1").count(),
+        2
+    );
     let prod_edges = &state.resource_named("prod-db").expect("prod").access;
     assert_eq!(prod_edges.len(), 2);
 
     let ghost = twingate_sim::global_id("User", 4242);
     let a = sim
-        .gql(q, json!({"name": "x", "resourceIds": [], "userIds": [ghost]}))
+        .gql(
+            q,
+            json!({"name": "x", "resourceIds": [], "userIds": [ghost]}),
+        )
         .await;
     let p = &a.data()["groupCreate"];
     assert_eq!(p["ok"], false);
     assert!(p["entity"].is_null());
     assert_eq!(p["error"], format!("User with id '{ghost}' does not exist"));
-    assert_eq!(sim.handle.state().groups.iter().filter(|g| g.name == "x").count(), 0);
+    assert_eq!(
+        sim.handle
+            .state()
+            .groups
+            .iter()
+            .filter(|g| g.name == "x")
+            .count(),
+        0
+    );
     assert_eq!(
         sim.handle.journal().pop().expect("entry").outcome,
         Outcome::Rejected(format!("User with id '{ghost}' does not exist"))
     );
 
     let a = sim
-        .gql(q, json!({"name": "x", "resourceIds": ["%%%"], "userIds": []}))
+        .gql(
+            q,
+            json!({"name": "x", "resourceIds": ["%%%"], "userIds": []}),
+        )
         .await;
-    assert_eq!(a.first_error(), "{'resourceIds': ['Unable to parse global ID']}");
+    assert_eq!(
+        a.first_error(),
+        "{'resourceIds': ['Unable to parse global ID']}"
+    );
     assert!(a.body["data"]["groupCreate"].is_null());
 }
 
@@ -103,26 +134,52 @@ async fn group_create_is_not_idempotent_and_validates_members() {
 async fn group_update_replaces_sets_and_renames() {
     let sim = start().await;
     let platform = sim.group_id("platform");
-    let (alice, bob) = (sim.user_id("alice@example.com"), sim.user_id("bob@example.com"));
+    let (alice, bob) = (
+        sim.user_id("alice@example.com"),
+        sim.user_id("bob@example.com"),
+    );
     let (prod, grafana) = (sim.resource_id("prod-db"), sim.resource_id("grafana"));
     let q = "mutation($id: ID!, $u: [ID], $r: [ID], $name: String, $active: Boolean) { \
              groupUpdate(id: $id, userIds: $u, resourceIds: $r, name: $name, isActive: $active) { ok error entity { name isActive } } }";
     let a = sim
-        .gql(q, json!({"id": platform, "u": [alice, bob], "r": [prod, grafana]}))
+        .gql(
+            q,
+            json!({"id": platform, "u": [alice, bob], "r": [prod, grafana]}),
+        )
         .await;
     assert_eq!(a.data()["groupUpdate"]["ok"], true);
     let a = sim
-        .gql(q, json!({"id": platform, "u": [bob], "r": [grafana], "name": "plat", "active": false}))
+        .gql(
+            q,
+            json!({"id": platform, "u": [bob], "r": [grafana], "name": "plat", "active": false}),
+        )
         .await;
-    assert_eq!(a.data()["groupUpdate"]["entity"], json!({"name": "plat", "isActive": false}));
-    let g = sim.handle.state().group_named("plat").cloned().expect("renamed");
+    assert_eq!(
+        a.data()["groupUpdate"]["entity"],
+        json!({"name": "plat", "isActive": false})
+    );
+    let g = sim
+        .handle
+        .state()
+        .group_named("plat")
+        .cloned()
+        .expect("renamed");
     assert_eq!(g.user_ids, vec![bob]);
     assert_eq!(g.resource_ids, vec![grafana.clone()]);
 
     let q = "mutation($id: ID!, $add: [ID], $rm: [ID]) { groupUpdate(id: $id, addedResourceIds: $add, removedResourceIds: $rm) { ok } }";
-    let a = sim.gql(q, json!({"id": platform, "add": [prod], "rm": [grafana]})).await;
+    let a = sim
+        .gql(q, json!({"id": platform, "add": [prod], "rm": [grafana]}))
+        .await;
     assert_eq!(a.data()["groupUpdate"]["ok"], true);
-    assert_eq!(sim.handle.state().group_named("plat").expect("g").resource_ids, vec![prod]);
+    assert_eq!(
+        sim.handle
+            .state()
+            .group_named("plat")
+            .expect("g")
+            .resource_ids,
+        vec![prod]
+    );
 }
 
 #[tokio::test]
@@ -139,9 +196,18 @@ async fn only_manual_groups_can_be_changed_and_missing_groups_do_not_exist() {
             .await;
         let p = &a.data()["groupUpdate"];
         assert_eq!(p["ok"], false, "{name}");
-        assert!(p["error"].as_str().expect("error").contains("only MANUAL groups"), "{p}");
+        assert!(
+            p["error"]
+                .as_str()
+                .expect("error")
+                .contains("only MANUAL groups"),
+            "{p}"
+        );
         let a = sim
-            .gql("mutation($id: ID!) { groupDelete(id: $id) { ok error } }", json!({"id": id}))
+            .gql(
+                "mutation($id: ID!) { groupDelete(id: $id) { ok error } }",
+                json!({"id": id}),
+            )
             .await;
         assert_eq!(a.data()["groupDelete"]["ok"], false);
         assert!(sim.group_users(name).contains(&alice));
@@ -163,7 +229,12 @@ async fn only_manual_groups_can_be_changed_and_missing_groups_do_not_exist() {
             json!({"id": ghost}),
         )
         .await;
-    assert!(a.data()["groupUpdate"]["error"].as_str().expect("e").contains("does not exist"));
+    assert!(
+        a.data()["groupUpdate"]["error"]
+            .as_str()
+            .expect("e")
+            .contains("does not exist")
+    );
     let a = sim
         .gql("mutation { groupDelete(id: \"Zm9v\") { ok } }", json!(null))
         .await;
@@ -175,16 +246,33 @@ async fn group_delete_removes_the_group_and_its_access() {
     let sim = start().await;
     let oncall = sim.group_id("oncall");
     let a = sim
-        .gql("mutation Del($id: ID!) { groupDelete(id: $id) { ok error } }", json!({"id": oncall}))
+        .gql(
+            "mutation Del($id: ID!) { groupDelete(id: $id) { ok error } }",
+            json!({"id": oncall}),
+        )
         .await;
     assert_eq!(a.data()["groupDelete"], json!({"ok": true, "error": null}));
     let state = sim.handle.state();
     assert!(state.group_named("oncall").is_none());
-    assert!(state.resource_named("grafana").expect("grafana").access.is_empty());
+    assert!(
+        state
+            .resource_named("grafana")
+            .expect("grafana")
+            .access
+            .is_empty()
+    );
     let a = sim
-        .gql("mutation Del($id: ID!) { groupDelete(id: $id) { ok error } }", json!({"id": oncall}))
+        .gql(
+            "mutation Del($id: ID!) { groupDelete(id: $id) { ok error } }",
+            json!({"id": oncall}),
+        )
         .await;
-    assert!(a.data()["groupDelete"]["error"].as_str().expect("e").contains("does not exist"));
+    assert!(
+        a.data()["groupDelete"]["error"]
+            .as_str()
+            .expect("e")
+            .contains("does not exist")
+    );
 }
 
 const ACCESS_ADD: &str = "mutation AddAccess($access: [AccessInput!]!, $resourceId: ID!) { \
@@ -213,9 +301,15 @@ async fn resource_access_add_is_an_upsert_and_null_clears() {
 
     // Re-adding without the fields keeps them; explicit null clears expiresAt only.
     let a = sim
-        .gql(ACCESS_ADD, json!({"resourceId": prod, "access": [{"principalId": platform}]}))
+        .gql(
+            ACCESS_ADD,
+            json!({"resourceId": prod, "access": [{"principalId": platform}]}),
+        )
         .await;
-    assert_eq!(a.data()["resourceAccessAdd"]["entity"]["access"]["edges"][0]["expiresAt"], at);
+    assert_eq!(
+        a.data()["resourceAccessAdd"]["entity"]["access"]["edges"][0]["expiresAt"],
+        at
+    );
     let a = sim
         .gql(
             ACCESS_ADD,
@@ -250,16 +344,37 @@ async fn resource_access_rules_for_service_accounts_and_missing_objects() {
         .await;
     let p = &a.data()["resourceAccessAdd"];
     assert_eq!(p["ok"], false);
-    assert!(p["error"].as_str().expect("e").contains("expiresAt must be null"));
-    assert!(sim.handle.state().resource_named("prod-db").expect("r").access.is_empty());
+    assert!(
+        p["error"]
+            .as_str()
+            .expect("e")
+            .contains("expiresAt must be null")
+    );
+    assert!(
+        sim.handle
+            .state()
+            .resource_named("prod-db")
+            .expect("r")
+            .access
+            .is_empty()
+    );
     let a = sim
-        .gql(ACCESS_ADD, json!({"resourceId": prod, "access": [{"principalId": sa, "expiresAt": null}]}))
+        .gql(
+            ACCESS_ADD,
+            json!({"resourceId": prod, "access": [{"principalId": sa, "expiresAt": null}]}),
+        )
         .await;
-    assert_eq!(a.data()["resourceAccessAdd"]["entity"]["access"]["edges"][0]["node"]["__typename"], "ServiceAccount");
+    assert_eq!(
+        a.data()["resourceAccessAdd"]["entity"]["access"]["edges"][0]["node"]["__typename"],
+        "ServiceAccount"
+    );
 
     let ghost_res = twingate_sim::global_id("Resource", 9);
     let a = sim
-        .gql(ACCESS_ADD, json!({"resourceId": ghost_res, "access": [{"principalId": sa}]}))
+        .gql(
+            ACCESS_ADD,
+            json!({"resourceId": ghost_res, "access": [{"principalId": sa}]}),
+        )
         .await;
     assert_eq!(
         a.data()["resourceAccessAdd"]["error"],
@@ -267,13 +382,27 @@ async fn resource_access_rules_for_service_accounts_and_missing_objects() {
     );
     let ghost_group = twingate_sim::global_id("Group", 9);
     let a = sim
-        .gql(ACCESS_ADD, json!({"resourceId": prod, "access": [{"principalId": ghost_group}]}))
+        .gql(
+            ACCESS_ADD,
+            json!({"resourceId": prod, "access": [{"principalId": ghost_group}]}),
+        )
         .await;
-    assert!(a.data()["resourceAccessAdd"]["error"].as_str().expect("e").contains("does not exist"));
+    assert!(
+        a.data()["resourceAccessAdd"]["error"]
+            .as_str()
+            .expect("e")
+            .contains("does not exist")
+    );
     let a = sim
-        .gql(ACCESS_ADD, json!({"resourceId": prod, "access": [{"principalId": "@@"}]}))
+        .gql(
+            ACCESS_ADD,
+            json!({"resourceId": prod, "access": [{"principalId": "@@"}]}),
+        )
         .await;
-    assert_eq!(a.first_error(), "{'principalId': ['Unable to parse global ID']}");
+    assert_eq!(
+        a.first_error(),
+        "{'principalId': ['Unable to parse global ID']}"
+    );
 }
 
 #[tokio::test]
@@ -297,11 +426,18 @@ async fn resource_access_remove_and_set() {
         .iter()
         .map(|e| e.principal_id.clone())
         .collect();
-    assert_eq!(principals, vec![platform.clone(), sa.clone()], "oncall replaced");
+    assert_eq!(
+        principals,
+        vec![platform.clone(), sa.clone()],
+        "oncall replaced"
+    );
 
     let remove = "mutation RemoveAccess($principalIds: [ID!]!, $resourceId: ID!) { resourceAccessRemove(principalIds: $principalIds, resourceId: $resourceId) { ok error entity { access { totalCount } } } }";
     let a = sim
-        .gql(remove, json!({"resourceId": grafana, "principalIds": [platform, oncall]}))
+        .gql(
+            remove,
+            json!({"resourceId": grafana, "principalIds": [platform, oncall]}),
+        )
         .await;
     let p = &a.data()["resourceAccessRemove"];
     assert_eq!(p["ok"], true, "removing an absent edge is accepted");
@@ -310,7 +446,10 @@ async fn resource_access_remove_and_set() {
         r#"mutation {{ resourceAccessRemove(resourceId: "{grafana}", principalIds: ["{sa}"]) {{ ok entity {{ access {{ totalCount }} }} }} }}"#
     );
     let a = sim.gql(&q, json!(null)).await;
-    assert_eq!(a.data()["resourceAccessRemove"]["entity"]["access"]["totalCount"], 0);
+    assert_eq!(
+        a.data()["resourceAccessRemove"]["entity"]["access"]["totalCount"],
+        0
+    );
 }
 
 #[tokio::test]
@@ -318,20 +457,42 @@ async fn service_account_lifecycle() {
     let sim = start().await;
     let (prod, staging) = (sim.resource_id("prod-db"), sim.resource_id("staging-db"));
     let q = "mutation CreateSa($name: String!, $resourceIds: [ID]) { serviceAccountCreate(name: $name, resourceIds: $resourceIds) { ok error entity { id name resources { edges { node { id } } } } } }";
-    let a = sim.gql(q, json!({"name": "lapse-sa", "resourceIds": [prod]})).await;
-    let sa = a.data()["serviceAccountCreate"]["entity"]["id"].as_str().expect("id").to_string();
-    let again = sim.gql(q, json!({"name": "lapse-sa", "resourceIds": []})).await;
-    assert_ne!(again.data()["serviceAccountCreate"]["entity"]["id"], sa.as_str());
+    let a = sim
+        .gql(q, json!({"name": "lapse-sa", "resourceIds": [prod]}))
+        .await;
+    let sa = a.data()["serviceAccountCreate"]["entity"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let again = sim
+        .gql(q, json!({"name": "lapse-sa", "resourceIds": []}))
+        .await;
+    assert_ne!(
+        again.data()["serviceAccountCreate"]["entity"]["id"],
+        sa.as_str()
+    );
 
     let upd = "mutation UpdSa($addedResourceIds: [ID!]!, $id: ID!, $removedResourceIds: [ID!]!) { serviceAccountUpdate(addedResourceIds: $addedResourceIds, id: $id, removedResourceIds: $removedResourceIds) { ok error entity { name resources { totalCount } } } }";
     let a = sim
-        .gql(upd, json!({"id": sa, "addedResourceIds": [staging, prod], "removedResourceIds": []}))
+        .gql(
+            upd,
+            json!({"id": sa, "addedResourceIds": [staging, prod], "removedResourceIds": []}),
+        )
         .await;
-    assert_eq!(a.data()["serviceAccountUpdate"]["entity"]["resources"]["totalCount"], 2);
+    assert_eq!(
+        a.data()["serviceAccountUpdate"]["entity"]["resources"]["totalCount"],
+        2
+    );
     let a = sim
-        .gql(upd, json!({"id": sa, "addedResourceIds": [], "removedResourceIds": [prod]}))
+        .gql(
+            upd,
+            json!({"id": sa, "addedResourceIds": [], "removedResourceIds": [prod]}),
+        )
         .await;
-    assert_eq!(a.data()["serviceAccountUpdate"]["entity"]["resources"]["totalCount"], 1);
+    assert_eq!(
+        a.data()["serviceAccountUpdate"]["entity"]["resources"]["totalCount"],
+        1
+    );
     let q = format!(
         r#"mutation {{ serviceAccountUpdate(id: "{sa}", name: "renamed", resourceIds: ["{prod}"]) {{ ok entity {{ name resources {{ edges {{ node {{ name }} }} }} }} }} }}"#
     );
@@ -343,9 +504,19 @@ async fn service_account_lifecycle() {
     let del = "mutation($id: ID!) { serviceAccountDelete(id: $id) { ok error } }";
     let a = sim.gql(del, json!({"id": sa})).await;
     assert_eq!(a.data()["serviceAccountDelete"]["ok"], true);
-    assert!(sim.handle.state().service_account_named("renamed").is_none());
+    assert!(
+        sim.handle
+            .state()
+            .service_account_named("renamed")
+            .is_none()
+    );
     let a = sim.gql(del, json!({"id": sa})).await;
-    assert!(a.data()["serviceAccountDelete"]["error"].as_str().expect("e").contains("does not exist"));
+    assert!(
+        a.data()["serviceAccountDelete"]["error"]
+            .as_str()
+            .expect("e")
+            .contains("does not exist")
+    );
 }
 
 #[tokio::test]
@@ -357,15 +528,26 @@ async fn service_account_keys_lifecycle() {
         ok error token entity { id name status expiresAt revokedAt createdAt serviceAccount { id } } } }";
     for bad in [-1, 366] {
         let a = sim
-            .gql(create, json!({"serviceAccountId": sa, "name": "k", "expirationTime": bad}))
+            .gql(
+                create,
+                json!({"serviceAccountId": sa, "name": "k", "expirationTime": bad}),
+            )
             .await;
         let p = &a.data()["serviceAccountKeyCreate"];
         assert_eq!(p["ok"], false);
-        assert!(p["error"].as_str().expect("e").contains("between 0 and 365"));
+        assert!(
+            p["error"]
+                .as_str()
+                .expect("e")
+                .contains("between 0 and 365")
+        );
         assert!(p["token"].is_null());
     }
     let a = sim
-        .gql(create, json!({"serviceAccountId": sa, "name": "lapse-k", "expirationTime": 30}))
+        .gql(
+            create,
+            json!({"serviceAccountId": sa, "name": "lapse-k", "expirationTime": 30}),
+        )
         .await;
     let p = &a.data()["serviceAccountKeyCreate"];
     assert_eq!(p["ok"], true);
@@ -376,7 +558,10 @@ async fn service_account_keys_lifecycle() {
     assert_eq!(p["entity"]["serviceAccount"]["id"], sa.as_str());
     assert!(p["entity"]["expiresAt"].is_string());
     let a = sim
-        .gql(create, json!({"serviceAccountId": sa, "name": "forever", "expirationTime": 0}))
+        .gql(
+            create,
+            json!({"serviceAccountId": sa, "name": "forever", "expirationTime": 0}),
+        )
         .await;
     assert!(a.data()["serviceAccountKeyCreate"]["entity"]["expiresAt"].is_null());
 
@@ -384,14 +569,22 @@ async fn service_account_keys_lifecycle() {
     let state = serde_json::to_string(&sim.handle.state()).expect("json");
     assert!(!state.contains(token));
     let a = sim
-        .gql("query($id: ID!) { serviceAccountKey(id: $id) { token } }", json!({"id": key}))
+        .gql(
+            "query($id: ID!) { serviceAccountKey(id: $id) { token } }",
+            json!({"id": key}),
+        )
         .await;
     assert!(a.first_error().contains("token"), "{}", a.body);
 
     let delete = "mutation($id: ID!) { serviceAccountKeyDelete(id: $id) { ok error } }";
     let a = sim.gql(delete, json!({"id": key})).await;
     assert_eq!(a.data()["serviceAccountKeyDelete"]["ok"], false);
-    assert!(a.data()["serviceAccountKeyDelete"]["error"].as_str().expect("e").contains("revoke"));
+    assert!(
+        a.data()["serviceAccountKeyDelete"]["error"]
+            .as_str()
+            .expect("e")
+            .contains("revoke")
+    );
 
     let revoke = "mutation Revoke($id: ID!) { serviceAccountKeyRevoke(id: $id) { ok error entity { status revokedAt } } }";
     let a = sim.gql(revoke, json!({"id": key})).await;
@@ -399,26 +592,47 @@ async fn service_account_keys_lifecycle() {
     assert_eq!(p["entity"]["status"], "REVOKED");
     let revoked_at = p["entity"]["revokedAt"].clone();
     let a = sim.gql(revoke, json!({"id": key})).await;
-    assert_eq!(a.data()["serviceAccountKeyRevoke"]["entity"]["revokedAt"], revoked_at);
+    assert_eq!(
+        a.data()["serviceAccountKeyRevoke"]["entity"]["revokedAt"],
+        revoked_at
+    );
     // Never active again, even if the clock moves.
     sim.handle.clock().advance(chrono::Duration::days(400));
     let a = sim
-        .gql("query($id: ID!) { serviceAccountKey(id: $id) { status } }", json!({"id": key}))
+        .gql(
+            "query($id: ID!) { serviceAccountKey(id: $id) { status } }",
+            json!({"id": key}),
+        )
         .await;
     assert_eq!(a.data()["serviceAccountKey"]["status"], "REVOKED");
 
     let a = sim.gql(delete, json!({"id": key})).await;
-    assert_eq!(a.data()["serviceAccountKeyDelete"], json!({"ok": true, "error": null}));
+    assert_eq!(
+        a.data()["serviceAccountKeyDelete"],
+        json!({"ok": true, "error": null})
+    );
     let a = sim.gql(delete, json!({"id": key})).await;
-    assert!(a.data()["serviceAccountKeyDelete"]["error"].as_str().expect("e").contains("does not exist"));
+    assert!(
+        a.data()["serviceAccountKeyDelete"]["error"]
+            .as_str()
+            .expect("e")
+            .contains("does not exist")
+    );
     let a = sim
-        .gql("query($id: ID!) { serviceAccountKey(id: $id) { id } }", json!({"id": key}))
+        .gql(
+            "query($id: ID!) { serviceAccountKey(id: $id) { id } }",
+            json!({"id": key}),
+        )
         .await;
     assert!(a.data()["serviceAccountKey"].is_null());
     let state = sim.handle.state();
     let keys = &state.service_account_named("ci-deployer").expect("sa").keys;
     assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0].status, ServiceAccountKeyStatus::Active, "the never-expiring key");
+    assert_eq!(
+        keys[0].status,
+        ServiceAccountKeyStatus::Active,
+        "the never-expiring key"
+    );
 }
 
 #[tokio::test]
@@ -442,7 +656,10 @@ async fn clock_advance_expires_edges_and_keys() {
             json!({"sa": sa}),
         )
         .await;
-    let key = a.data()["serviceAccountKeyCreate"]["entity"]["id"].as_str().expect("id").to_string();
+    let key = a.data()["serviceAccountKeyCreate"]["entity"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
 
     clock.advance(chrono::Duration::minutes(59));
     let q = "query($r: ID!, $k: ID!) { resource(id: $r) { access { totalCount } } serviceAccountKey(id: $k) { status } }";
@@ -452,15 +669,30 @@ async fn clock_advance_expires_edges_and_keys() {
 
     clock.advance(chrono::Duration::minutes(2));
     let a = sim.gql(q, json!({"r": prod, "k": key})).await;
-    assert_eq!(a.data()["resource"]["access"]["totalCount"], 0, "edge gone past expiresAt");
-    assert!(sim.handle.state().group_named("oncall").expect("g").resource_ids.iter().all(|r| *r != prod));
+    assert_eq!(
+        a.data()["resource"]["access"]["totalCount"],
+        0,
+        "edge gone past expiresAt"
+    );
+    assert!(
+        sim.handle
+            .state()
+            .group_named("oncall")
+            .expect("g")
+            .resource_ids
+            .iter()
+            .all(|r| *r != prod)
+    );
 
     clock.advance(chrono::Duration::days(1));
     let a = sim.gql(q, json!({"r": prod, "k": key})).await;
     assert_eq!(a.data()["serviceAccountKey"]["status"], "EXPIRED");
     // An expired key may be deleted without revoking it first.
     let a = sim
-        .gql("mutation($id: ID!) { serviceAccountKeyDelete(id: $id) { ok } }", json!({"id": key}))
+        .gql(
+            "mutation($id: ID!) { serviceAccountKeyDelete(id: $id) { ok } }",
+            json!({"id": key}),
+        )
         .await;
     assert_eq!(a.data()["serviceAccountKeyDelete"]["ok"], true);
 }

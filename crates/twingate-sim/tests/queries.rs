@@ -40,7 +40,10 @@ async fn ids_are_relay_base64_and_lookups_find_objects() {
 async fn unparsable_id_is_a_top_level_error_and_missing_id_is_null() {
     let sim = start().await;
     let a = sim
-        .gql("query($id: ID!) { group(id: $id) { id } }", json!({"id": "garbage!"}))
+        .gql(
+            "query($id: ID!) { group(id: $id) { id } }",
+            json!({"id": "garbage!"}),
+        )
         .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.first_error(), "{'id': ['Unable to parse global ID']}");
@@ -84,7 +87,10 @@ async fn users_resources_and_service_accounts_are_readable() {
     let d = a.data();
     assert_eq!(d["users"]["totalCount"], 1);
     assert_eq!(d["users"]["edges"][0]["node"]["firstName"], "Bob");
-    let bob_id = d["users"]["edges"][0]["node"]["id"].as_str().expect("id").to_string();
+    let bob_id = d["users"]["edges"][0]["node"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let r = &d["resources"]["edges"][0]["node"];
     assert_eq!(r["__typename"], "NetworkResource");
     assert_eq!(r["address"]["value"], "prod-db.internal");
@@ -94,7 +100,10 @@ async fn users_resources_and_service_accounts_are_readable() {
     assert_eq!(sa["keys"]["totalCount"], 0);
 
     let a = sim
-        .gql("query U($id: ID!) { user(id: $id) { email } }", json!({"id": bob_id}))
+        .gql(
+            "query U($id: ID!) { user(id: $id) { email } }",
+            json!({"id": bob_id}),
+        )
         .await;
     assert_eq!(a.data()["user"]["email"], "bob@example.com");
     let sa_id = sim.sa_id("ci-deployer");
@@ -120,25 +129,51 @@ async fn group_filters_written_inline() {
     };
     let cases = [
         (r#"{name: {eq: "oncall"}}"#, vec!["oncall"]),
-        (r#"{name: {ne: "oncall"}}"#, vec!["platform", "Everyone", "okta-engineering"]),
+        (
+            r#"{name: {ne: "oncall"}}"#,
+            vec!["platform", "Everyone", "okta-engineering"],
+        ),
         (r#"{name: {startsWith: "okta"}}"#, vec!["okta-engineering"]),
         (r#"{name: {endsWith: "form"}}"#, vec!["platform"]),
         (r#"{name: {contains: "call"}}"#, vec!["oncall"]),
-        (r#"{name: {regexp: "^(on|plat)"}}"#, vec!["oncall", "platform"]),
-        (r#"{name: {in: ["oncall", "Everyone", "nope"]}}"#, vec!["oncall", "Everyone"]),
-        ("{type: {in: [SYSTEM, SYNCED]}}", vec!["Everyone", "okta-engineering"]),
-        (r#"{type: {in: [MANUAL]}, name: {startsWith: "p"}}"#, vec!["platform"]),
+        (
+            r#"{name: {regexp: "^(on|plat)"}}"#,
+            vec!["oncall", "platform"],
+        ),
+        (
+            r#"{name: {in: ["oncall", "Everyone", "nope"]}}"#,
+            vec!["oncall", "Everyone"],
+        ),
+        (
+            "{type: {in: [SYSTEM, SYNCED]}}",
+            vec!["Everyone", "okta-engineering"],
+        ),
+        (
+            r#"{type: {in: [MANUAL]}, name: {startsWith: "p"}}"#,
+            vec!["platform"],
+        ),
         ("{isActive: {eq: false}}", vec![]),
-        ("{isActive: {eq: true}, type: {in: [MANUAL]}}", vec!["oncall", "platform"]),
+        (
+            "{isActive: {eq: true}, type: {in: [MANUAL]}}",
+            vec!["oncall", "platform"],
+        ),
     ];
     for (filter, want) in cases {
-        let q = format!("{{ groups(filter: {filter}) {{ totalCount edges {{ node {{ name }} }} }} }}");
+        let q =
+            format!("{{ groups(filter: {filter}) {{ totalCount edges {{ node {{ name }} }} }} }}");
         let a = sim.gql(&q, json!(null)).await;
         assert_eq!(names(&a), want, "filter {filter}");
-        assert_eq!(a.data()["groups"]["totalCount"], want.len(), "filter {filter}");
+        assert_eq!(
+            a.data()["groups"]["totalCount"],
+            want.len(),
+            "filter {filter}"
+        );
     }
     let a = sim
-        .gql(r#"{ groups(filter: {name: {regexp: "("}}) { totalCount } }"#, json!(null))
+        .gql(
+            r#"{ groups(filter: {name: {regexp: "("}}) { totalCount } }"#,
+            json!(null),
+        )
         .await;
     assert!(a.first_error().contains("Invalid regexp"), "{}", a.body);
 }
@@ -157,13 +192,22 @@ async fn pagination_walks_250_users_in_pages() {
         let users = &a.data()["users"];
         assert_eq!(users["totalCount"], 256);
         let edges = users["edges"].as_array().expect("edges");
-        seen.extend(edges.iter().map(|e| e["node"]["email"].as_str().expect("email").to_string()));
+        seen.extend(
+            edges
+                .iter()
+                .map(|e| e["node"]["email"].as_str().expect("email").to_string()),
+        );
         pages += 1;
         assert_eq!(users["pageInfo"]["hasPreviousPage"], pages > 1);
         if users["pageInfo"]["hasNextPage"] == false {
             break;
         }
-        after = Some(users["pageInfo"]["endCursor"].as_str().expect("cursor").to_string());
+        after = Some(
+            users["pageInfo"]["endCursor"]
+                .as_str()
+                .expect("cursor")
+                .to_string(),
+        );
         assert!(pages < 10, "pagination does not end");
     }
     assert_eq!(pages, 3);
@@ -173,10 +217,23 @@ async fn pagination_walks_250_users_in_pages() {
 
     // Without `first` the default page applies; a larger `first` is capped.
     let a = sim.gql("{ users { edges { cursor } } }", json!({})).await;
-    assert_eq!(a.data()["users"]["edges"].as_array().map(Vec::len), Some(50));
-    let a = sim.gql("{ users(first: 1000) { edges { cursor } } }", json!({})).await;
-    assert_eq!(a.data()["users"]["edges"].as_array().map(Vec::len), Some(100));
-    let a = sim.gql(r#"{ users(first: 5, after: "bogus") { totalCount } }"#, json!({})).await;
+    assert_eq!(
+        a.data()["users"]["edges"].as_array().map(Vec::len),
+        Some(50)
+    );
+    let a = sim
+        .gql("{ users(first: 1000) { edges { cursor } } }", json!({}))
+        .await;
+    assert_eq!(
+        a.data()["users"]["edges"].as_array().map(Vec::len),
+        Some(100)
+    );
+    let a = sim
+        .gql(
+            r#"{ users(first: 5, after: "bogus") { totalCount } }"#,
+            json!({}),
+        )
+        .await;
     assert!(a.first_error().contains("Invalid cursor"));
 }
 
@@ -236,8 +293,14 @@ async fn resource_interface_fragments_aliases_and_access_edges() {
     assert!(edge["expiresAt"].is_null());
     assert!(edge["securityPolicy"].is_null());
     assert_eq!(d["second"]["__typename"], "NetworkResource");
-    assert_eq!(d["second"]["access"]["edges"][0]["node"]["__typename"], "ServiceAccount");
-    assert_eq!(d["second"]["access"]["edges"][0]["node"]["name"], "ci-deployer");
+    assert_eq!(
+        d["second"]["access"]["edges"][0]["node"]["__typename"],
+        "ServiceAccount"
+    );
+    assert_eq!(
+        d["second"]["access"]["edges"][0]["node"]["name"],
+        "ci-deployer"
+    );
 }
 
 #[tokio::test]
@@ -276,7 +339,10 @@ async fn introspection_describes_the_schema() {
         assert!(names.contains(&want), "missing {want}");
     }
     // ID lists are nullable lists of nullable IDs, so `[ID]` and `[ID!]!` variables both fit.
-    let update = fields.iter().find(|f| f["name"] == "groupUpdate").expect("groupUpdate");
+    let update = fields
+        .iter()
+        .find(|f| f["name"] == "groupUpdate")
+        .expect("groupUpdate");
     let added = update["args"]
         .as_array()
         .expect("args")

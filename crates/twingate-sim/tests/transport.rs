@@ -9,7 +9,8 @@ use serde_json::json;
 use twingate_sim::{CommitThenLose, Faults, Outcome, RateLimit, SimConfig};
 
 const GROUPS: &str = "query Groups { groups { totalCount } }";
-const RENAME: &str = "mutation Rename($id: ID!, $name: String) { groupUpdate(id: $id, name: $name) { ok error } }";
+const RENAME: &str =
+    "mutation Rename($id: ID!, $name: String) { groupUpdate(id: $id, name: $name) { ok error } }";
 
 #[tokio::test]
 async fn api_key_is_required_and_header_name_is_case_insensitive() {
@@ -22,7 +23,11 @@ async fn api_key_is_required_and_header_name_is_case_insensitive() {
     assert_eq!(a.first_error(), "Invalid API key");
     let journal = sim.handle.journal();
     assert_eq!(journal.len(), 2);
-    assert!(journal.iter().all(|e| e.outcome == Outcome::Unauthorized && e.http_status == 401));
+    assert!(
+        journal
+            .iter()
+            .all(|e| e.outcome == Outcome::Unauthorized && e.http_status == 401)
+    );
 
     for header in ["X-Api-Key", "x-api-key", "X-API-KEY"] {
         let resp = sim
@@ -38,7 +43,11 @@ async fn api_key_is_required_and_header_name_is_case_insensitive() {
         assert_eq!(body["data"]["groups"]["totalCount"], 4);
     }
     assert_eq!(
-        sim.handle.journal().last().and_then(|e| e.api_key_name.clone()).as_deref(),
+        sim.handle
+            .journal()
+            .last()
+            .and_then(|e| e.api_key_name.clone())
+            .as_deref(),
         Some(READ)
     );
 }
@@ -47,10 +56,18 @@ async fn api_key_is_required_and_header_name_is_case_insensitive() {
 async fn key_permissions_are_enforced_for_mutations() {
     let sim = start().await;
     let oncall = sim.group_id("oncall");
-    let a = sim.gql_as(READ, RENAME, json!({"id": oncall, "name": "x"})).await;
+    let a = sim
+        .gql_as(READ, RENAME, json!({"id": oncall, "name": "x"}))
+        .await;
     assert_eq!(a.status, 403);
     assert!(a.first_error().contains("read-only"));
-    assert_eq!(sim.handle.state().group_named("oncall").map(|g| g.name.clone()), Some("oncall".into()));
+    assert_eq!(
+        sim.handle
+            .state()
+            .group_named("oncall")
+            .map(|g| g.name.clone()),
+        Some("oncall".into())
+    );
     let a = sim.gql_as(READ, GROUPS, json!({})).await;
     assert_eq!(a.status, 200, "read-only keys may read");
 
@@ -58,8 +75,17 @@ async fn key_permissions_are_enforced_for_mutations() {
     let key_create = "mutation($sa: ID!) { serviceAccountKeyCreate(serviceAccountId: $sa, expirationTime: 1) { ok } }";
     let a = sim.gql_as(RW, key_create, json!({"sa": sa})).await;
     assert_eq!(a.status, 403, "keys need Provision");
-    assert!(sim.handle.state().service_account_named("ci-deployer").expect("sa").keys.is_empty());
-    let a = sim.gql_as(RW, RENAME, json!({"id": oncall, "name": "renamed"})).await;
+    assert!(
+        sim.handle
+            .state()
+            .service_account_named("ci-deployer")
+            .expect("sa")
+            .keys
+            .is_empty()
+    );
+    let a = sim
+        .gql_as(RW, RENAME, json!({"id": oncall, "name": "renamed"}))
+        .await;
     assert_eq!(a.data()["groupUpdate"]["ok"], true);
     let a = sim.gql_as(ADMIN, key_create, json!({"sa": sa})).await;
     assert_eq!(a.data()["serviceAccountKeyCreate"]["ok"], true);
@@ -88,25 +114,38 @@ async fn rate_limits_are_per_key_and_answer_429_with_retry_after() {
     }
     let a = sim.gql(GROUPS, json!({})).await;
     assert_eq!(a.status, 429);
-    let retry: u64 = a.headers["retry-after"].to_str().expect("ascii").parse().expect("whole seconds");
+    let retry: u64 = a.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("whole seconds");
     assert!((1..=20).contains(&retry), "{retry}");
     // Another key has its own budget; writes have theirs.
     assert_eq!(sim.gql_as(READ, GROUPS, json!({})).await.status, 200);
     let oncall = sim.group_id("oncall");
     for n in 0..2 {
-        let a = sim.gql(RENAME, json!({"id": oncall, "name": format!("n{n}")})).await;
+        let a = sim
+            .gql(RENAME, json!({"id": oncall, "name": format!("n{n}")}))
+            .await;
         assert_eq!(a.status, 200);
     }
-    let a = sim.gql(RENAME, json!({"id": oncall, "name": "limited"})).await;
+    let a = sim
+        .gql(RENAME, json!({"id": oncall, "name": "limited"}))
+        .await;
     assert_eq!(a.status, 429);
     assert!(a.headers.contains_key("retry-after"));
-    assert!(sim.handle.state().group_named("limited").is_none(), "a 429 was not processed");
+    assert!(
+        sim.handle.state().group_named("limited").is_none(),
+        "a 429 was not processed"
+    );
     let last = sim.handle.journal().pop().expect("entry");
     assert_eq!(last.outcome, Outcome::RateLimited);
     assert!(!last.mutation_applied);
 
     // The budget refills with (simulated) time.
-    sim.handle.clock().advance(chrono::Duration::seconds(retry as i64 + 30));
+    sim.handle
+        .clock()
+        .advance(chrono::Duration::seconds(retry as i64 + 30));
     assert_eq!(sim.gql(GROUPS, json!({})).await.status, 200);
 }
 
@@ -120,7 +159,11 @@ async fn rate_limit_storm_answers_429_until_its_end() {
     });
     let a = sim.gql(GROUPS, json!({})).await;
     assert_eq!(a.status, 429);
-    let retry: i64 = a.headers["retry-after"].to_str().expect("a").parse().expect("n");
+    let retry: i64 = a.headers["retry-after"]
+        .to_str()
+        .expect("a")
+        .parse()
+        .expect("n");
     assert!((89..=90).contains(&retry), "{retry}");
     clock.advance(chrono::Duration::seconds(91));
     assert_eq!(sim.gql(GROUPS, json!({})).await.status, 200);
@@ -141,7 +184,9 @@ async fn five_xx_fault_answers_without_applying_and_is_reproducible() {
         let oncall = sim.group_id("oncall");
         let mut statuses = Vec::new();
         for n in 0..20 {
-            let a = sim.gql(RENAME, json!({"id": oncall, "name": format!("n{n}")})).await;
+            let a = sim
+                .gql(RENAME, json!({"id": oncall, "name": format!("n{n}")}))
+                .await;
             if a.status != 200 {
                 assert!(a.text.contains("<html>"));
                 assert_eq!(a.body, serde_json::Value::Null, "not JSON");
@@ -183,7 +228,10 @@ async fn reset_fault_drops_the_connection_without_applying() {
     assert!(!err.is_status(), "no HTTP status was sent: {err:?}");
     assert!(sim.handle.state().group_named("reset").is_none());
     let e = sim.handle.journal().pop().expect("entry");
-    assert_eq!((e.http_status, e.outcome), (0, Outcome::Fault("connection reset".into())));
+    assert_eq!(
+        (e.http_status, e.outcome),
+        (0, Outcome::Fault("connection reset".into()))
+    );
 }
 
 #[tokio::test]
@@ -203,13 +251,21 @@ async fn commit_then_drop_applies_and_loses_the_answer() {
         .send()
         .await;
     assert!(result.is_err(), "connection dropped");
-    assert!(sim.handle.state().group_named("lost").is_some(), "but the create was applied");
+    assert!(
+        sim.handle.state().group_named("lost").is_some(),
+        "but the create was applied"
+    );
     let e = sim.handle.journal().pop().expect("entry");
     assert!(e.mutation_applied);
     assert_eq!(e.http_status, 0);
     // Other mutations and queries are untouched by a field-restricted fault.
     let oncall = sim.group_id("oncall");
-    assert_eq!(sim.gql(RENAME, json!({"id": oncall, "name": "kept"})).await.status, 200);
+    assert_eq!(
+        sim.gql(RENAME, json!({"id": oncall, "name": "kept"}))
+            .await
+            .status,
+        200
+    );
     assert_eq!(sim.gql(GROUPS, json!({})).await.status, 200);
 }
 
@@ -233,7 +289,10 @@ async fn commit_then_delay_applies_and_outlasts_the_client_timeout() {
         .expect_err("times out");
     assert!(err.is_timeout());
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(sim.handle.state().group_named("slow").is_some(), "applied before the answer");
+    assert!(
+        sim.handle.state().group_named("slow").is_some(),
+        "applied before the answer"
+    );
     let e = sim.handle.journal().pop().expect("entry");
     assert!(e.mutation_applied);
     assert!(matches!(e.outcome, Outcome::Fault(ref f) if f.contains("delayed 30s")));
@@ -253,7 +312,10 @@ async fn html_200_fault_serves_a_page() {
     assert!(a.text.starts_with("<!DOCTYPE html>"));
     assert_eq!(a.headers["content-type"], "text/html; charset=utf-8");
     sim.handle.set_faults(Faults::default());
-    assert_eq!(sim.gql(GROUPS, json!({})).await.data()["groups"]["totalCount"], 4);
+    assert_eq!(
+        sim.gql(GROUPS, json!({})).await.data()["groups"]["totalCount"],
+        4
+    );
 }
 
 #[tokio::test]
@@ -270,8 +332,17 @@ async fn latency_applies_globally_and_per_operation() {
     assert!(read >= Duration::from_millis(100), "{read:?}");
     let oncall = sim.group_id("oncall");
     let t = Instant::now();
-    assert_eq!(sim.gql(RENAME, json!({"id": oncall, "name": "z"})).await.status, 200);
-    assert!(t.elapsed() >= Duration::from_millis(400), "{:?}", t.elapsed());
+    assert_eq!(
+        sim.gql(RENAME, json!({"id": oncall, "name": "z"}))
+            .await
+            .status,
+        200
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -285,14 +356,20 @@ async fn journal_records_errors_and_can_be_cleared() {
     assert_eq!(a.status, 400);
     let journal = sim.handle.journal();
     assert_eq!(journal.len(), 3);
-    assert!(matches!(&journal[0].outcome, Outcome::Errors(m) if m.contains("Unable to parse global ID")));
+    assert!(
+        matches!(&journal[0].outcome, Outcome::Errors(m) if m.contains("Unable to parse global ID"))
+    );
     assert_eq!(journal[0].root_fields, vec!["group"]);
     assert!(!journal[0].is_mutation);
     assert!(journal.windows(2).all(|w| w[0].seq < w[1].seq));
     sim.handle.clear_journal();
     assert!(sim.handle.journal().is_empty());
     sim.gql(GROUPS, json!({})).await;
-    assert_eq!(sim.handle.journal()[0].seq, 4, "sequence continues across clears");
+    assert_eq!(
+        sim.handle.journal()[0].seq,
+        4,
+        "sequence continues across clears"
+    );
 }
 
 #[tokio::test]
