@@ -1,0 +1,806 @@
+//! The `lapse` command line: every subcommand's arguments, and the client commands that talk to a running daemon's HTTP API.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use reqwest::{StatusCode, Url};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::output::{self, OutputFormat};
+
+/// Where `lapse serve` listens unless configured otherwise.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:7420";
+
+/// A connection that cannot be made in this time will not be made by waiting longer; saying so
+/// quickly beats hanging an on-call engineer's terminal.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Every call but a waited-for submission is a database read or a single write.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// `--wait` holds the request open while the daemon applies the grant in Twingate, which under
+/// rate limits and retries can take minutes.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Time-bounded access grants in Twingate.
+///
+/// `lapse serve` runs the daemon; every other client command talks to its HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "lapse", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts, before or after the subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Base URL of the lapse API.
+    #[arg(long, global = true, env = "LAPSE_URL", default_value = DEFAULT_URL, value_name = "URL")]
+    pub url: String,
+    /// Bearer token for the lapse API (made with `lapse token create` on the daemon host).
+    #[arg(long, global = true, env = "LAPSE_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon and its HTTP API.
+    Serve(ServeArgs),
+    /// Manage API tokens (on the daemon host, against its database).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Run a self-contained demonstration against a simulated Twingate.
+    Demo(DemoArgs),
+    /// Check a configuration file, or print an example one.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Check that the daemon's configuration, database and Twingate connection are usable.
+    Doctor(DoctorArgs),
+    /// Submit a time-bounded grant.
+    Grant(GrantArgs),
+    /// List grants, newest first.
+    List(ListArgs),
+    /// Show one grant and its history.
+    Show(ShowArgs),
+    /// End a grant early.
+    Revoke(RevokeArgs),
+    /// Read the append-only history.
+    History(HistoryArgs),
+    /// Check the history's integrity.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Configuration file.
+    #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token; it is printed once and only its hash is stored.
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenCreateArgs {
+    /// The token's name; it is the actor recorded in the history for everything done with it.
+    #[arg(long)]
+    pub name: String,
+    /// What the token may do.
+    #[arg(long, value_enum)]
+    pub role: TokenRole,
+    /// Configuration file of the daemon whose database receives the token.
+    #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// The roles a token can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenRole {
+    /// Everything, including revoking others' grants.
+    Admin,
+    /// Submit, list, show and revoke grants.
+    Operator,
+    /// Read only: grants, history and audit verification.
+    Auditor,
+}
+
+impl TokenRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenRole::Admin => "admin",
+            TokenRole::Operator => "operator",
+            TokenRole::Auditor => "auditor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCmd {
+    /// Load a configuration file and report every problem in it.
+    Check {
+        /// Configuration file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Print a commented example configuration.
+    Example,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Configuration file.
+    #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// Submit a grant. The daemon checks everything and resolves names; nothing is sent to Twingate
+/// for a request it refuses.
+#[derive(Debug, Clone, Args)]
+pub struct GrantArgs {
+    /// ephemeral-group, group-membership, group-access, service-access or service-key.
+    #[arg(long, value_name = "KIND")]
+    pub kind: String,
+    /// A user to receive access, by email (repeatable).
+    #[arg(long = "user", value_name = "EMAIL")]
+    pub users: Vec<String>,
+    /// A resource, by name or ID (repeatable).
+    #[arg(long = "resource", value_name = "NAME_OR_ID")]
+    pub resources: Vec<String>,
+    /// An existing group, by name or ID.
+    #[arg(long, value_name = "NAME_OR_ID")]
+    pub group: Option<String>,
+    /// An existing service account, by name or ID.
+    #[arg(long, value_name = "NAME_OR_ID")]
+    pub service_account: Option<String>,
+    /// How long the grant lasts, e.g. 90m or 2h30m.
+    // Hyphen values are let through so that `--for -5m` reaches the daemon, which owns the rule
+    // and explains the fix, instead of dying here as an unknown flag.
+    #[arg(
+        long = "for",
+        value_name = "DURATION",
+        allow_hyphen_values = true,
+        required_unless_present = "until",
+        conflicts_with = "until"
+    )]
+    pub duration: Option<String>,
+    /// When the grant ends, as an RFC 3339 time.
+    #[arg(long, value_name = "RFC3339")]
+    pub until: Option<String>,
+    /// When the grant starts, as an RFC 3339 time (default: now).
+    #[arg(long, value_name = "RFC3339")]
+    pub start: Option<String>,
+    /// Why the access is needed, e.g. an incident or ticket number.
+    #[arg(long, allow_hyphen_values = true)]
+    pub reason: String,
+    /// Wait until the access is in place; a service key's token is printed then, once.
+    #[arg(long)]
+    pub wait: bool,
+    /// Makes a retried submission safe: the same key and request give back the same grant.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Only grants in this state (scheduled, applying, active, revoking, expired, revoked, failed).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only grants for this user.
+    #[arg(long, value_name = "EMAIL")]
+    pub user: Option<String>,
+    /// Only grants that reach this resource.
+    #[arg(long, value_name = "NAME")]
+    pub resource: Option<String>,
+    /// Only grants of this kind.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// At most this many grants.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    /// The grant's ID.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RevokeArgs {
+    /// The grant's ID.
+    pub id: String,
+    /// Why the grant ends early.
+    #[arg(long, allow_hyphen_values = true)]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// Only rows about this user.
+    #[arg(long, value_name = "EMAIL")]
+    pub user: Option<String>,
+    /// Only rows about this resource.
+    #[arg(long, value_name = "NAME")]
+    pub resource: Option<String>,
+    /// Only rows of this grant.
+    #[arg(long, value_name = "ID")]
+    pub grant: Option<String>,
+    /// Rows from this time: RFC 3339, or a duration meaning "ago" (e.g. 2h).
+    #[arg(long, value_name = "TIME", value_parser = parse_time_spec)]
+    pub since: Option<TimeSpec>,
+    /// Rows up to this time: RFC 3339, or a duration meaning "ago" (e.g. 30m).
+    #[arg(long, value_name = "TIME", value_parser = parse_time_spec)]
+    pub until: Option<TimeSpec>,
+    /// At most this many rows.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuditCmd {
+    /// Walk the history's hash chain; exit 1 and name the first broken row if it does not hold.
+    Verify,
+}
+
+/// A point in time given on the command line: absolute, or a span before now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSpec {
+    At(DateTime<Utc>),
+    Ago(Duration),
+}
+
+impl TimeSpec {
+    /// The absolute time meant, with "ago" counted back from `now`.
+    pub fn resolve(self, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+        match self {
+            TimeSpec::At(t) => Ok(t),
+            TimeSpec::Ago(span) => chrono::Duration::from_std(span)
+                .ok()
+                .and_then(|span| now.checked_sub_signed(span))
+                .with_context(|| format!("{} ago is before any time lapse can name", humantime::format_duration(span))),
+        }
+    }
+}
+
+/// Reads `--since`/`--until`: an RFC 3339 time, else a humantime duration meaning "that long ago".
+pub fn parse_time_spec(s: &str) -> Result<TimeSpec, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(TimeSpec::At(t.with_timezone(&Utc)));
+    }
+    humantime::parse_duration(s).map(TimeSpec::Ago).map_err(|_| {
+        format!("`{s}` is neither an RFC 3339 time (e.g. 2026-03-01T10:00:00Z) nor a duration meaning \"ago\" (e.g. 2h, 30m, 7d)")
+    })
+}
+
+/// The body of `POST /v1/grants`. Fields are passed as typed: the daemon validates them and
+/// resolves names, so that the rules live in one place and every refusal carries its fix.
+#[derive(Debug, Serialize)]
+struct SubmitBody<'a> {
+    kind: &'a str,
+    users: &'a [String],
+    resources: &'a [String],
+    group: Option<&'a str>,
+    service_account: Option<&'a str>,
+    duration: Option<&'a str>,
+    expires_at: Option<&'a str>,
+    starts_at: Option<&'a str>,
+    reason: &'a str,
+}
+
+impl<'a> SubmitBody<'a> {
+    fn from_args(args: &'a GrantArgs) -> Self {
+        SubmitBody {
+            kind: &args.kind,
+            users: &args.users,
+            resources: &args.resources,
+            group: args.group.as_deref(),
+            service_account: args.service_account.as_deref(),
+            duration: args.duration.as_deref(),
+            expires_at: args.until.as_deref(),
+            starts_at: args.start.as_deref(),
+            reason: &args.reason,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct RevokeBody<'a> {
+    reason: &'a str,
+}
+
+/// Runs a client command against the API and returns the process's exit code: 0 on success,
+/// 2 for a request the API refused (4xx) or bad usage, 1 for anything else (a 5xx, an unreachable
+/// daemon, a broken audit chain, a `--wait` that did not end active). Failures are already
+/// printed to stderr when this returns; an `Err` means `command` is not a client command.
+pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let server_side = match &command {
+        Command::Serve(_) => Some("serve"),
+        Command::Token(_) => Some("token"),
+        Command::Demo(_) => Some("demo"),
+        Command::Config(_) => Some("config"),
+        Command::Doctor(_) => Some("doctor"),
+        _ => None,
+    };
+    if let Some(name) = server_side {
+        anyhow::bail!("`lapse {name}` runs on the daemon host and does not go through the API");
+    }
+
+    let api = match ApiClient::new(global) {
+        Ok(api) => api,
+        Err(failure) => return Ok(report(failure, global)),
+    };
+    let format = global.output;
+    let outcome = match command {
+        Command::Grant(args) => grant(&api, &args, format).await,
+        Command::List(args) => list(&api, &args, format).await,
+        Command::Show(args) => show(&api, &args, format).await,
+        Command::Revoke(args) => revoke(&api, &args, format).await,
+        Command::History(args) => history(&api, &args, format).await,
+        Command::Audit(AuditCmd::Verify) => audit_verify(&api, format).await,
+        Command::Serve(_) | Command::Token(_) | Command::Demo(_) | Command::Config(_) | Command::Doctor(_) => {
+            anyhow::bail!("not a client command")
+        }
+    };
+    Ok(outcome.unwrap_or_else(|failure| report(failure, global)))
+}
+
+/// Why a client command did not succeed, each kind printed and mapped to an exit code once, in
+/// [`report`].
+#[derive(Debug)]
+enum Failure {
+    /// Wrong use of the CLI itself, caught before any request.
+    Usage { field: String, message: String, fix: String },
+    /// The API answered with an error status.
+    Api { status: StatusCode, body: Vec<u8> },
+    /// No answer at all.
+    Unreachable { source: reqwest::Error },
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+fn report(failure: Failure, global: &GlobalArgs) -> ExitCode {
+    match failure {
+        Failure::Usage { field, message, fix } => {
+            eprintln!("error: {field}: {message}\n  fix: {fix}");
+            ExitCode::from(2)
+        }
+        Failure::Api { status, body } => {
+            eprintln!("{}", output::api_error_message(status.as_u16(), &body, global.token.is_some()));
+            if status.is_client_error() { ExitCode::from(2) } else { ExitCode::from(1) }
+        }
+        Failure::Unreachable { source } => {
+            eprintln!("{}", unreachable_message(&global.url, &source));
+            ExitCode::from(1)
+        }
+        Failure::Other(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn unreachable_message(url: &str, e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return format!(
+            "error: the lapse API at {url} did not answer in time ({})\n  \
+             fix: if this was a submission it may still have been recorded: check `lapse list` \
+             before submitting again, or resubmit with the same --idempotency-key",
+            innermost_cause(e)
+        );
+    }
+    format!(
+        "error: could not reach the lapse API at {url} ({})\n  \
+         fix: start the daemon with `lapse serve --config FILE`, or point --url (or LAPSE_URL) at where it listens",
+        innermost_cause(e)
+    )
+}
+
+/// reqwest's own message names only the request; the cause that helps ("Connection refused",
+/// a failed name lookup) is at the bottom of the chain.
+fn innermost_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// A successful answer: its status (201 and 200 differ for submissions) and its JSON body.
+struct Reply {
+    status: StatusCode,
+    body: Value,
+}
+
+struct ApiClient {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    fn new(global: &GlobalArgs) -> Result<Self, Failure> {
+        let base = parse_base_url(&global.url)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("lapse/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("could not set up the HTTP client")?;
+        Ok(ApiClient { http, base, token: global.token.clone() })
+    }
+
+    fn url(&self, segments: &[&str], query: &[(&str, Option<String>)]) -> Result<Url, Failure> {
+        Ok(endpoint(&self.base, segments, query)?)
+    }
+
+    async fn send(&self, mut request: reqwest::RequestBuilder) -> Result<Reply, Failure> {
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|source| Failure::Unreachable { source })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|source| Failure::Unreachable { source })?;
+        if !status.is_success() {
+            return Err(Failure::Api { status, body: bytes.to_vec() });
+        }
+        let body = serde_json::from_slice(&bytes).with_context(|| {
+            format!("the server at {} answered HTTP {status} with something that is not JSON; is --url pointing at lapse?", self.base)
+        })?;
+        Ok(Reply { status, body })
+    }
+}
+
+fn parse_base_url(raw: &str) -> Result<Url, Failure> {
+    let usage = |message: String| Failure::Usage {
+        field: "--url".to_owned(),
+        message,
+        fix: format!("give the daemon's address, e.g. --url {DEFAULT_URL}"),
+    };
+    let url = Url::parse(raw).map_err(|e| usage(format!("`{raw}` is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(usage(format!("`{raw}` is not an http or https URL")));
+    }
+    if url.cannot_be_a_base() {
+        return Err(usage(format!("`{raw}` cannot have API paths appended to it")));
+    }
+    Ok(url)
+}
+
+/// `base` with path `segments` appended (each percent-encoded, so an ID cannot change the path)
+/// and the present query parameters. A base with a path prefix keeps it, for a daemon behind a
+/// reverse proxy.
+fn endpoint(base: &Url, segments: &[&str], query: &[(&str, Option<String>)]) -> anyhow::Result<Url> {
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("{base} cannot have API paths appended to it"))?
+        .pop_if_empty()
+        .extend(segments);
+    let present: Vec<(&str, &str)> =
+        query.iter().filter_map(|(k, v)| v.as_deref().map(|v| (*k, v))).collect();
+    // Only touch the query when there is one: an empty serializer still leaves a bare `?`.
+    if !present.is_empty() {
+        url.query_pairs_mut().extend_pairs(present);
+    }
+    Ok(url)
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Writes a rendering to stdout. A reader that goes away early (`lapse list | head`) is not an
+/// error of ours, so a broken pipe ends quietly instead of panicking as `println!` would.
+fn emit(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_all(text.as_bytes())
+        .and_then(|()| if text.ends_with('\n') { Ok(()) } else { out.write_all(b"\n") })
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("could not write to stdout").into())
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn grant(api: &ApiClient, args: &GrantArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
+    let url = api.url(&["v1", "grants"], &[("wait", args.wait.then(|| "true".to_owned()))])?;
+    let mut request = api.http.post(url).json(&SubmitBody::from_args(args));
+    if let Some(key) = &args.idempotency_key {
+        request = request.header("Idempotency-Key", key);
+    }
+    if args.wait {
+        request = request.timeout(WAIT_TIMEOUT);
+    }
+    let reply = api.send(request).await?;
+    if reply.status == StatusCode::OK {
+        // 200 instead of 201 is the daemon saying nothing new was made; worth knowing when a
+        // retry was meant to be a new grant.
+        eprintln!("note: this idempotency key was used before with the same request; this is the grant it made");
+    }
+    emit(&output::render_grant(format, &reply.body, Utc::now())?)?;
+
+    let field = |name: &str| reply.body.get(name).and_then(Value::as_str);
+    if let Some(token) = field("token") {
+        // JSON already carries the token; in CSV it would break the columns, so it goes to
+        // stderr there, still on a line of its own.
+        match format {
+            OutputFormat::Json => {}
+            OutputFormat::Table => emit(&format!("\n{}", output::token_line(token)))?,
+            OutputFormat::Csv => eprintln!("{}", output::token_line(token)),
+        }
+    } else if args.wait && args.kind == "service-key" && field("state") == Some("active") {
+        eprintln!(
+            "note: no token in this answer: a service key's token is handed out only once, to the first waited-for submission"
+        );
+    }
+
+    if args.wait {
+        let state = field("state").unwrap_or("unknown");
+        if state != "active" {
+            let why = field("last_error").map(|e| format!(": {e}")).unwrap_or_default();
+            eprintln!("error: grant {} is {state}, not active{why}", field("id").unwrap_or("?"));
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(api: &ApiClient, args: &ListArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
+    let url = api.url(
+        &["v1", "grants"],
+        &[
+            ("state", args.state.clone()),
+            ("user", args.user.clone()),
+            ("resource", args.resource.clone()),
+            ("kind", args.kind.clone()),
+            ("limit", args.limit.map(|n| n.to_string())),
+        ],
+    )?;
+    let reply = api.send(api.http.get(url)).await?;
+    emit(&output::render_grant_list(format, &reply.body, Utc::now())?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(api: &ApiClient, args: &ShowArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
+    let url = api.url(&["v1", "grants", &args.id], &[])?;
+    let reply = api.send(api.http.get(url)).await?;
+    emit(&output::render_grant_detail(format, &reply.body, Utc::now())?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn revoke(api: &ApiClient, args: &RevokeArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
+    let url = api.url(&["v1", "grants", &args.id, "revoke"], &[])?;
+    let reply = api.send(api.http.post(url).json(&RevokeBody { reason: &args.reason })).await?;
+    emit(&output::render_grant(format, &reply.body, Utc::now())?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn history(api: &ApiClient, args: &HistoryArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
+    let query = history_query(args, Utc::now())?;
+    let url = api.url(&["v1", "history"], &query)?;
+    let reply = api.send(api.http.get(url)).await?;
+    emit(&output::render_history(format, &reply.body)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The query of `GET /v1/history`, with "ago" times turned into the RFC 3339 the API takes.
+fn history_query(args: &HistoryArgs, now: DateTime<Utc>) -> anyhow::Result<Vec<(&'static str, Option<String>)>> {
+    let resolve = |spec: Option<TimeSpec>| spec.map(|s| s.resolve(now).map(rfc3339)).transpose();
+    Ok(vec![
+        ("grant", args.grant.clone()),
+        ("user", args.user.clone()),
+        ("resource", args.resource.clone()),
+        ("since", resolve(args.since)?),
+        ("until", resolve(args.until)?),
+        ("limit", args.limit.map(|n| n.to_string())),
+    ])
+}
+
+async fn audit_verify(api: &ApiClient, format: OutputFormat) -> Result<ExitCode, Failure> {
+    let url = api.url(&["v1", "audit", "verify"], &[])?;
+    let reply = api.send(api.http.get(url)).await?;
+    emit(&output::render_verify(format, &reply.body)?)?;
+    // Anything short of an explicit "ok": true fails, so a malformed answer cannot pass an audit.
+    let intact = reply.body.get("ok").and_then(Value::as_bool) == Some(true);
+    Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use clap::CommandFactory;
+    use serde_json::json;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("lapse").chain(args.iter().copied()))
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).single().unwrap()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn grant_flags_become_the_submission_body() {
+        let cli = parse(&[
+            "grant", "--kind", "group-membership", "--user", "a@example.com", "--user", "b@example.com",
+            "--group", "prod-db-admins", "--for", "2h", "--reason", "INC-4211", "--wait",
+            "--idempotency-key", "k1",
+        ])
+        .unwrap();
+        let Command::Grant(args) = cli.command else { panic!("not a grant") };
+        assert!(args.wait);
+        assert_eq!(args.idempotency_key.as_deref(), Some("k1"));
+        let body = serde_json::to_value(SubmitBody::from_args(&args)).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "kind": "group-membership", "users": ["a@example.com", "b@example.com"],
+                "resources": [], "group": "prod-db-admins", "service_account": null,
+                "duration": "2h", "expires_at": null, "starts_at": null, "reason": "INC-4211",
+            })
+        );
+    }
+
+    #[test]
+    fn bad_durations_reach_the_daemon_unjudged() {
+        // The daemon owns the TTL rules and names the fix; the CLI must not swallow `-5m` as a flag.
+        let cli = parse(&["grant", "--kind", "ephemeral-group", "--for", "-5m", "--reason", "x"]).unwrap();
+        let Command::Grant(args) = cli.command else { panic!("not a grant") };
+        assert_eq!(args.duration.as_deref(), Some("-5m"));
+        let cli = parse(&["grant", "--kind", "nonsense", "--for", "forever", "--reason", ""]).unwrap();
+        let Command::Grant(args) = cli.command else { panic!("not a grant") };
+        assert_eq!(args.kind, "nonsense");
+        assert_eq!(args.reason, "");
+    }
+
+    #[test]
+    fn grant_needs_exactly_one_of_for_and_until() {
+        assert!(parse(&["grant", "--kind", "service-key", "--reason", "x"]).is_err());
+        assert!(
+            parse(&["grant", "--kind", "service-key", "--for", "1h", "--until", "2026-03-01T13:00:00Z", "--reason", "x"])
+                .is_err()
+        );
+        let cli = parse(&[
+            "grant", "--kind", "service-key", "--service-account", "ci", "--until", "2026-03-01T13:00:00Z",
+            "--start", "2026-03-01T12:30:00Z", "--reason", "deploy",
+        ])
+        .unwrap();
+        let Command::Grant(args) = cli.command else { panic!("not a grant") };
+        let body = serde_json::to_value(SubmitBody::from_args(&args)).unwrap();
+        assert_eq!(body["expires_at"], "2026-03-01T13:00:00Z");
+        assert_eq!(body["starts_at"], "2026-03-01T12:30:00Z");
+        assert_eq!(body["duration"], Value::Null);
+        assert_eq!(body["service_account"], "ci");
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_subcommand() {
+        let cli = parse(&["-o", "json", "--url", "http://h:1", "list", "--state", "active"]).unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        assert_eq!(cli.global.url, "http://h:1");
+        let cli = parse(&["list", "-o", "csv", "--token", "t"]).unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Csv);
+        assert_eq!(cli.global.token.as_deref(), Some("t"));
+        assert!(parse(&["list", "-o", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn server_side_commands_parse() {
+        let cli = parse(&["token", "create", "--name", "ci", "--role", "auditor", "--config", "l.toml"]).unwrap();
+        let Command::Token(TokenCmd::Create(args)) = cli.command else { panic!("not token create") };
+        assert_eq!(args.role.as_str(), "auditor");
+        assert!(parse(&["token", "create", "--name", "ci", "--role", "root", "--config", "l.toml"]).is_err());
+        assert!(matches!(parse(&["config", "check", "l.toml"]).unwrap().command, Command::Config(ConfigCmd::Check { .. })));
+        assert!(matches!(parse(&["config", "example"]).unwrap().command, Command::Config(ConfigCmd::Example)));
+        assert!(matches!(parse(&["serve", "--config", "l.toml"]).unwrap().command, Command::Serve(_)));
+        assert!(matches!(parse(&["doctor", "--config", "l.toml"]).unwrap().command, Command::Doctor(_)));
+        assert!(matches!(parse(&["demo"]).unwrap().command, Command::Demo(_)));
+        assert!(matches!(parse(&["audit", "verify"]).unwrap().command, Command::Audit(AuditCmd::Verify)));
+    }
+
+    #[tokio::test]
+    async fn server_side_commands_are_not_run_as_clients() {
+        let cli = parse(&["demo"]).unwrap();
+        assert!(run_client(cli.command, &cli.global).await.is_err());
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_ago() {
+        assert_eq!(
+            parse_time_spec("2026-03-01T10:00:00+01:00").unwrap(),
+            TimeSpec::At(Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).single().unwrap())
+        );
+        let two_hours = parse_time_spec("2h").unwrap();
+        assert_eq!(two_hours, TimeSpec::Ago(Duration::from_secs(7200)));
+        assert_eq!(two_hours.resolve(now()).unwrap(), Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).single().unwrap());
+        assert!(parse_time_spec("yesterday").unwrap_err().contains("RFC 3339"));
+        assert!(parse(&["history", "--since", "nope"]).is_err());
+    }
+
+    #[test]
+    fn history_query_resolves_ago_times() {
+        let cli = parse(&["history", "--since", "2h", "--until", "2026-03-01T11:30:00Z", "--user", "a@example.com"]).unwrap();
+        let Command::History(args) = cli.command else { panic!("not history") };
+        let query = history_query(&args, now()).unwrap();
+        let get = |k: &str| query.iter().find(|(name, _)| *name == k).and_then(|(_, v)| v.clone());
+        assert_eq!(get("since").as_deref(), Some("2026-03-01T10:00:00Z"));
+        assert_eq!(get("until").as_deref(), Some("2026-03-01T11:30:00Z"));
+        assert_eq!(get("user").as_deref(), Some("a@example.com"));
+        assert_eq!(get("grant"), None);
+    }
+
+    #[test]
+    fn endpoints_keep_prefixes_encode_ids_and_skip_empty_queries() {
+        let base = parse_base_url("http://127.0.0.1:7420").unwrap();
+        assert_eq!(endpoint(&base, &["v1", "grants"], &[]).unwrap().as_str(), "http://127.0.0.1:7420/v1/grants");
+        let proxied = parse_base_url("https://ops.example.com/lapse/").unwrap();
+        assert_eq!(
+            endpoint(&proxied, &["v1", "grants", "01J/../x", "revoke"], &[]).unwrap().as_str(),
+            "https://ops.example.com/lapse/v1/grants/01J%2F..%2Fx/revoke"
+        );
+        let url = endpoint(
+            &base,
+            &["v1", "grants"],
+            &[("state", Some("active".to_owned())), ("user", None), ("resource", Some("prod db&x".to_owned()))],
+        )
+        .unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:7420/v1/grants?state=active&resource=prod+db%26x");
+    }
+
+    #[test]
+    fn bad_urls_are_usage_errors() {
+        assert!(matches!(parse_base_url("127.0.0.1:7420"), Err(Failure::Usage { .. })));
+        assert!(matches!(parse_base_url("ftp://h"), Err(Failure::Usage { .. })));
+        assert!(matches!(parse_base_url("not a url"), Err(Failure::Usage { .. })));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_daemon_is_named_with_the_fix() {
+        // Bind then drop a listener so that the port is very likely closed.
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let global = GlobalArgs { url: format!("http://127.0.0.1:{port}"), token: None, output: OutputFormat::Table };
+        let api = ApiClient::new(&global).unwrap();
+        let url = api.url(&["v1", "grants"], &[]).unwrap();
+        let Err(Failure::Unreachable { source }) = api.send(api.http.get(url)).await else {
+            panic!("expected an unreachable daemon")
+        };
+        let message = unreachable_message(&global.url, &source);
+        assert!(message.contains(&format!("could not reach the lapse API at http://127.0.0.1:{port}")), "{message}");
+        assert!(message.contains("lapse serve") && message.contains("--url"), "{message}");
+    }
+}
