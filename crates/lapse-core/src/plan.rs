@@ -560,7 +560,10 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
                     (None, Some(want)) => oe.expires_at.is_some_and(|s| s < *want),
                     _ => false,
                 };
-                if !present || stale_expiry {
+                // An unconfirmed claim is a write whose answer never came (or a crash before
+                // it was recorded): send it again, it is idempotent, so that the record is
+                // confirmed rather than left an intent forever.
+                if !present || stale_expiry || !oe.confirmed {
                     pending.insert(edge);
                     if ready.is_empty() {
                         continue;
@@ -613,13 +616,11 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
         let edges = grant_edges(g, &objects, world.observed, cfg);
         match g.state {
             GrantState::Applying if g.is_live(now) => {
-                // An unconfirmed claim seen in place (a crash between the write and its
-                // confirmation) is applied all the same.
                 let edges_ok = edges.iter().all(|(e, _)| {
                     let seen = observed_presence(world.observed, e, now);
                     !pending.contains(e)
                         && match owned.get(e) {
-                            Some(oe) => (oe.confirmed || seen == Some(true)) && seen != Some(false),
+                            Some(oe) => oe.confirmed && seen != Some(false),
                             None => seen == Some(true),
                         }
                 });

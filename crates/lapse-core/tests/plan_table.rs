@@ -1039,18 +1039,29 @@ fn unconfirmed_claim_no_longer_needed_is_removed_not_just_released() {
 }
 
 #[test]
-fn unconfirmed_claim_seen_present_counts_as_applied() {
-    // A crash after the add but before its confirmation was recorded, then a fresh read.
+fn unconfirmed_claim_seen_present_is_written_again_before_active() {
+    // A crash after the add but before its confirmation was recorded, then a fresh read: the
+    // idempotent add is sent again so that the record is confirmed, not left an intent.
     let g = GrantBuilder::membership("g1", &["u1"]).build();
     let mut e = owned(membership_edge("g1", "u1"), g.id, None);
     e.confirmed = false;
     let f = Fixture::new()
         .grant(g.clone())
-        .edge(e)
+        .edge(e.clone())
         .observed(ObservedBuilder::new().group("g1", &["u1"], 5));
     let p = f.plan_at(5);
-    assert_eq!(transitions(&p), vec![(g.id, GrantState::Active)]);
-    assert!(writes(&p).is_empty());
+    assert!(transitions(&p).is_empty(), "{:?}", p.actions);
+    assert_eq!(
+        p.actions,
+        vec![Action::UpdateGroupUsers {
+            group: rid("g1"),
+            add: vec![rid("u1")],
+            remove: vec![],
+            claims: vec![e],
+            releases: vec![],
+            grants: vec![g.id],
+        }]
+    );
 }
 
 #[test]
