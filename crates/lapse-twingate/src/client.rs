@@ -350,6 +350,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_edge_listed_past_its_expiry_is_reported_as_is() {
+        // Twingate may still list an expired edge (the stand-in removes them), so this is read
+        // from a recorded answer rather than from the stand-in.
+        let node: ResourceNode = serde_json::from_str(
+            r#"{"id":"UmVzb3VyY2U6MzAx","name":"prod-db","access":{
+                "edges":[
+                  {"node":{"__typename":"Group","id":"R3JvdXA6MjAx"},"expiresAt":"2020-01-01T00:00:00.000000+00:00"},
+                  {"node":{"__typename":"ServiceAccount","id":"U2VydmljZUFjY291bnQ6eA=="},"expiresAt":null},
+                  {"node":{"__typename":"SomethingNew","id":"eA=="},"expiresAt":null}
+                ],
+                "pageInfo":{"hasNextPage":false,"endCursor":null}}}"#,
+        )
+        .expect("recorded answer");
+        let config = ClientConfig::new("http://127.0.0.1:9", secrecy::SecretString::from("k"));
+        let client = TwingateClient::new(config).expect("client");
+        let info = client
+            .inner
+            .complete_resource(node)
+            .await
+            .expect("no request needed")
+            .expect("resource");
+        assert_eq!(
+            info.access.len(),
+            2,
+            "the unknown principal kind is skipped"
+        );
+        let expired = &info.access[0];
+        assert_eq!(expired.principal_kind, PrincipalKind::Group);
+        assert_eq!(
+            expired.expires_at.map(|t| t.to_rfc3339()),
+            Some("2020-01-01T00:00:00+00:00".to_owned())
+        );
+        assert_eq!(info.access[1].principal_kind, PrincipalKind::ServiceAccount);
+    }
+
+    #[tokio::test]
     async fn a_vanished_owner_ends_the_list_with_none() {
         let result = follow("T", page(&["a"], Some(Some("1"))), |_| async {
             Ok(None::<Page<String>>)

@@ -252,9 +252,16 @@ impl Transport {
                 self.base_url
             ))));
         };
-        let errors = envelope.errors.filter(|errors| !errors.is_empty()).map(|errors| {
-            errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ")
-        });
+        let errors = envelope
+            .errors
+            .filter(|errors| !errors.is_empty())
+            .map(|errors| {
+                errors
+                    .into_iter()
+                    .map(|e| e.message)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
         // A 400 is the API refusing the request; any other status means this is not the API.
         if !status.is_success() && status != StatusCode::BAD_REQUEST {
             let detail = errors.map(|m| format!(": {m}")).unwrap_or_default();
@@ -264,7 +271,9 @@ impl Transport {
             ))));
         }
         if let Some(messages) = errors {
-            return Err(AttemptError::Failed(ProviderError::Invalid(format!("{op}: {messages}"))));
+            return Err(AttemptError::Failed(ProviderError::Invalid(format!(
+                "{op}: {messages}"
+            ))));
         }
         if !status.is_success() {
             return Err(AttemptError::Failed(ProviderError::Invalid(format!(

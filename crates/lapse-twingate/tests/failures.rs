@@ -28,15 +28,29 @@ async fn a_refusal_is_rejected_and_a_missing_object_is_already_gone() {
     let client = ClientBuilder::new(&sim).build();
 
     // Only MANUAL groups can be changed; Everyone is SYSTEM.
-    let refused = client.update_group_users(&rid(group_id(203)), &[rid(user_id(101))], &[], Priority::Apply).await;
+    let refused = client
+        .update_group_users(
+            &rid(group_id(203)),
+            &[rid(user_id(101))],
+            &[],
+            Priority::Apply,
+        )
+        .await;
     match refused {
         Err(ProviderError::Rejected(message)) => assert!(message.contains("MANUAL"), "{message}"),
         other => panic!("expected Rejected, got {other:?}"),
     }
 
-    let gone = client.delete_group(&rid(group_id(987_654)), Priority::Revoke).await;
-    let Err(error) = gone else { panic!("deleting a missing group succeeded") };
-    assert!(matches!(error, ProviderError::AlreadyGone(ref m) if m.contains("does not exist")), "{error:?}");
+    let gone = client
+        .delete_group(&rid(group_id(987_654)), Priority::Revoke)
+        .await;
+    let Err(error) = gone else {
+        panic!("deleting a missing group succeeded")
+    };
+    assert!(
+        matches!(error, ProviderError::AlreadyGone(ref m) if m.contains("does not exist")),
+        "{error:?}"
+    );
     assert_eq!(error.class(), ErrorClass::Gone);
 }
 
@@ -47,10 +61,14 @@ async fn a_garbage_id_is_invalid_for_reads_and_writes() {
 
     let read = client.group(&RemoteId::new("not-a-global-id")).await;
     match read {
-        Err(ProviderError::Invalid(message)) => assert!(message.contains("Unable to parse global ID"), "{message}"),
+        Err(ProviderError::Invalid(message)) => {
+            assert!(message.contains("Unable to parse global ID"), "{message}")
+        }
         other => panic!("expected Invalid, got {other:?}"),
     }
-    let write = client.delete_group(&RemoteId::new("not-a-global-id"), Priority::Revoke).await;
+    let write = client
+        .delete_group(&RemoteId::new("not-a-global-id"), Priority::Revoke)
+        .await;
     assert!(matches!(write, Err(ProviderError::Invalid(_))), "{write:?}");
     // Invalid requests are not retried.
     assert_eq!(sim.journal().len(), 2);
@@ -63,13 +81,20 @@ async fn a_429_is_waited_out_for_its_retry_after_and_then_succeeds() {
     storm(&sim, 2);
 
     let started = Instant::now();
-    let alice = client.user_by_email("alice@example.com").await.expect("succeeds after the wait");
+    let alice = client
+        .user_by_email("alice@example.com")
+        .await
+        .expect("succeeds after the wait");
     assert!(alice.is_some());
     let journal = sim.journal();
     assert_eq!(journal[0].http_status, 429);
     assert_eq!(journal.last().map(|e| e.http_status), Some(200));
     // The server said "2": the client did not come back sooner.
-    assert!(started.elapsed() >= Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(journal.iter().filter(|e| e.http_status == 429).count(), 1);
 }
 
@@ -79,10 +104,20 @@ async fn a_rate_limited_write_is_repeated_because_it_was_not_processed() {
     let client = ClientBuilder::new(&sim).build();
     storm(&sim, 1);
 
-    let id = client.create_group("lapse-after-429", &[], &[], Priority::Apply).await.expect("created after the wait");
-    let applied: Vec<_> = sim.journal().into_iter().filter(|e| e.mutation_applied).collect();
+    let id = client
+        .create_group("lapse-after-429", &[], &[], Priority::Apply)
+        .await
+        .expect("created after the wait");
+    let applied: Vec<_> = sim
+        .journal()
+        .into_iter()
+        .filter(|e| e.mutation_applied)
+        .collect();
     assert_eq!(applied.len(), 1);
-    let named = client.groups_by_name("lapse-after-429").await.expect("lookup");
+    let named = client
+        .groups_by_name("lapse-after-429")
+        .await
+        .expect("lookup");
     assert_eq!(named.len(), 1);
     assert_eq!(named[0].id, id);
 }
@@ -90,11 +125,15 @@ async fn a_rate_limited_write_is_repeated_because_it_was_not_processed() {
 #[tokio::test]
 async fn a_429_longer_than_the_patience_is_reported_with_its_wait() {
     let sim = start_sim().await;
-    let client = ClientBuilder::new(&sim).rate_limit_patience(Duration::from_secs(1)).build();
+    let client = ClientBuilder::new(&sim)
+        .rate_limit_patience(Duration::from_secs(1))
+        .build();
     storm(&sim, 30);
 
     let result = client.group(&rid(group_id(201))).await;
-    let Err(error) = result else { panic!("succeeded during a storm") };
+    let Err(error) = result else {
+        panic!("succeeded during a storm")
+    };
     let wait = error.retry_after().expect("RateLimited carries the wait");
     assert!(wait >= Duration::from_secs(29), "{wait:?}");
     assert_eq!(error.class(), ErrorClass::Retry);
@@ -105,15 +144,23 @@ async fn a_429_longer_than_the_patience_is_reported_with_its_wait() {
 async fn a_5xx_is_transient_reads_are_retried_and_writes_are_not() {
     let sim = start_sim().await;
     let client = ClientBuilder::new(&sim).read_retries(2).build();
-    sim.set_faults(Faults { error_5xx_rate: 1.0, ..Faults::none() });
+    sim.set_faults(Faults {
+        error_5xx_rate: 1.0,
+        ..Faults::none()
+    });
 
     let read = client.group(&rid(group_id(201))).await;
     assert!(matches!(read, Err(ProviderError::Transient(_))), "{read:?}");
     assert_eq!(sim.journal().len(), 3, "one attempt and two retries");
 
     sim.clear_journal();
-    let write = client.create_group("lapse-5xx", &[], &[], Priority::Apply).await;
-    assert!(matches!(write, Err(ProviderError::Transient(_))), "{write:?}");
+    let write = client
+        .create_group("lapse-5xx", &[], &[], Priority::Apply)
+        .await;
+    assert!(
+        matches!(write, Err(ProviderError::Transient(_))),
+        "{write:?}"
+    );
     assert_eq!(sim.journal().len(), 1, "a write is sent once");
     assert!(sim.state().group_named("lapse-5xx").is_none());
 }
@@ -121,14 +168,28 @@ async fn a_5xx_is_transient_reads_are_retried_and_writes_are_not() {
 #[tokio::test]
 async fn a_read_that_succeeds_on_retry_is_returned() {
     // This fault seed fails the first draw, so the read really is retried.
-    let sim = common::start_sim_with(twingate_sim::SimConfig { fault_seed: FAULT_SEED, ..Default::default() }).await;
+    let sim = common::start_sim_with(twingate_sim::SimConfig {
+        fault_seed: FAULT_SEED,
+        ..Default::default()
+    })
+    .await;
     let client = ClientBuilder::new(&sim).read_retries(50).build();
     // Half the answers fail; with fifty retries a read still comes through.
-    sim.set_faults(Faults { error_5xx_rate: 0.5, ..Faults::none() });
-    let group = client.group(&rid(group_id(201))).await.expect("read").expect("exists");
+    sim.set_faults(Faults {
+        error_5xx_rate: 0.5,
+        ..Faults::none()
+    });
+    let group = client
+        .group(&rid(group_id(201)))
+        .await
+        .expect("read")
+        .expect("exists");
     assert_eq!(group.name, "oncall");
     let journal = sim.journal();
-    assert!(journal.iter().any(|e| e.http_status >= 500), "the fault seed gave no failure to retry");
+    assert!(
+        journal.iter().any(|e| e.http_status >= 500),
+        "the fault seed gave no failure to retry"
+    );
     assert_eq!(journal.last().map(|e| e.http_status), Some(200));
 }
 
@@ -136,15 +197,23 @@ async fn a_read_that_succeeds_on_retry_is_returned() {
 async fn a_reset_connection_is_transient_for_a_read_and_unknown_for_a_write() {
     let sim = start_sim().await;
     let client = ClientBuilder::new(&sim).read_retries(1).build();
-    sim.set_faults(Faults { reset_rate: 1.0, ..Faults::none() });
+    sim.set_faults(Faults {
+        reset_rate: 1.0,
+        ..Faults::none()
+    });
 
     let read = client.group(&rid(group_id(201))).await;
     assert!(matches!(read, Err(ProviderError::Transient(_))), "{read:?}");
     assert_eq!(sim.journal().len(), 2);
 
     sim.clear_journal();
-    let write = client.delete_group(&rid(group_id(202)), Priority::Revoke).await;
-    assert!(matches!(write, Err(ProviderError::UnknownOutcome(_))), "{write:?}");
+    let write = client
+        .delete_group(&rid(group_id(202)), Priority::Revoke)
+        .await;
+    assert!(
+        matches!(write, Err(ProviderError::UnknownOutcome(_))),
+        "{write:?}"
+    );
     assert_eq!(sim.journal().len(), 1);
 }
 
@@ -152,11 +221,26 @@ async fn a_reset_connection_is_transient_for_a_read_and_unknown_for_a_write() {
 async fn a_write_committed_then_dropped_is_an_unknown_outcome_never_a_failure() {
     let sim = start_sim().await;
     let client = ClientBuilder::new(&sim).build();
-    sim.set_faults(Faults { commit_then_lose: CommitThenLose::Drop, ..Faults::none() });
+    sim.set_faults(Faults {
+        commit_then_lose: CommitThenLose::Drop,
+        ..Faults::none()
+    });
 
-    let result = client.create_group("lapse-lost-answer", &[rid(user_id(101))], &[], Priority::Apply).await;
-    let Err(error) = result else { panic!("the answer was dropped, yet the call succeeded") };
-    assert!(matches!(error, ProviderError::UnknownOutcome(_)), "{error:?}");
+    let result = client
+        .create_group(
+            "lapse-lost-answer",
+            &[rid(user_id(101))],
+            &[],
+            Priority::Apply,
+        )
+        .await;
+    let Err(error) = result else {
+        panic!("the answer was dropped, yet the call succeeded")
+    };
+    assert!(
+        matches!(error, ProviderError::UnknownOutcome(_)),
+        "{error:?}"
+    );
     assert_eq!(error.class(), ErrorClass::Unknown);
 
     let journal = sim.journal();
@@ -164,7 +248,10 @@ async fn a_write_committed_then_dropped_is_an_unknown_outcome_never_a_failure() 
     assert!(journal[0].mutation_applied);
     // Looking before acting again finds exactly the one group.
     sim.set_faults(Faults::none());
-    let found = client.groups_by_name("lapse-lost-answer").await.expect("lookup");
+    let found = client
+        .groups_by_name("lapse-lost-answer")
+        .await
+        .expect("lookup");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].users, vec![rid(user_id(101))]);
 }
@@ -172,15 +259,27 @@ async fn a_write_committed_then_dropped_is_an_unknown_outcome_never_a_failure() 
 #[tokio::test]
 async fn a_write_committed_then_answered_too_late_is_an_unknown_outcome() {
     let sim = start_sim().await;
-    let client = ClientBuilder::new(&sim).timeout(Duration::from_millis(500)).build();
+    let client = ClientBuilder::new(&sim)
+        .timeout(Duration::from_millis(500))
+        .build();
     sim.set_faults(Faults {
         commit_then_lose: CommitThenLose::DelaySecs(60),
         commit_then_lose_fields: vec!["groupUpdate".to_owned()],
         ..Faults::none()
     });
 
-    let result = client.update_group_users(&rid(group_id(202)), &[rid(user_id(102))], &[], Priority::Apply).await;
-    assert!(matches!(result, Err(ProviderError::UnknownOutcome(_))), "{result:?}");
+    let result = client
+        .update_group_users(
+            &rid(group_id(202)),
+            &[rid(user_id(102))],
+            &[],
+            Priority::Apply,
+        )
+        .await;
+    assert!(
+        matches!(result, Err(ProviderError::UnknownOutcome(_))),
+        "{result:?}"
+    );
     let journal = sim.journal();
     assert_eq!(journal.len(), 1);
     assert!(journal[0].mutation_applied);
@@ -190,25 +289,43 @@ async fn a_write_committed_then_answered_too_late_is_an_unknown_outcome() {
 #[tokio::test]
 async fn a_read_timing_out_is_transient() {
     let sim = start_sim().await;
-    let client = ClientBuilder::new(&sim).timeout(Duration::from_millis(300)).build();
-    sim.set_faults(Faults { latency: Duration::from_secs(5), ..Faults::none() });
+    let client = ClientBuilder::new(&sim)
+        .timeout(Duration::from_millis(300))
+        .build();
+    sim.set_faults(Faults {
+        latency: Duration::from_secs(5),
+        ..Faults::none()
+    });
     let read = client.group(&rid(group_id(201))).await;
-    assert!(matches!(read, Err(ProviderError::Transient(ref m)) if m.contains("timed out")), "{read:?}");
+    assert!(
+        matches!(read, Err(ProviderError::Transient(ref m)) if m.contains("timed out")),
+        "{read:?}"
+    );
 }
 
 #[tokio::test]
 async fn an_html_page_with_http_200_is_misconfigured_and_names_the_base_url() {
     let sim = start_sim().await;
     let client = ClientBuilder::new(&sim).read_retries(3).build();
-    sim.set_faults(Faults { html_200: true, ..Faults::none() });
+    sim.set_faults(Faults {
+        html_200: true,
+        ..Faults::none()
+    });
 
     let read = client.user_by_email("alice@example.com").await;
     match read {
-        Err(ProviderError::Misconfigured(message)) => assert!(message.contains(&sim.base_url()), "{message}"),
+        Err(ProviderError::Misconfigured(message)) => {
+            assert!(message.contains(&sim.base_url()), "{message}")
+        }
         other => panic!("expected Misconfigured, got {other:?}"),
     }
-    let write = client.delete_group(&rid(group_id(202)), Priority::Revoke).await;
-    assert!(matches!(write, Err(ProviderError::Misconfigured(_))), "{write:?}");
+    let write = client
+        .delete_group(&rid(group_id(202)), Priority::Revoke)
+        .await;
+    assert!(
+        matches!(write, Err(ProviderError::Misconfigured(_))),
+        "{write:?}"
+    );
     assert_eq!(sim.journal().len(), 2, "a misconfiguration is not retried");
 }
 
@@ -231,7 +348,9 @@ async fn a_bad_key_is_unauthorized_without_retrying_or_echoing_it() {
     let client = ClientBuilder::new(&sim).key(wrong).read_retries(3).build();
 
     let read = client.group(&rid(group_id(201))).await;
-    let Err(error) = read else { panic!("a wrong key was accepted") };
+    let Err(error) = read else {
+        panic!("a wrong key was accepted")
+    };
     assert!(matches!(error, ProviderError::Unauthorized(_)), "{error:?}");
     assert_eq!(error.class(), ErrorClass::Permanent);
     assert!(!error.to_string().contains(wrong));
@@ -243,19 +362,33 @@ async fn a_bad_key_is_unauthorized_without_retrying_or_echoing_it() {
 #[tokio::test]
 async fn a_key_without_provision_is_unauthorized_for_service_keys() {
     let sim = start_sim().await;
-    let client = ClientBuilder::new(&sim).key(twingate_sim::DEMO_RW_KEY).build();
+    let client = ClientBuilder::new(&sim)
+        .key(twingate_sim::DEMO_RW_KEY)
+        .build();
     let sa = RemoteId(common::ci_deployer_id());
     let result = client.create_key(&sa, "lapse-k", 1, Priority::Apply).await;
-    assert!(matches!(result, Err(ProviderError::Unauthorized(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(ProviderError::Unauthorized(_))),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
 async fn nothing_listening_is_transient_for_reads_and_writes() {
     // A port that was just free: nothing reached any server, so even a write is safe to repeat.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let client = ClientBuilder::for_url(&format!("http://127.0.0.1:{port}")).build();
     let read = client.group(&rid(group_id(201))).await;
     assert!(matches!(read, Err(ProviderError::Transient(_))), "{read:?}");
-    let write = client.delete_group(&rid(group_id(201)), Priority::Revoke).await;
-    assert!(matches!(write, Err(ProviderError::Transient(_))), "{write:?}");
+    let write = client
+        .delete_group(&rid(group_id(201)), Priority::Revoke)
+        .await;
+    assert!(
+        matches!(write, Err(ProviderError::Transient(_))),
+        "{write:?}"
+    );
 }

@@ -17,7 +17,8 @@ impl ClientBuilder {
     }
 
     pub fn for_url(base_url: &str) -> Self {
-        let mut config = ClientConfig::new(base_url, SecretString::from(twingate_sim::DEMO_ADMIN_KEY));
+        let mut config =
+            ClientConfig::new(base_url, SecretString::from(twingate_sim::DEMO_ADMIN_KEY));
         config.reads_per_minute = 600_000;
         config.writes_per_minute = 600_000;
         config.timeout = Duration::from_secs(10);
