@@ -1,2 +1,44 @@
-//! lapse
-fn main() {}
+//! The `lapse` binary: the daemon (`serve`, `demo`), its local admin commands and the CLI client.
+
+mod api;
+mod cli;
+mod demo;
+mod local;
+mod output;
+mod serve;
+mod settings;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => local::serve(args.config.as_deref()).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Token(cmd) => local::token(cmd).await,
+            Command::Config(cmd) => local::config(cmd),
+            Command::Doctor(args) => local::doctor(args.config.as_deref()).await,
+            other => cli::run_client(other, &cli.global).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Start-up and running of the daemon: `build` does every fallible step (settings, database,
+//! Twingate, engine, listener); `run_until_stopped` runs the loop and the API until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use lapse_core::AccessProvider;
+use lapse_core::plan::PlanConfig;
+use lapse_core::policy::Limits;
+use lapse_engine::{Engine, EngineConfig, EngineHandle};
+use lapse_store::Store;
+use lapse_twingate::{ClientConfig, TwingateClient};
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::api::{self, ApiState};
+use crate::settings::Settings;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("creating the database directory {path}: {source}")]
+    StateDir { path: String, source: std::io::Error },
+    #[error("opening the database: {0}")]
+    Store(#[from] lapse_store::StoreError),
+    #[error("configuring the Twingate client: {0}")]
+    Client(#[from] lapse_twingate::ConfigError),
+    #[error("first call to Twingate at {url} failed: {error}")]
+    Twingate { url: String, error: lapse_core::ProviderError },
+    #[error("loading grants: {0}")]
+    Engine(#[from] lapse_engine::EngineError),
+    #[error("binding the API to {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A daemon that has passed every start-up check and holds its listener.
+pub struct Application<P> {
+    listener: TcpListener,
+    addr: SocketAddr,
+    engine: Engine<P>,
+    state: Arc<ApiState<P>>,
+}
+
+/// The engine's tunables from the settings.
+pub fn engine_config(s: &Settings) -> EngineConfig {
+    EngineConfig {
+        plan: PlanConfig {
+            backstop_grace: chrono::Duration::from_std(s.grants.backstop_grace).unwrap_or(chrono::Duration::minutes(5)),
+            ephemeral_backstop: s.grants.ephemeral_backstop,
+            sweep_interval: chrono::Duration::from_std(s.engine.sweep_interval).unwrap_or(chrono::Duration::minutes(5)),
+        },
+        tick: s.engine.tick,
+        sweep_reads_per_minute: s.engine.sweep_reads_per_minute,
+        concurrency: s.engine.concurrency,
+        ..EngineConfig::default()
+    }
+}
+
+pub fn limits(s: &Settings) -> Limits {
+    Limits {
+        max_ttl: chrono::Duration::from_std(s.grants.max_duration).unwrap_or(chrono::Duration::hours(24)),
+        max_reason_chars: s.grants.max_reason_chars,
+        ..Limits::default()
+    }
+}
+
+pub fn client_config(s: &Settings, api_key: SecretString) -> ClientConfig {
+    let mut c = ClientConfig::new(s.twingate.base_url.trim_end_matches('/'), api_key);
+    c.timeout = s.twingate.timeout;
+    c.reads_per_minute = s.twingate.reads_per_minute;
+    c.writes_per_minute = s.twingate.writes_per_minute;
+    c.page_size = s.twingate.page_size;
+    c
+}
+
+/// Open the store, creating its directory.
+pub async fn open_store(s: &Settings) -> Result<Store, StartError> {
+    if let Some(dir) = s.database.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StartError::StateDir { path: dir.display().to_string(), source })?;
+    }
+    Ok(Store::open(&s.database.path).await?)
+}
+
+/// Every fallible start-up step, against the real Twingate client.
+pub async fn build(settings: &Settings, api_key: SecretString) -> Result<Application<TwingateClient>, StartError> {
+    let store = open_store(settings).await?;
+    let client = TwingateClient::new(client_config(settings, api_key))?;
+    build_with(settings, store, Arc::new(client)).await
+}
+
+pub async fn build_with<P: AccessProvider + 'static>(
+    settings: &Settings,
+    store: Store,
+    provider: Arc<P>,
+) -> Result<Application<P>, StartError> {
+    // A first successful read proves the URL, the network and the key before we say we are ready.
+    provider
+        .groups_by_name("lapse-readiness-probe")
+        .await
+        .map_err(|error| StartError::Twingate { url: settings.twingate.base_url.clone(), error })?;
+    let (engine, handle) = lapse_engine::build(store.clone(), provider.clone(), engine_config(settings)).await?;
+    let addr = settings.server.listen;
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    if !addr.ip().is_loopback() {
+        warn!(%addr, "serving the API on a non-loopback address without TLS");
+    }
+    let state = Arc::new(ApiState {
+        store,
+        engine: handle,
+        provider,
+        limits: limits(settings),
+        ready: Default::default(),
+        metrics: crate::telemetry::metrics_handle(),
+    });
+    Ok(Application { listener, addr, engine, state })
+}
+
+impl<P: AccessProvider + 'static> Application<P> {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn engine(&self) -> EngineHandle {
+        self.state.engine.clone()
+    }
+
+    /// Run the loop and the API until `shutdown` resolves; the pass in flight is finished first.
+    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let engine_task = tokio::spawn(self.engine.run_until_stopped(stopped(stop_rx.clone())));
+        let router = api::router(self.state.clone());
+        let server = axum::serve(self.listener, router).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let server_task = tokio::spawn(async move { server.await });
+        self.state.ready.store(true, Ordering::Relaxed);
+        info!(addr = %self.addr, "lapse is ready");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        let watchdog = tokio::spawn(pet_watchdog(self.state.engine.clone(), stop_rx.clone()));
+        shutdown.await;
+        info!("shutting down");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        let _ = stop_tx.send(true);
+        match engine_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!(error = %e, "engine stopped with an error"),
+            Err(e) => error!(error = %e, "engine task failed"),
+        }
+        let _ = server_task.await;
+        watchdog.abort();
+        self.state.store.close().await;
+        Ok(())
+    }
+}
+
+/// Pet systemd's watchdog only while the reconcile loop itself keeps finishing passes, so a wedged
+/// loop gets the service restarted.
+async fn pet_watchdog(engine: EngineHandle, mut stop: watch::Receiver<bool>) {
+    let mut usec = 0u64;
+    if !sd_notify::watchdog_enabled(false, &mut usec) {
+        return;
+    }
+    let period = Duration::from_micros(usec / 2);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let fresh = engine
+            .health()
+            .last_pass
+            .is_some_and(|t| chrono::Utc::now() - t < chrono::Duration::from_std(period * 2).unwrap_or(chrono::Duration::seconds(30)));
+        if fresh {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

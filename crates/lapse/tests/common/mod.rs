@@ -1,0 +1,233 @@
+//! Test harness: a real twingate-sim on loopback, a real `lapse serve` process with a fresh
+//! SQLite file, and helpers that poll with deadlines.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use twingate_sim::{SimConfig, SimHandle, StateSnapshot};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_lapse");
+
+pub struct Env {
+    pub sim: SimHandle,
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub port: u16,
+    pub token: String,
+    child: Option<Child>,
+    pub http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl Env {
+    /// A sim with the demo seed and a daemon configured against it (not yet started).
+    pub async fn new(extra: &str) -> Env {
+        let sim = twingate_sim::start(SimConfig::default()).await.expect("sim");
+        Self::with_sim(sim, extra).await
+    }
+
+    pub async fn with_sim(sim: SimHandle, extra: &str) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let key = dir.path().join("twingate.key");
+        std::fs::write(&key, twingate_sim::DEMO_ADMIN_KEY).expect("key");
+        let config = dir.path().join("lapse.toml");
+        let base = format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+[database]
+path = "{db}"
+[twingate]
+base_url = "{url}"
+api_key_file = "{key}"
+timeout = "3s"
+reads_per_minute = 100000
+writes_per_minute = 100000
+[engine]
+tick = "200ms"
+sweep_interval = "2s"
+sweep_reads_per_minute = 100000
+[log]
+filter = "info,lapse_engine=debug"
+"#,
+            db = dir.path().join("lapse.db").display(),
+            url = sim.base_url(),
+            key = key.display(),
+        );
+        std::fs::write(&config, merge(&base, extra)).expect("config");
+        let out = Command::new(BIN)
+            .args(["token", "create", "--name", "oncall-bot", "--role", "operator", "--config"])
+            .arg(&config)
+            .output()
+            .expect("token create");
+        assert!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
+        let token = String::from_utf8_lossy(&out.stdout).lines().last().expect("token line").trim().to_owned();
+        assert!(token.starts_with("lapse_"), "unexpected token output: {token}");
+        Env { sim, dir, config, port, token, child: None, http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("lapse.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Start `lapse serve` and wait until it answers /readyz.
+    pub async fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log");
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lapse serve");
+        self.child = Some(child);
+        let url = format!("{}/readyz", self.url());
+        let http = self.http.clone();
+        let ok = eventually(Duration::from_secs(30), || {
+            let http = http.clone();
+            let url = url.clone();
+            async move { http.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false) }
+        })
+        .await;
+        assert!(ok, "lapse did not become ready; log:\n{}", self.log());
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        c.wait().ok()
+    }
+
+    pub async fn grant(&self, body: Value) -> (u16, Value) {
+        self.post("/v1/grants", body).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{}", self.url(), path))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self.http.get(format!("{}{}", self.url(), path)).bearer_auth(&self.token).send().await.expect("request");
+        r.json().await.expect("json")
+    }
+
+    pub async fn state_of(&self, id: &str) -> String {
+        self.get(&format!("/v1/grants/{id}")).await["grant"]["state"].as_str().unwrap_or("").to_owned()
+    }
+
+    /// Wait until the grant reaches `state`.
+    pub async fn wait_state(&self, id: &str, state: &str, within: Duration) {
+        let ok = eventually(within, || async { self.state_of(id).await == state }).await;
+        assert!(ok, "grant {id} did not reach {state} (now {}); log tail:\n{}", self.state_of(id).await, tail(&self.log()));
+    }
+
+    pub fn snapshot(&self) -> StateSnapshot {
+        self.sim.state()
+    }
+
+    pub fn user_id(&self, email: &str) -> String {
+        self.snapshot().user_by_email(email).expect("user").id.clone()
+    }
+
+    pub fn group_has(&self, group: &str, email: &str) -> bool {
+        let s = self.snapshot();
+        let uid = s.user_by_email(email).expect("user").id.clone();
+        s.groups.iter().filter(|g| g.name == group).any(|g| g.user_ids.contains(&uid))
+    }
+
+    pub fn groups_named(&self, name: &str) -> usize {
+        self.snapshot().groups.iter().filter(|g| g.name == name).count()
+    }
+
+    pub fn lapse_groups(&self) -> usize {
+        self.snapshot().groups.iter().filter(|g| g.name.starts_with("lapse-")).count()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Merge extra TOML tables into the base config (extra keys win).
+fn merge(base: &str, extra: &str) -> String {
+    let mut b: toml::Table = base.parse().expect("base toml");
+    let e: toml::Table = extra.parse().expect("extra toml");
+    for (k, v) in e {
+        match (b.get_mut(&k), v) {
+            (Some(toml::Value::Table(bt)), toml::Value::Table(et)) => bt.extend(et),
+            (_, v) => {
+                b.insert(k, v);
+            }
+        }
+    }
+    toml::to_string(&b).expect("toml")
+}
+
+/// Poll `check` until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn membership(group: &str, users: &[&str], ttl: &str) -> Value {
+    json!({ "kind": "group-membership", "group": group, "users": users, "duration": ttl, "reason": "INC-4211" })
+}
+
+pub fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
+}

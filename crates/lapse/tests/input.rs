@@ -1,0 +1,129 @@
+//! End-to-end: bad input is refused with the field and the fix, writes nothing and sends no
+//! write to Twingate; tokens and roles; idempotency keys.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn body(kind: &str, extra: Value) -> Value {
+    let mut b = json!({"kind": kind, "reason": "INC-4211", "duration": "1h"});
+    if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    let alice = json!({"group": "oncall", "users": ["alice@example.com"]});
+    // Refusals that need no lookup: not a single call reaches Twingate.
+    let offline: Vec<(Value, &str)> = vec![
+        (body("group-membership", json!({"group": "oncall", "users": ["alice@example.com"], "duration": "0"})), "duration"),
+        (body("group-membership", json!({"group": "oncall", "users": ["alice@example.com"], "duration": "-5m"})), "duration"),
+        (body("group-membership", json!({"group": "oncall", "users": ["alice@example.com"], "duration": "forever"})), "duration"),
+        (body("group-membership", json!({"group": "oncall", "users": ["alice@example.com"], "duration": "25h"})), "duration"),
+        (body("group-membership", json!({"group": "oncall", "users": ["alice@example.com"], "reason": ""})), "reason"),
+        (body("group-membership", json!({"group": "oncall", "users": ["alice@example.com"], "reason": "x".repeat(501)})), "reason"),
+        (body("group-party", alice.clone()), "kind"),
+        (body("group-membership", json!({"users": ["alice@example.com"]})), "group"),
+        (body("service-key", json!({"service_account": "ci-deployer", "users": ["alice@example.com"]})), "users"),
+    ];
+    env.sim.clear_journal();
+    for (b, field) in &offline {
+        let (s, v) = env.grant(b.clone()).await;
+        assert_eq!(s, 400, "{b} -> {v}");
+        assert_eq!(v["error"]["field"], *field, "{b} -> {v}");
+        assert!(v["error"]["fix"].as_str().is_some_and(|f| !f.is_empty()), "{v}");
+    }
+    // Malformed JSON.
+    let r = env
+        .http
+        .post(format!("{}/v1/grants", env.url()))
+        .bearer_auth(&env.token)
+        .header("content-type", "application/json")
+        .body("{\"kind\": ")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["field"], "body");
+    assert!(env.sim.journal().is_empty(), "no call for offline refusals: {:?}", env.sim.journal());
+
+    // Refusals that need a lookup: reads only, never a write.
+    let online: Vec<(Value, &str)> = vec![
+        (body("group-membership", json!({"group": "oncall", "users": ["nobody@example.com"]})), "users"),
+        (body("ephemeral-group", json!({"users": ["alice@example.com"], "resources": ["no-such-db"]})), "resources"),
+        (body("group-membership", json!({"group": "okta-engineering", "users": ["alice@example.com"]})), "group"),
+        (body("group-membership", json!({"group": "Everyone", "users": ["alice@example.com"]})), "group"),
+        (body("service-key", json!({"service_account": "ghost"})), "service_account"),
+    ];
+    for (b, field) in &online {
+        let (s, v) = env.grant(b.clone()).await;
+        assert_eq!(s, 400, "{b} -> {v}");
+        assert_eq!(v["error"]["field"], *field, "{b} -> {v}");
+    }
+    assert!(env.sim.journal().iter().all(|j| !j.is_mutation), "a refused request wrote to Twingate");
+    let list = env.get("/v1/grants").await;
+    assert_eq!(list["grants"].as_array().map(Vec::len), Some(0), "nothing stored: {list}");
+
+    // Tokens: missing or wrong -> 401; an auditor may read but not write -> 403.
+    let r = env.http.post(format!("{}/v1/grants", env.url())).json(&body("group-membership", alice.clone())).send().await.expect("send");
+    assert_eq!(r.status().as_u16(), 401);
+    let r = env
+        .http
+        .post(format!("{}/v1/grants", env.url()))
+        .bearer_auth("lapse_wrong")
+        .json(&body("group-membership", alice.clone()))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 401);
+    let out = std::process::Command::new(BIN)
+        .args(["token", "create", "--name", "auditor-1", "--role", "auditor", "--config"])
+        .arg(&env.config)
+        .output()
+        .expect("token");
+    let auditor = String::from_utf8_lossy(&out.stdout).lines().last().expect("line").trim().to_owned();
+    let r = env
+        .http
+        .post(format!("{}/v1/grants", env.url()))
+        .bearer_auth(&auditor)
+        .json(&body("group-membership", alice.clone()))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 403);
+    let r = env.http.get(format!("{}/v1/history", env.url())).bearer_auth(&auditor).send().await.expect("send");
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_returns_the_same_grant() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    let send = |b: Value, key: &'static str| {
+        let http = env.http.clone();
+        let url = format!("{}/v1/grants", env.url());
+        let token = env.token.clone();
+        async move {
+            let r = http.post(url).bearer_auth(token).header("Idempotency-Key", key).json(&b).send().await.expect("send");
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.expect("json"))
+        }
+    };
+    let b = membership("oncall", &["alice@example.com"], "1h");
+    let (s1, g1) = send(b.clone(), "k-1").await;
+    let (s2, g2) = send(b.clone(), "k-1").await;
+    assert_eq!((s1, s2), (201, 200));
+    assert_eq!(g1["id"], g2["id"]);
+    let (s3, e) = send(membership("oncall", &["bob@example.com"], "1h"), "k-1").await;
+    assert_eq!(s3, 409, "{e}");
+    let list = env.get("/v1/grants").await;
+    assert_eq!(list["grants"].as_array().map(Vec::len), Some(1));
+}
