@@ -1165,6 +1165,8 @@ struct Scenario {
     pre_sa: u8,
     steps: Vec<i64>,
     faults: Vec<u8>,
+    /// Per step: someone changes lapse's groups behind its back.
+    drift: Vec<u8>,
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -1175,15 +1177,17 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         any::<u8>(),
         prop::collection::vec(0i64..900, 10..40),
         prop::collection::vec(any::<u8>(), 1..64),
+        prop::collection::vec(any::<u8>(), 40),
     )
         .prop_map(
-            |(grants, pre_members, pre_access, pre_sa, steps, faults)| Scenario {
+            |(grants, pre_members, pre_access, pre_sa, steps, faults, drift)| Scenario {
                 grants,
                 pre_members,
                 pre_access,
                 pre_sa,
                 steps,
                 faults,
+                drift,
             },
         )
 }
@@ -1300,9 +1304,36 @@ fn run_without_failures(s: &Scenario) {
     assert!(sim.edges.is_empty(), "edges left: {:#?}", sim.edges);
 }
 
+/// Someone deletes one of lapse's groups, or adds a stranger to one.
+fn inject_drift(sim: &mut Sim, v: u8) {
+    let lapse: Vec<RemoteId> = sim
+        .remote
+        .groups
+        .iter()
+        .filter(|(_, g)| g.name.starts_with(REMOTE_PREFIX))
+        .map(|(id, _)| id.clone())
+        .collect();
+    if lapse.is_empty() || v < 220 {
+        return;
+    }
+    let id = &lapse[usize::from(v) % lapse.len()];
+    if v < 238 {
+        sim.remote.delete_group(id).expect("exists");
+    } else {
+        let stranger = rid(USERS[usize::from(v) % USERS.len()]);
+        sim.remote
+            .groups
+            .get_mut(id)
+            .expect("exists")
+            .users
+            .insert(stranger);
+    }
+}
+
 fn run_with_failures(s: &Scenario) {
     let mut sim = build(s, true);
-    for dt in &s.steps {
+    for (i, dt) in s.steps.iter().enumerate() {
+        inject_drift(&mut sim, s.drift[i % s.drift.len()]);
         sim.now += Duration::seconds(*dt);
         sim.faults_on = true;
         sim.tick();
