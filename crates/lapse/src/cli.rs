@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::{DateTime, SecondsFormat, Utc};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use chrono::{DateTime, SecondsFormat, SubsecRound as _, Utc};
+use clap::{Args, Parser, Subcommand};
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::Value;
@@ -83,49 +83,28 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Configuration file.
+    /// Configuration file (default: /etc/lapse/lapse.toml, if present).
     #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum TokenCmd {
     /// Create a token; it is printed once and only its hash is stored.
-    Create(TokenCreateArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct TokenCreateArgs {
-    /// The token's name; it is the actor recorded in the history for everything done with it.
-    #[arg(long)]
-    pub name: String,
-    /// What the token may do.
-    #[arg(long, value_enum)]
-    pub role: TokenRole,
-    /// Configuration file of the daemon whose database receives the token.
-    #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
-    pub config: PathBuf,
-}
-
-/// The roles a token can carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TokenRole {
-    /// Everything, including revoking others' grants.
-    Admin,
-    /// Submit, list, show and revoke grants.
-    Operator,
-    /// Read only: grants, history and audit verification.
-    Auditor,
-}
-
-impl TokenRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenRole::Admin => "admin",
-            TokenRole::Operator => "operator",
-            TokenRole::Auditor => "auditor",
-        }
-    }
+    Create {
+        /// The token's name; it is the actor recorded in the history for everything done with it.
+        #[arg(long)]
+        name: String,
+        /// What the token may do: admin (everything), operator (grants), auditor (read only).
+        // A plain string so that the store's own role parser stays the one authority; listing
+        // the values here still gives `--help` and early rejection of a typo.
+        #[arg(long, value_parser = ["admin", "operator", "auditor"])]
+        role: String,
+        /// Configuration file of the daemon whose database receives the token
+        /// (default: /etc/lapse/lapse.toml, if present).
+        #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -145,9 +124,9 @@ pub enum ConfigCmd {
 
 #[derive(Debug, Clone, Args)]
 pub struct DoctorArgs {
-    /// Configuration file.
+    /// Configuration file (default: /etc/lapse/lapse.toml, if present).
     #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
 }
 
 /// Submit a grant. The daemon checks everything and resolves names; nothing is sent to Twingate
@@ -271,9 +250,12 @@ impl TimeSpec {
     pub fn resolve(self, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
         match self {
             TimeSpec::At(t) => Ok(t),
+            // Whole seconds: "2h ago" means no finer instant, and a plain time reads better in
+            // the daemon's log of the request.
             TimeSpec::Ago(span) => chrono::Duration::from_std(span)
                 .ok()
                 .and_then(|span| now.checked_sub_signed(span))
+                .map(|t| t.trunc_subsecs(0))
                 .with_context(|| format!("{} ago is before any time lapse can name", humantime::format_duration(span))),
         }
     }
@@ -719,8 +701,9 @@ mod tests {
     #[test]
     fn server_side_commands_parse() {
         let cli = parse(&["token", "create", "--name", "ci", "--role", "auditor", "--config", "l.toml"]).unwrap();
-        let Command::Token(TokenCmd::Create(args)) = cli.command else { panic!("not token create") };
-        assert_eq!(args.role.as_str(), "auditor");
+        let Command::Token(TokenCmd::Create { role, name, config }) = cli.command else { panic!("not token create") };
+        assert_eq!((role.as_str(), name.as_str()), ("auditor", "ci"));
+        assert_eq!(config, Some(PathBuf::from("l.toml")));
         assert!(parse(&["token", "create", "--name", "ci", "--role", "root", "--config", "l.toml"]).is_err());
         assert!(matches!(parse(&["config", "check", "l.toml"]).unwrap().command, Command::Config(ConfigCmd::Check { .. })));
         assert!(matches!(parse(&["config", "example"]).unwrap().command, Command::Config(ConfigCmd::Example)));
@@ -745,6 +728,8 @@ mod tests {
         let two_hours = parse_time_spec("2h").unwrap();
         assert_eq!(two_hours, TimeSpec::Ago(Duration::from_secs(7200)));
         assert_eq!(two_hours.resolve(now()).unwrap(), Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).single().unwrap());
+        let odd_now = now() + chrono::Duration::milliseconds(250);
+        assert_eq!(two_hours.resolve(odd_now).unwrap(), Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).single().unwrap());
         assert!(parse_time_spec("yesterday").unwrap_err().contains("RFC 3339"));
         assert!(parse(&["history", "--since", "nope"]).is_err());
     }
