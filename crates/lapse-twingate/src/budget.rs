@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 /// Governor's clock on tokio's time, so that a paused test clock drives the limiter too.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TokioClock;
+pub(crate) struct TokioClock;
 
 impl Clock for TokioClock {
     type Instant = std::time::Instant;

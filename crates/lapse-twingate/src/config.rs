@@ -21,6 +21,7 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Connect timeout; a failure here is known not to have reached the server.
     pub connect_timeout: Duration,
+    /// Sent with every request, so Twingate's side can tell lapse's calls apart.
     pub user_agent: String,
     /// Items per page for every list, nested lists included; 1..=100.
     pub page_size: u32,

@@ -77,6 +77,8 @@ impl Transport {
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout.min(config.timeout))
             // The API never redirects; following one would send the key somewhere else.
+            // reqwest's own default retries stay on: they cover only protocol refusals
+            // (HTTP/2 REFUSED_STREAM, graceful GOAWAY) that the server guarantees it did not process.
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
