@@ -621,7 +621,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
         let revoking = action.priority() == Priority::Revoke;
         warn!(action = action_name(&action), error = %err, grants = grants.len(), "remote call failed");
         if let Action::Observe { container, .. } = &action {
-            self.read_backoff.insert(container.clone(), now + Duration::seconds(5));
+            self.read_backoff.insert(container.clone(), now + Duration::seconds(1));
             return;
         }
         match err.class() {

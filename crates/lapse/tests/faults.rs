@@ -82,8 +82,8 @@ async fn storms_of_5xx_and_429_end_in_the_right_state() {
     let mut env = Env::new("").await;
     env.start().await;
     env.sim.set_faults(Faults { error_5xx_rate: 0.5, ..Faults::none() });
-    let (_, a) = env.grant(membership("oncall", &["alice@example.com"], "4s")).await;
-    let (_, e) = env.grant(ephemeral("bob@example.com", "4s")).await;
+    let (_, a) = env.grant(membership("oncall", &["alice@example.com"], "12s")).await;
+    let (_, e) = env.grant(ephemeral("bob@example.com", "12s")).await;
     env.wait_state(&id_of(&a), "active", WITHIN).await;
     env.wait_state(&id_of(&e), "active", WITHIN).await;
     let until = env.sim.clock().now() + chrono::Duration::seconds(3);
