@@ -81,12 +81,15 @@ pub(crate) enum Command {
     Revoke { id: GrantId, actor: String, reason: String, reply: oneshot::Sender<Result<Grant, EngineError>> },
 }
 
+/// Service-key tokens waiting for their requester, with when they were created.
+type TokenBox = Arc<Mutex<HashMap<GrantId, (KeyToken, DateTime<Utc>)>>>;
+
 /// Talks to a running engine.
 #[derive(Clone)]
 pub struct EngineHandle {
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<GrantEvent>,
-    tokens: Arc<Mutex<HashMap<GrantId, (KeyToken, DateTime<Utc>)>>>,
+    tokens: TokenBox,
     health: Arc<Mutex<Health>>,
 }
 
