@@ -1,15 +1,15 @@
 //! Grants: inserting with idempotency, reading one, listing with filters, loading the open ones.
 
 use chrono::Utc;
+use futures::TryStreamExt;
 use lapse_core::{Grant, GrantId, GrantKind, GrantSpec, GrantState, Principal, RetryState};
 use serde_json::json;
-use sqlx::Connection;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::sqlite::SqliteConnection;
 
+use crate::Store;
 use crate::error::{Step, StoreError};
 use crate::history::{ChainHead, NewHistory};
 use crate::time::{format_ts, parse_opt_ts, parse_ts};
-use crate::{Store, col};
 
 /// A submission's idempotency key and a hash of its body, chosen by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,14 +58,37 @@ pub struct GrantFilter {
     pub limit: Option<u32>,
 }
 
-/// Every column a [`Grant`] is read from; a macro so that it can be `concat!`ed into static SQL.
+/// A grant row packed by SQLite into one JSON array, in the order of [`GrantRecord`].
+///
+/// One value per row instead of fourteen: sqlx copies every column value out of SQLite
+/// separately, and at start-up (every open grant at once) that copying dominated the load.
+/// A macro so that it can be `concat!`ed into static SQL.
 macro_rules! select_grants {
     () => {
-        "SELECT g.id, g.kind, g.spec, g.requester, g.reason, g.created_at, g.starts_at, \
-         g.expires_at, g.state, g.revoked_at, g.revoke_reason, g.attempts, g.next_attempt_at, \
-         g.last_error FROM grants g "
+        "SELECT json_array(g.id, g.kind, g.spec, g.requester, g.reason, g.created_at, \
+         g.starts_at, g.expires_at, g.state, g.revoked_at, g.revoke_reason, g.attempts, \
+         g.next_attempt_at, g.last_error) FROM grants g "
     };
 }
+
+/// id, kind, spec, requester, reason, created_at, starts_at, expires_at, state, revoked_at,
+/// revoke_reason, attempts, next_attempt_at, last_error.
+type GrantRecord = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<String>,
+);
 
 fn corrupt(column: &'static str, value: impl Into<String>, reason: impl ToString) -> StoreError {
     StoreError::Corrupt {
@@ -76,55 +99,58 @@ fn corrupt(column: &'static str, value: impl Into<String>, reason: impl ToString
     }
 }
 
-pub(crate) fn grant_from_row(row: &SqliteRow) -> Result<Grant, StoreError> {
-    const STEP: &str = "reading a grant";
-    let id: String = col(row, "id", STEP)?;
+pub(crate) fn grant_from_json(packed: &str) -> Result<Grant, StoreError> {
+    let record: GrantRecord =
+        serde_json::from_str(packed).map_err(|e| corrupt("grants", packed, e))?;
+    let (
+        id,
+        kind,
+        spec,
+        requester,
+        reason,
+        created_at,
+        starts_at,
+        expires_at,
+        state,
+        revoked_at,
+        revoke_reason,
+        attempts,
+        next_attempt_at,
+        last_error,
+    ) = record;
     let id: GrantId = id
         .parse()
         .map_err(|e| corrupt("grants.id", id.clone(), e))?;
-    let spec: String = col(row, "spec", STEP)?;
-    let spec: GrantSpec =
-        serde_json::from_str(&spec).map_err(|e| corrupt("grants.spec", spec.clone(), e))?;
-    let kind: String = col(row, "kind", STEP)?;
+    let spec: GrantSpec = serde_json::from_str(&spec)
+        .map_err(|e| corrupt("grants.spec", format!("(grant {id}) {spec}"), e))?;
     // The kind column exists for filtering; the spec is authoritative and they must agree.
     if kind != spec.kind().as_str() {
         return Err(corrupt(
             "grants.kind",
-            kind,
+            format!("(grant {id}) {kind}"),
             format!("the spec is of kind {}", spec.kind()),
         ));
     }
-    let state: String = col(row, "state", STEP)?;
     let state: GrantState = state
         .parse()
-        .map_err(|e: String| corrupt("grants.state", state.clone(), e))?;
-    let attempts: i64 = col(row, "attempts", STEP)?;
-    let attempts =
-        u32::try_from(attempts).map_err(|e| corrupt("grants.attempts", attempts.to_string(), e))?;
+        .map_err(|e: String| corrupt("grants.state", format!("(grant {id}) {state}"), e))?;
+    let attempts = u32::try_from(attempts)
+        .map_err(|e| corrupt("grants.attempts", format!("(grant {id}) {attempts}"), e))?;
     Ok(Grant {
         id,
         spec,
-        requester: col(row, "requester", STEP)?,
-        reason: col(row, "reason", STEP)?,
-        created_at: parse_ts(
-            "grants.created_at",
-            &col::<String>(row, "created_at", STEP)?,
-        )?,
-        starts_at: parse_ts("grants.starts_at", &col::<String>(row, "starts_at", STEP)?)?,
-        expires_at: parse_ts(
-            "grants.expires_at",
-            &col::<String>(row, "expires_at", STEP)?,
-        )?,
+        requester,
+        reason,
+        created_at: parse_ts("grants.created_at", &created_at)?,
+        starts_at: parse_ts("grants.starts_at", &starts_at)?,
+        expires_at: parse_ts("grants.expires_at", &expires_at)?,
         state,
-        revoked_at: parse_opt_ts("grants.revoked_at", col(row, "revoked_at", STEP)?)?,
-        revoke_reason: col(row, "revoke_reason", STEP)?,
+        revoked_at: parse_opt_ts("grants.revoked_at", revoked_at)?,
+        revoke_reason,
         retry: RetryState {
             attempts,
-            next_attempt_at: parse_opt_ts(
-                "grants.next_attempt_at",
-                col(row, "next_attempt_at", STEP)?,
-            )?,
-            last_error: col(row, "last_error", STEP)?,
+            next_attempt_at: parse_opt_ts("grants.next_attempt_at", next_attempt_at)?,
+            last_error,
         },
     })
 }
@@ -174,49 +200,99 @@ fn created_detail(grant: &Grant) -> serde_json::Value {
 }
 
 async fn fetch_grant(conn: &mut SqliteConnection, id: &str) -> Result<Option<Grant>, StoreError> {
-    sqlx::query(concat!(select_grants!(), "WHERE g.id = ?"))
+    sqlx::query_scalar::<_, String>(concat!(select_grants!(), "WHERE g.id = ?"))
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
         .step("reading a grant")?
-        .as_ref()
-        .map(grant_from_row)
+        .as_deref()
+        .map(grant_from_json)
         .transpose()
 }
 
+/// How inserting one grant inside a shared transaction failed.
+enum ItemError {
+    /// Refused before anything of this item was written; the transaction is intact.
+    Refused(StoreError),
+    /// Anything else: the transaction may hold part of the item (or SQLite may have rolled
+    /// it back on its own, as it does on I/O errors), so it must be abandoned.
+    Failed(StoreError),
+}
+
+impl ItemError {
+    fn into_inner(self) -> StoreError {
+        match self {
+            Self::Refused(e) | Self::Failed(e) => e,
+        }
+    }
+}
+
+/// A constraint violation aborts only the statement that caused it and leaves the
+/// transaction usable; other errors (I/O, a full disk) may end the whole transaction.
+fn is_constraint_violation(e: &sqlx::Error) -> bool {
+    use sqlx::error::ErrorKind;
+    matches!(
+        e.as_database_error().map(|d| d.kind()),
+        Some(
+            ErrorKind::UniqueViolation
+                | ErrorKind::ForeignKeyViolation
+                | ErrorKind::NotNullViolation
+                | ErrorKind::CheckViolation
+        )
+    )
+}
+
 /// Inserts one grant inside the caller's write transaction.
+///
+/// The grant's row is the first write, so a grant refused by a constraint (a duplicate id)
+/// leaves nothing behind and the other grants of the transaction can still commit; no
+/// savepoint per grant is needed.
 async fn insert_one(
     conn: &mut SqliteConnection,
     head: &mut ChainHead,
     grant: &Grant,
     idempotency: Option<&Idempotency>,
-) -> Result<Inserted, StoreError> {
+) -> Result<Inserted, ItemError> {
     if let Some(idem) = idempotency {
         let previous: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT id, request_hash FROM grants WHERE idempotency_key = ?")
                 .bind(&idem.key)
                 .fetch_optional(&mut *conn)
                 .await
-                .step("looking up the idempotency key")?;
+                .step("looking up the idempotency key")
+                .map_err(ItemError::Failed)?;
         if let Some((id, hash)) = previous {
             if hash.as_deref() != Some(idem.request_hash.as_str()) {
-                return Err(StoreError::IdempotencyConflict {
+                return Err(ItemError::Refused(StoreError::IdempotencyConflict {
                     key: idem.key.clone(),
-                });
+                }));
             }
             let existing = fetch_grant(conn, &id)
-                .await?
-                .ok_or_else(|| StoreError::NotFound {
-                    step: "reading the grant of an idempotency key",
-                    what: "grant",
-                    key: id,
+                .await
+                .map_err(ItemError::Failed)?
+                .ok_or_else(|| {
+                    ItemError::Failed(StoreError::NotFound {
+                        step: "reading the grant of an idempotency key",
+                        what: "grant",
+                        key: id,
+                    })
                 })?;
             return Ok(Inserted::Existing(existing));
         }
     }
 
     let id = grant.id.to_string();
-    let spec = serde_json::to_string(&grant.spec).step("encoding the grant's spec")?;
+    let spec = serde_json::to_string(&grant.spec)
+        .step("encoding the grant's spec")
+        .map_err(ItemError::Refused)?;
+    let principals: Vec<[&str; 3]> = principals(&grant.spec)
+        .into_iter()
+        .map(|(role, p)| [role, p.id.as_str(), p.name.as_str()])
+        .collect();
+    let principals = serde_json::to_string(&principals)
+        .step("encoding the grant's principals")
+        .map_err(ItemError::Refused)?;
+
     sqlx::query(
         "INSERT INTO grants (id, kind, spec, requester, reason, created_at, starts_at, expires_at, \
          state, revoked_at, revoke_reason, attempts, next_attempt_at, last_error, \
@@ -242,21 +318,32 @@ async fn insert_one(
     .bind(format_ts(Utc::now()))
     .execute(&mut *conn)
     .await
-    .step("inserting the grant")?;
+    .map_err(|source| {
+        let refused = is_constraint_violation(&source);
+        let e = StoreError::Db {
+            step: "inserting the grant",
+            source,
+        };
+        if refused {
+            ItemError::Refused(e)
+        } else {
+            ItemError::Failed(e)
+        }
+    })?;
 
-    for (role, p) in principals(&grant.spec) {
-        // A spec may name the same principal twice; one row is enough for filtering.
-        sqlx::query(
-            "INSERT OR IGNORE INTO grant_principals (grant_id, role, remote_id, name) VALUES (?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(role)
-        .bind(p.id.as_str())
-        .bind(&p.name)
-        .execute(&mut *conn)
-        .await
-        .step("inserting the grant's principals")?;
-    }
+    // One statement for all principals. A spec may name the same principal twice; one row is
+    // enough for filtering, hence OR IGNORE.
+    sqlx::query(
+        "INSERT OR IGNORE INTO grant_principals (grant_id, role, remote_id, name) \
+         SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+         json_extract(value, '$[2]') FROM json_each(?)",
+    )
+    .bind(&id)
+    .bind(&principals)
+    .execute(&mut *conn)
+    .await
+    .step("inserting the grant's principals")
+    .map_err(ItemError::Failed)?;
 
     head.append(
         conn,
@@ -268,7 +355,8 @@ async fn insert_one(
             detail: created_detail(grant),
         },
     )
-    .await?;
+    .await
+    .map_err(ItemError::Failed)?;
     Ok(Inserted::Created(grant.clone()))
 }
 
@@ -284,15 +372,17 @@ impl Store {
     ) -> Result<Inserted, StoreError> {
         let mut tx = self.begin_write("starting to insert a grant").await?;
         let mut head = ChainHead::read(&mut tx).await?;
-        let inserted = insert_one(&mut tx, &mut head, grant, idempotency.as_ref()).await?;
+        let inserted = insert_one(&mut tx, &mut head, grant, idempotency.as_ref())
+            .await
+            .map_err(ItemError::into_inner)?;
         tx.commit().await.step("committing a new grant")?;
         Ok(inserted)
     }
 
     /// Inserts many grants in one transaction, so that concurrent submissions share one
-    /// durable commit. Each item gets its own result: a refused item (an idempotency conflict,
-    /// a duplicate id) is rolled back alone and the others are still stored. The outer error
-    /// means nothing was stored.
+    /// durable commit. Each item gets its own result: an item refused on its own (an
+    /// idempotency conflict, a duplicate id) writes nothing and the others are still stored.
+    /// The outer error means nothing at all was stored.
     pub async fn insert_grants(
         &self,
         items: Vec<(Grant, Option<Idempotency>)>,
@@ -301,20 +391,11 @@ impl Store {
         let mut head = ChainHead::read(&mut tx).await?;
         let mut results = Vec::with_capacity(items.len());
         for (grant, idempotency) in &items {
-            let mut item = Connection::begin(&mut *tx)
-                .await
-                .step("starting a grant's savepoint")?;
-            let before = head.clone();
-            match insert_one(&mut item, &mut head, grant, idempotency.as_ref()).await {
-                Ok(inserted) => {
-                    item.commit().await.step("releasing a grant's savepoint")?;
-                    results.push(Ok(inserted));
-                }
-                Err(e) => {
-                    item.rollback().await.step("rolling back a refused grant")?;
-                    head = before;
-                    results.push(Err(e));
-                }
+            match insert_one(&mut tx, &mut head, grant, idempotency.as_ref()).await {
+                Ok(inserted) => results.push(Ok(inserted)),
+                Err(ItemError::Refused(e)) => results.push(Err(e)),
+                // Dropping the transaction rolls back every item, as the caller is told.
+                Err(ItemError::Failed(e)) => return Err(e),
             }
         }
         tx.commit().await.step("committing new grants")?;
@@ -335,7 +416,7 @@ impl Store {
             })
             .transpose()
             .step("encoding the state filter")?;
-        let rows = sqlx::query(concat!(
+        let rows = sqlx::query_scalar::<_, String>(concat!(
             select_grants!(),
             "WHERE (?1 IS NULL OR g.state IN (SELECT value FROM json_each(?1))) \
                AND (?2 IS NULL OR g.kind = ?2) \
@@ -353,20 +434,24 @@ impl Store {
         .fetch_all(&self.readers)
         .await
         .step("listing grants")?;
-        rows.iter().map(grant_from_row).collect()
+        rows.iter().map(|r| grant_from_json(r)).collect()
     }
 
     /// Every grant not in a terminal state, oldest first: what the engine works on.
     pub async fn load_open_grants(&self) -> Result<Vec<Grant>, StoreError> {
+        const STEP: &str = "loading open grants";
         // The same predicate as the partial index `grants_open`, so SQLite can use it.
-        let rows = sqlx::query(concat!(
+        let mut rows = sqlx::query_scalar::<_, String>(concat!(
             select_grants!(),
             "WHERE g.state NOT IN ('expired', 'revoked', 'failed') ORDER BY g.id"
         ))
-        .fetch_all(&self.readers)
-        .await
-        .step("loading open grants")?;
-        rows.iter().map(grant_from_row).collect()
+        .fetch(&self.readers);
+        // Streamed, so that decoding here overlaps with SQLite producing the next rows.
+        let mut grants = Vec::new();
+        while let Some(row) = rows.try_next().await.step(STEP)? {
+            grants.push(grant_from_json(&row)?);
+        }
+        Ok(grants)
     }
 }
 

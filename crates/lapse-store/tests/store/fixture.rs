@@ -11,7 +11,10 @@ use tempfile::TempDir;
 
 /// A fixed instant with whole microseconds, the store's precision.
 pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).single().unwrap() + Duration::microseconds(123_456)
+    Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5)
+        .single()
+        .expect("a valid instant")
+        + Duration::microseconds(123_456)
 }
 
 pub struct TestDb {
@@ -21,8 +24,10 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("lapse.db")).await.unwrap();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = Store::open(&dir.path().join("lapse.db"))
+            .await
+            .expect("a fresh store opens");
         Self { dir, store }
     }
 
@@ -39,7 +44,7 @@ pub async fn raw(path: &Path) -> SqliteConnection {
             .busy_timeout(std::time::Duration::from_secs(5)),
     )
     .await
-    .unwrap()
+    .expect("a raw connection to the store's file")
 }
 
 pub fn user(n: u32) -> Principal {

@@ -19,7 +19,10 @@ async fn populate(db: &TestDb) -> i64 {
                 vec![resource(&format!("res{n}"))],
             )
             .build();
-        db.store.insert_grant(&g, None).await.unwrap();
+        db.store
+            .insert_grant(&g, None)
+            .await
+            .expect("populating the history");
         db.store
             .commit(Batch {
                 history: vec![NewHistory {
@@ -32,12 +35,12 @@ async fn populate(db: &TestDb) -> i64 {
                 ..Default::default()
             })
             .await
-            .unwrap();
+            .expect("populating the history");
     }
     db.store
         .create_token("auditor-1", Role::Auditor)
         .await
-        .unwrap();
+        .expect("populating the history");
     9
 }
 

@@ -98,7 +98,7 @@ async fn migration_rows(path: &std::path::Path) -> Vec<(i64, String)> {
     sqlx::query_as("SELECT version, installed_on FROM _sqlx_migrations ORDER BY version")
         .fetch_all(&mut conn)
         .await
-        .unwrap()
+        .expect("reading _sqlx_migrations")
 }
 
 #[tokio::test]
