@@ -1,6 +1,8 @@
 //! Measures how many GraphQL requests a second the stand-in answers on loopback.
 //!
-//! Run with `cargo run --release -p twingate-sim --example throughput [-- REQUESTS CONCURRENCY]`.
+//! Run with `cargo run --release -p twingate-sim --example throughput [-- REQUESTS CONCURRENCY MIX]`.
+//! MIX is `heavy` (default: a group with 50 members and its resources, plus one write in five)
+//! or `lookup` (lapse's find-by-name lookups, plus one write in five).
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +11,8 @@ use twingate_sim::{DEMO_ADMIN_KEY, SimConfig};
 
 const READ: &str = "query Group($id: ID!) { group(id: $id) { id name type isActive \
     users(first: 50) { totalCount edges { node { id email } } } resources { edges { node { id name } } } } }";
+const LOOKUP: &str = "query FindGroup($name: String!) { groups(filter: {name: {eq: $name}}, first: 100) { \
+    edges { node { id name type isActive } } pageInfo { hasNextPage endCursor } } }";
 const WRITE: &str = "mutation AddUsers($addedUserIds: [ID!]!, $id: ID!) { \
     groupUpdate(addedUserIds: $addedUserIds, id: $id) { ok error entity { id } } }";
 
@@ -21,6 +25,12 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(20_000);
     let concurrency: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(16);
+    let mix = args.next().unwrap_or_else(|| "heavy".to_string());
+    let lookup = match mix.as_str() {
+        "heavy" => false,
+        "lookup" => true,
+        other => anyhow::bail!("unknown mix {other}: expected heavy or lookup"),
+    };
 
     let sim = twingate_sim::start(SimConfig::default()).await?;
     let admin = sim.admin();
@@ -42,6 +52,8 @@ async fn main() -> anyhow::Result<()> {
                 let body = if i % 5 == 0 {
                     let user = &users[(t * per_task + i) % users.len()];
                     json!({"query": WRITE, "operationName": "AddUsers", "variables": {"addedUserIds": [user], "id": group}})
+                } else if lookup {
+                    json!({"query": LOOKUP, "operationName": "FindGroup", "variables": {"name": "bench"}})
                 } else {
                     json!({"query": READ, "operationName": "Group", "variables": {"id": group}})
                 };
@@ -69,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
     let journaled = sim.journal().len();
     println!("requests:     {}", latencies.len());
     println!("concurrency:  {concurrency}");
+    println!("mix:          {mix}");
     println!("elapsed:      {:.2} s", elapsed.as_secs_f64());
     println!(
         "throughput:   {:.0} requests/s (80% reads, 20% writes)",

@@ -166,6 +166,19 @@ fn page<T>(items: Vec<T>, first: Option<i32>, after: Option<String>) -> Result<P
     Ok((nodes, info, i32::try_from(total).unwrap_or(i32::MAX)))
 }
 
+/// Turns a page of borrowed users into owned nodes, so only the page is copied.
+fn clone_page(page: Page<&User>) -> Result<Page<UserNode>> {
+    let (nodes, info, total) = page;
+    Ok((
+        nodes
+            .into_iter()
+            .map(|(c, u)| (c, UserNode(u.clone())))
+            .collect(),
+        info,
+        total,
+    ))
+}
+
 macro_rules! connection {
     ($conn:ident, $edge:ident, $node:ty, $conn_name:literal, $edge_name:literal) => {
         #[derive(SimpleObject)]
@@ -183,17 +196,16 @@ macro_rules! connection {
             node: $node,
         }
 
-        impl $conn {
-            fn of(items: Vec<$node>, first: Option<i32>, after: Option<String>) -> Result<$conn> {
-                let (nodes, page_info, total_count) = page(items, first, after)?;
-                Ok($conn {
+        impl From<Page<$node>> for $conn {
+            fn from((nodes, page_info, total_count): Page<$node>) -> $conn {
+                $conn {
                     edges: nodes
                         .into_iter()
                         .map(|(cursor, node)| $edge { cursor, node })
                         .collect(),
                     page_info,
                     total_count,
-                })
+                }
             }
         }
     };
@@ -337,7 +349,12 @@ pub(crate) struct ServiceAccountFilter {
     name: Option<StringFilter>,
 }
 
-fn filter_users(store: &Store, pks: &[u64], filter: &Option<UserFilter>) -> Result<Vec<UserNode>> {
+/// Users matching `filter`, borrowed: only the requested page is cloned afterwards.
+fn filter_users<'s>(
+    store: &'s Store,
+    pks: &[u64],
+    filter: &Option<UserFilter>,
+) -> Result<Vec<&'s User>> {
     let (email, first, last) = match filter {
         Some(f) => (
             matcher(&f.email)?,
@@ -359,7 +376,6 @@ fn filter_users(store: &Store, pks: &[u64], filter: &Option<UserFilter>) -> Resu
                 && pass(&last, &u.last_name)
                 && roles.as_ref().is_none_or(|r| r.contains(&u.role))
         })
-        .map(|u| UserNode(u.clone()))
         .collect())
 }
 
@@ -455,15 +471,15 @@ impl GroupNode {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<UserConnection> {
-        let items = shared(ctx)?.with_store(|s, _| {
+        let page = shared(ctx)?.with_store(|s, _| {
             let pks = s
                 .groups
                 .get(&self.0.pk)
                 .map(|g| g.users.clone())
                 .unwrap_or_default();
-            filter_users(s, &pks, &filter)
+            clone_page(page(filter_users(s, &pks, &filter)?, first, after)?)
         })?;
-        UserConnection::of(items, first, after)
+        Ok(UserConnection::from(page))
     }
     async fn resources(
         &self,
@@ -473,7 +489,7 @@ impl GroupNode {
     ) -> Result<ResourceConnection> {
         let items = shared(ctx)?
             .with_store(|s, _| resource_nodes(s, &s.resources_of(&Principal::Group(self.0.pk))));
-        ResourceConnection::of(items, first, after)
+        page(items, first, after).map(ResourceConnection::from)
     }
 }
 
@@ -668,7 +684,7 @@ impl ServiceAccountNode {
     ) -> Result<ResourceConnection> {
         let principal = Principal::ServiceAccount(self.0.id.clone());
         let items = shared(ctx)?.with_store(|s, _| resource_nodes(s, &s.resources_of(&principal)));
-        ResourceConnection::of(items, first, after)
+        page(items, first, after).map(ResourceConnection::from)
     }
     async fn keys(
         &self,
@@ -683,7 +699,7 @@ impl ServiceAccountNode {
                 .map(|k| KeyNode(k.clone(), now))
                 .collect()
         });
-        ServiceAccountKeyConnection::of(items, first, after)
+        page(items, first, after).map(ServiceAccountKeyConnection::from)
     }
 }
 
@@ -743,11 +759,11 @@ impl QueryRoot {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<UserConnection> {
-        let items = shared(ctx)?.with_store(|s, _| {
+        let page = shared(ctx)?.with_store(|s, _| {
             let pks: Vec<u64> = s.users.keys().copied().collect();
-            filter_users(s, &pks, &filter)
+            clone_page(page(filter_users(s, &pks, &filter)?, first, after)?)
         })?;
-        UserConnection::of(items, first, after)
+        Ok(UserConnection::from(page))
     }
 
     async fn group(&self, ctx: &Context<'_>, id: ID) -> Result<Option<GroupNode>> {
@@ -789,7 +805,7 @@ impl QueryRoot {
                 .map(|g| GroupNode(g.clone()))
                 .collect()
         });
-        GroupConnection::of(items, first, after)
+        page(items, first, after).map(GroupConnection::from)
     }
 
     async fn resource(&self, ctx: &Context<'_>, id: ID) -> Result<Option<ResourceNode>> {
@@ -819,7 +835,7 @@ impl QueryRoot {
                 .map(|r| ResourceNode::NetworkResource(NetworkResource(r.clone())))
                 .collect()
         });
-        ResourceConnection::of(items, first, after)
+        page(items, first, after).map(ResourceConnection::from)
     }
 
     async fn service_account(
@@ -853,7 +869,7 @@ impl QueryRoot {
                 .map(|sa| ServiceAccountNode(sa.clone()))
                 .collect()
         });
-        ServiceAccountConnection::of(items, first, after)
+        page(items, first, after).map(ServiceAccountConnection::from)
     }
 
     async fn service_account_key(&self, ctx: &Context<'_>, id: ID) -> Result<Option<KeyNode>> {

@@ -43,8 +43,9 @@ struct Classified {
     operation_name: Option<String>,
 }
 
-fn classify(query: &str, operation_name: Option<&str>) -> Classified {
-    let Ok(doc) = async_graphql::parser::parse_query(query) else {
+/// Classifies a parsed document; `None` (unparsable) leaves the engine to report the error.
+fn classify(doc: Option<&ExecutableDocument>, operation_name: Option<&str>) -> Classified {
+    let Some(doc) = doc else {
         return Classified {
             operation_name: operation_name.map(str::to_string),
             ..Classified::default()
@@ -66,7 +67,7 @@ fn classify(query: &str, operation_name: Option<&str>) -> Classified {
         };
     };
     let mut root_fields = Vec::new();
-    collect_fields(&doc, &op.node.selection_set.node, &mut root_fields, 0);
+    collect_fields(doc, &op.node.selection_set.node, &mut root_fields, 0);
     Classified {
         is_mutation: op.node.ty == OperationType::Mutation,
         root_fields,
@@ -120,13 +121,18 @@ const HTML_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Twingate</title></h
 <body><h1>Network not found</h1><p>Check the network name in your URL.</p></body></html>\n";
 
 /// Finds the first `ok: false` payload among the root fields and returns its error string.
-fn rejection(data: &serde_json::Value) -> Option<String> {
-    data.as_object()?.values().find_map(|v| {
-        (v.get("ok")? == &serde_json::Value::Bool(false)).then(|| {
-            v.get("error")
-                .and_then(|e| e.as_str())
-                .unwrap_or_default()
-                .to_string()
+fn rejection(data: &async_graphql::Value) -> Option<String> {
+    use async_graphql::Value;
+    let Value::Object(fields) = data else {
+        return None;
+    };
+    fields.values().find_map(|v| {
+        let Value::Object(payload) = v else {
+            return None;
+        };
+        (payload.get("ok")? == &Value::Boolean(false)).then(|| match payload.get("error") {
+            Some(Value::String(e)) => e.clone(),
+            _ => String::new(),
         })
     })
 }
@@ -174,11 +180,17 @@ pub(crate) async fn graphql(
             return json_error(StatusCode::BAD_REQUEST, &message);
         }
     };
-    let classified = classify(&request.query, request.operation_name.as_deref());
+    entry.variables = request.variables.unwrap_or(serde_json::Value::Null);
+    // Parsed once here; the engine reuses the parsed document.
+    let mut gql = async_graphql::Request::new(request.query)
+        .variables(Variables::from_json(entry.variables.clone()));
+    if let Some(name) = &request.operation_name {
+        gql = gql.operation_name(name.clone());
+    }
+    let classified = classify(gql.parsed_query().ok(), request.operation_name.as_deref());
     entry.operation_name = classified.operation_name.clone();
     entry.root_fields = classified.root_fields.clone();
     entry.is_mutation = classified.is_mutation;
-    entry.variables = request.variables.clone().unwrap_or(serde_json::Value::Null);
 
     let latency = faults.latency
         + classified
@@ -272,15 +284,7 @@ pub(crate) async fn graphql(
     }
 
     let applied = Applied::default();
-    let mut gql = async_graphql::Request::new(request.query)
-        .variables(Variables::from_json(
-            request.variables.unwrap_or(serde_json::Value::Null),
-        ))
-        .data(shared.clone())
-        .data(applied.clone());
-    if let Some(name) = request.operation_name {
-        gql = gql.operation_name(name);
-    }
+    let gql = gql.data(shared.clone()).data(applied.clone());
     let response = app.schema.execute(gql).await;
     let outcome = if !response.errors.is_empty() {
         Outcome::Errors(
@@ -292,8 +296,7 @@ pub(crate) async fn graphql(
                 .join("; "),
         )
     } else {
-        let data = response.data.clone().into_json().unwrap_or_default();
-        rejection(&data).map_or(Outcome::Ok, Outcome::Rejected)
+        rejection(&response.data).map_or(Outcome::Ok, Outcome::Rejected)
     };
     entry.mutation_applied = applied.get();
     let body = match serde_json::to_vec(&response) {
@@ -365,11 +368,14 @@ mod tests {
     fn classifies_named_operations_and_fragments() {
         let doc = "query A { groups { totalCount } } \
                    mutation B($id: ID!) { ...F } fragment F on Mutation { groupDelete(id: $id) { ok } x: groupUpdate(id: $id) { ok } }";
-        let c = classify(doc, Some("B"));
+        let parsed = async_graphql::parser::parse_query(doc).expect("parses");
+        let c = classify(Some(&parsed), Some("B"));
         assert!(c.is_mutation);
         assert_eq!(c.root_fields, vec!["groupDelete", "groupUpdate"]);
         assert_eq!(c.operation_name.as_deref(), Some("B"));
-        let c = classify("{ __schema { types { name } } }", None);
+        let parsed =
+            async_graphql::parser::parse_query("{ __schema { types { name } } }").expect("parses");
+        let c = classify(Some(&parsed), None);
         assert!(!c.is_mutation);
         assert_eq!(c.root_fields, vec!["__schema"]);
     }
