@@ -2,6 +2,7 @@
 //!
 //! Nothing in this crate performs IO or reads the clock: time is always passed in.
 
+pub mod access_list;
 pub mod grant;
 pub mod ownership;
 pub mod plan;

@@ -1,0 +1,792 @@
+//! Access lists as code: parsing and checking list files, and the pure rules of the request
+//! flow (who may request, who may approve, how long, when a review is due).
+//!
+//! Nothing here reads files or the clock: the caller passes file contents and `now`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::grant::GrantKind;
+use crate::policy::FieldError;
+
+/// Identities (emails) compare case- and whitespace-insensitively everywhere.
+pub fn normalize_identity(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+/// What happens when a list's review is missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MissedReview {
+    /// Owners are reminded daily; requests still work.
+    Notify,
+    /// No new requests until the list is reviewed.
+    #[default]
+    Suspend,
+}
+
+/// A list's periodic review of its membership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReviewRule {
+    pub every: Duration,
+    /// The due date written in the file; a recorded review moves it on.
+    pub next_due: DateTime<Utc>,
+    pub on_missed: MissedReview,
+}
+
+/// What members of a list may request: one grant kind and its targets, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListTarget {
+    pub kind: GrantKind,
+    pub group: Option<String>,
+    pub resources: Vec<String>,
+    pub service_account: Option<String>,
+}
+
+impl ListTarget {
+    /// Whether the grant names the requester as its user (the kinds that give people access).
+    pub fn names_requester(&self) -> bool {
+        matches!(
+            self.kind,
+            GrantKind::EphemeralGroup | GrantKind::GroupMembership
+        )
+    }
+}
+
+/// One access list, checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessList {
+    pub name: String,
+    pub description: String,
+    /// Normalised identities.
+    pub owners: Vec<String>,
+    /// Normalised identities.
+    pub members: Vec<String>,
+    pub target: ListTarget,
+    pub default_duration: Duration,
+    pub max_duration: Duration,
+    pub reason_required: bool,
+    pub reason_pattern: Option<String>,
+    /// Distinct owner approvals needed.
+    pub approvals: u32,
+    pub auto_approve: bool,
+    pub break_glass: bool,
+    /// How long a pending request waits before it lapses.
+    pub pending_wait: Duration,
+    pub review: Option<ReviewRule>,
+    /// The file it came from.
+    pub file: String,
+}
+
+/// A list file that was refused: its name, the line (1-based) and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{file}{}: {problem}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct ListFileError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub problem: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    list: Vec<toml::Spanned<RawList>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawList {
+    name: String,
+    #[serde(default)]
+    description: String,
+    owners: Vec<String>,
+    #[serde(default)]
+    members: Vec<String>,
+    kind: String,
+    group: Option<String>,
+    #[serde(default)]
+    resources: Vec<String>,
+    service_account: Option<String>,
+    default_duration: Option<String>,
+    max_duration: String,
+    #[serde(default = "yes")]
+    reason_required: bool,
+    reason_pattern: Option<String>,
+    approvals: Option<u32>,
+    #[serde(default)]
+    auto_approve: bool,
+    #[serde(default)]
+    break_glass: bool,
+    pending_wait: Option<String>,
+    review_every: Option<String>,
+    review_due: Option<DateTime<Utc>>,
+    on_missed_review: Option<MissedReview>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len()))
+        .map_or(1, |t| t.bytes().filter(|b| *b == b'\n').count() + 1)
+}
+
+fn duration(field: &str, text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{field} = {text:?} is not a duration: {e}"))?;
+    let d = Duration::from_std(d).map_err(|_| format!("{field} = {text:?} is too long"))?;
+    if d <= Duration::zero() {
+        return Err(format!("{field} must be longer than zero"));
+    }
+    Ok(d)
+}
+
+fn check_list(raw: RawList, file: &str) -> Result<AccessList, String> {
+    let name = raw.name.trim().to_owned();
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !name_ok {
+        return Err(format!(
+            "list name {:?} must be non-empty and use only letters, digits, `-`, `_` and `.`",
+            raw.name
+        ));
+    }
+    let p = |m: String| format!("list `{name}`: {m}");
+    let owners: Vec<String> = raw.owners.iter().map(|o| normalize_identity(o)).collect();
+    if owners.is_empty() || owners.iter().any(|o| !o.contains('@')) {
+        return Err(p(
+            "owners must name at least one identity, each an email".into()
+        ));
+    }
+    let members: Vec<String> = raw.members.iter().map(|m| normalize_identity(m)).collect();
+    if members.iter().any(|m| !m.contains('@')) {
+        return Err(p("members must be emails".into()));
+    }
+    let kind: GrantKind = raw.kind.trim().parse().map_err(p)?;
+    let has_group = raw.group.as_deref().is_some_and(|g| !g.trim().is_empty());
+    let has_sa = raw
+        .service_account
+        .as_deref()
+        .is_some_and(|s| !s.trim().is_empty());
+    let has_res = !raw.resources.is_empty();
+    let (need_group, need_res, need_sa) = match kind {
+        GrantKind::EphemeralGroup => (false, true, false),
+        GrantKind::GroupMembership => (true, false, false),
+        GrantKind::GroupAccess => (true, true, false),
+        GrantKind::ServiceAccess => (false, true, true),
+        GrantKind::ServiceKey => (false, false, true),
+    };
+    for (field, need, has) in [
+        ("group", need_group, has_group),
+        ("resources", need_res, has_res),
+        ("service_account", need_sa, has_sa),
+    ] {
+        if need && !has {
+            return Err(p(format!("`{field}` is required for kind {kind}")));
+        }
+        if !need && has {
+            return Err(p(format!("`{field}` does not apply to kind {kind}")));
+        }
+    }
+    let max_duration = duration("max_duration", &raw.max_duration).map_err(p)?;
+    let default_duration = match &raw.default_duration {
+        Some(d) => duration("default_duration", d).map_err(p)?,
+        None => max_duration.min(Duration::hours(1)),
+    };
+    if default_duration > max_duration {
+        return Err(p("default_duration is longer than max_duration".into()));
+    }
+    if let Some(pattern) = &raw.reason_pattern {
+        regex::Regex::new(pattern)
+            .map_err(|e| p(format!("reason_pattern is not a valid pattern: {e}")))?;
+    }
+    let approvals = raw.approvals.unwrap_or(1);
+    if approvals == 0 && !raw.auto_approve {
+        return Err(p(
+            "approvals = 0 needs auto_approve = true (say so explicitly)".into(),
+        ));
+    }
+    if approvals as usize > owners.len() {
+        return Err(p(format!(
+            "approvals = {approvals} but only {} owner(s): no request could ever be approved",
+            owners.len()
+        )));
+    }
+    let pending_wait = match &raw.pending_wait {
+        Some(w) => duration("pending_wait", w).map_err(p)?,
+        None => Duration::hours(1),
+    };
+    let review = match (&raw.review_every, raw.review_due) {
+        (Some(every), Some(due)) => Some(ReviewRule {
+            every: duration("review_every", every).map_err(p)?,
+            next_due: due,
+            on_missed: raw.on_missed_review.unwrap_or_default(),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(p("give both review_every and review_due, or neither".into()));
+        }
+    };
+    Ok(AccessList {
+        name,
+        description: raw.description.trim().to_owned(),
+        owners,
+        members,
+        target: ListTarget {
+            kind,
+            group: raw
+                .group
+                .map(|g| g.trim().to_owned())
+                .filter(|g| !g.is_empty()),
+            resources: raw.resources.iter().map(|r| r.trim().to_owned()).collect(),
+            service_account: raw
+                .service_account
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+        },
+        default_duration,
+        max_duration,
+        reason_required: raw.reason_required,
+        reason_pattern: raw.reason_pattern,
+        approvals,
+        auto_approve: raw.auto_approve,
+        break_glass: raw.break_glass,
+        pending_wait,
+        review,
+        file: file.to_owned(),
+    })
+}
+
+/// Parses one list file. Any mistake refuses the whole file, naming the line.
+pub fn parse_file(file: &str, contents: &str) -> Result<Vec<AccessList>, ListFileError> {
+    let err = |line: Option<usize>, problem: String| ListFileError {
+        file: file.to_owned(),
+        line,
+        problem,
+    };
+    let raw: RawFile = toml::from_str(contents).map_err(|e| {
+        let line = e.span().map(|s| line_of(contents, s.start));
+        err(line, e.message().trim().to_owned())
+    })?;
+    let mut lists: Vec<AccessList> = Vec::new();
+    for spanned in raw.list {
+        let line = line_of(contents, spanned.span().start);
+        let list = check_list(spanned.into_inner(), file).map_err(|m| err(Some(line), m))?;
+        if lists.iter().any(|l| l.name == list.name) {
+            return Err(err(
+                Some(line),
+                format!("list `{}` is defined twice", list.name),
+            ));
+        }
+        lists.push(list);
+    }
+    Ok(lists)
+}
+
+/// The loaded lists, by name.
+pub type ListSet = BTreeMap<String, AccessList>;
+
+/// The outcome of loading a directory of list files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub lists: ListSet,
+    pub errors: Vec<ListFileError>,
+}
+
+/// Loads `files` (name, contents) over `previous`: a refused file keeps the lists it had
+/// before in force, so a typo never takes access lists away.
+pub fn load(files: &[(String, String)], previous: &ListSet) -> Loaded {
+    let mut lists = ListSet::new();
+    let mut errors = Vec::new();
+    let mut sorted: Vec<&(String, String)> = files.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, contents) in sorted {
+        let parsed = parse_file(name, contents).and_then(|ls| {
+            match ls.iter().find(|l| lists.contains_key(&l.name)) {
+                Some(dup) => Err(ListFileError {
+                    file: name.clone(),
+                    line: None,
+                    problem: format!("list `{}` is already defined in another file", dup.name),
+                }),
+                None => Ok(ls),
+            }
+        });
+        match parsed {
+            Ok(ls) => lists.extend(ls.into_iter().map(|l| (l.name.clone(), l))),
+            Err(e) => {
+                errors.push(e);
+                for l in previous.values().filter(|l| &l.file == name) {
+                    lists.entry(l.name.clone()).or_insert_with(|| l.clone());
+                }
+            }
+        }
+    }
+    Loaded { lists, errors }
+}
+
+/// How the loaded set changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ListChanges {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl ListChanges {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+pub fn diff(old: &ListSet, new: &ListSet) -> ListChanges {
+    let mut c = ListChanges::default();
+    for (name, l) in new {
+        match old.get(name) {
+            None => c.added.push(name.clone()),
+            Some(o) if o != l => c.changed.push(name.clone()),
+            Some(_) => {}
+        }
+    }
+    c.removed = old
+        .keys()
+        .filter(|n| !new.contains_key(*n))
+        .cloned()
+        .collect();
+    c
+}
+
+/// Why someone may not do something on a list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{who} is not a member of list `{list}`")]
+    NotMember { who: String, list: String },
+    #[error("{who} is not an owner of list `{list}`")]
+    NotOwner { who: String, list: String },
+    #[error("nobody approves their own request, whatever roles they hold")]
+    SelfApproval,
+    #[error("{who} has already approved this request")]
+    AlreadyApproved { who: String },
+    #[error("list `{list}` does not allow break-glass")]
+    NoBreakGlass { list: String },
+    #[error("list `{list}` is suspended: its review was due {due} and has not been recorded")]
+    Suspended { list: String, due: DateTime<Utc> },
+    #[error("the token has no identity; an admin creates tokens with `--identity EMAIL`")]
+    NoIdentity,
+}
+
+impl AccessList {
+    pub fn is_owner(&self, who: &str) -> bool {
+        let who = normalize_identity(who);
+        self.owners.contains(&who)
+    }
+
+    /// Members who were removed by a review no longer count.
+    pub fn is_member(&self, who: &str, removed: &[String]) -> bool {
+        let who = normalize_identity(who);
+        self.members.contains(&who) && !removed.iter().any(|r| normalize_identity(r) == who)
+    }
+
+    /// The requested duration (or the default), refused past the list's maximum.
+    pub fn duration(&self, requested: Option<&str>) -> Result<Duration, FieldError> {
+        let limits = crate::policy::Limits {
+            max_ttl: self.max_duration,
+            ..crate::policy::Limits::default()
+        };
+        match requested {
+            None => Ok(self.default_duration),
+            Some(t) => crate::policy::parse_ttl("duration", t, &limits),
+        }
+    }
+
+    /// The reason, checked against the list's rules.
+    pub fn check_reason(&self, reason: &str) -> Result<String, FieldError> {
+        let r = reason.trim();
+        if r.is_empty() && !self.reason_required {
+            return Ok(String::new());
+        }
+        let r = crate::policy::check_reason(r, &crate::policy::Limits::default())?;
+        if let Some(p) = &self.reason_pattern {
+            let re = regex::Regex::new(p).map_err(|e| {
+                FieldError::new(
+                    "reason",
+                    format!("the list's pattern is invalid: {e}"),
+                    "fix the list file",
+                )
+            })?;
+            if !re.is_match(&r) {
+                return Err(FieldError::new(
+                    "reason",
+                    format!("{r:?} does not match the list's pattern `{p}`"),
+                    "give a reason in the form the list asks for, e.g. a ticket id",
+                ));
+            }
+        }
+        Ok(r)
+    }
+
+    /// The new end of a grant extended by `by`, refused past `starts_at + max_duration`.
+    pub fn extension_end(
+        &self,
+        starts_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        by: Duration,
+    ) -> Result<DateTime<Utc>, FieldError> {
+        if by <= Duration::zero() {
+            return Err(FieldError::new(
+                "by",
+                "must be longer than zero",
+                "give e.g. `30m`",
+            ));
+        }
+        let end = expires_at + by;
+        let cap = starts_at + self.max_duration;
+        if end > cap {
+            let left = (cap - expires_at).max(Duration::zero());
+            return Err(FieldError::new(
+                "by",
+                format!(
+                    "would end the grant at {} past the list's maximum total of {} (it may grow by at most {}s more)",
+                    end.to_rfc3339(),
+                    human(self.max_duration),
+                    left.num_seconds()
+                ),
+                "extend by less, or request access again",
+            ));
+        }
+        Ok(end)
+    }
+
+    /// When the review is due, given the due date recorded by the last review (if any).
+    pub fn review_due(&self, recorded_due: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        let rule = self.review.as_ref()?;
+        Some(match recorded_due {
+            Some(r) if r > rule.next_due => r,
+            _ => rule.next_due,
+        })
+    }
+
+    /// Whether new requests are refused because a review was missed.
+    pub fn suspension(
+        &self,
+        recorded_due: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Refusal> {
+        match (self.review.as_ref(), self.review_due(recorded_due)) {
+            (Some(rule), Some(due)) if rule.on_missed == MissedReview::Suspend && due <= now => {
+                Err(Refusal::Suspended {
+                    list: self.name.clone(),
+                    due,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// May `requester` ask for access on this list now?
+    pub fn may_request(
+        &self,
+        requester: &str,
+        removed: &[String],
+        break_glass: bool,
+        recorded_due: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Refusal> {
+        if !self.is_member(requester, removed) {
+            return Err(Refusal::NotMember {
+                who: normalize_identity(requester),
+                list: self.name.clone(),
+            });
+        }
+        if break_glass && !self.break_glass {
+            return Err(Refusal::NoBreakGlass {
+                list: self.name.clone(),
+            });
+        }
+        self.suspension(recorded_due, now)
+    }
+
+    /// Records one approval: refuses self-approval (compared normalised, whatever the
+    /// approver's role), non-owners and a second approval by the same owner; answers whether
+    /// the request now has enough approvals.
+    pub fn approve(
+        &self,
+        requester: &str,
+        approver: &str,
+        earlier: &[String],
+    ) -> Result<bool, Refusal> {
+        let approver_n = normalize_identity(approver);
+        if approver_n == normalize_identity(requester) {
+            return Err(Refusal::SelfApproval);
+        }
+        if !self.is_owner(&approver_n) {
+            return Err(Refusal::NotOwner {
+                who: approver_n,
+                list: self.name.clone(),
+            });
+        }
+        if earlier.iter().any(|e| normalize_identity(e) == approver_n) {
+            return Err(Refusal::AlreadyApproved { who: approver_n });
+        }
+        let distinct = {
+            let mut all: Vec<String> = earlier.iter().map(|e| normalize_identity(e)).collect();
+            all.push(approver_n);
+            all.sort();
+            all.dedup();
+            all.len()
+        };
+        Ok(distinct >= self.approvals as usize)
+    }
+}
+
+fn human(d: Duration) -> String {
+    d.to_std()
+        .map(|s| humantime::format_duration(s).to_string())
+        .unwrap_or_else(|_| d.to_string())
+}
+
+impl fmt::Display for MissedReview {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Notify => "notify",
+            Self::Suspend => "suspend",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[list]]
+name = "prod-db"
+description = "on-call access to the production database"
+owners = ["Bob@Example.com ", "carol@example.com"]
+members = ["alice@example.com"]
+kind = "group-membership"
+group = "oncall"
+max_duration = "4h"
+default_duration = "1h"
+reason_pattern = "^INC-[0-9]+"
+approvals = 2
+break_glass = true
+review_every = "90d"
+review_due = "2026-03-01T00:00:00Z"
+"#;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("time").to_utc()
+    }
+
+    fn good() -> AccessList {
+        parse_file("prod.toml", GOOD).expect("good").remove(0)
+    }
+
+    #[test]
+    fn a_good_file_parses_with_defaults_and_normalised_identities() {
+        let l = good();
+        assert_eq!(l.owners, ["bob@example.com", "carol@example.com"]);
+        assert_eq!(l.target.kind, GrantKind::GroupMembership);
+        assert_eq!(l.target.group.as_deref(), Some("oncall"));
+        assert_eq!(l.max_duration, Duration::hours(4));
+        assert_eq!(l.pending_wait, Duration::hours(1));
+        assert_eq!(l.approvals, 2);
+        assert!(l.reason_required);
+        let review = l.review.as_ref().expect("review");
+        assert_eq!(review.on_missed, MissedReview::Suspend);
+        assert_eq!(review.every, Duration::days(90));
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_line() {
+        // Syntax error on line 4.
+        let e = parse_file(
+            "bad.toml",
+            "[[list]]\nname = \"x\"\nowners = [\"a@x\"]\nkind = = 3\n",
+        )
+        .expect_err("syntax");
+        assert_eq!(e.file, "bad.toml");
+        assert_eq!(e.line, Some(4), "{e}");
+        // Unknown key: the line of the key itself.
+        let e = parse_file(
+            "typo.toml",
+            "[[list]]\nname = \"x\"\nowners = [\"a@x\"]\nkind = \"group-membership\"\ngroup = \"g\"\nmax_duration = \"1h\"\naprovals = 2\n",
+        )
+        .expect_err("unknown key");
+        assert!(e.problem.contains("aprovals"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+        // A semantic error: the line where the list starts.
+        let e = parse_file(
+            "sem.toml",
+            "# lists\n\n[[list]]\nname = \"x\"\nowners = [\"a@x\"]\nkind = \"group-membership\"\nmax_duration = \"1h\"\n",
+        )
+        .expect_err("missing group");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.problem.contains("`group` is required"), "{e}");
+        assert!(e.to_string().starts_with("sem.toml line 3: "), "{e}");
+        for (bad, needle) in [
+            ("approvals = 3", "only 2 owner"),
+            ("approvals = 0", "auto_approve"),
+            ("reason_pattern = \"(\"", "reason_pattern"),
+            ("default_duration = \"5h\"", "default_duration"),
+            ("on_missed_review = \"ignore\"", "ignore"),
+        ] {
+            let text = GOOD
+                .lines()
+                .filter(|l| !l.starts_with(bad.split(' ').next().unwrap_or("")))
+                .chain([bad])
+                .collect::<Vec<_>>()
+                .join("\n");
+            let e = parse_file("f.toml", &text).expect_err(bad);
+            assert!(e.problem.contains(needle), "{bad}: {e}");
+            assert!(e.line.is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_refused_file_keeps_its_old_lists() {
+        let first = load(&[("prod.toml".into(), GOOD.into())], &ListSet::new());
+        assert!(first.errors.is_empty());
+        let broken = load(
+            &[
+                ("prod.toml".into(), "[[list]\nname=".into()),
+                ("other.toml".into(), GOOD.replace("prod-db", "other")),
+            ],
+            &first.lists,
+        );
+        assert_eq!(broken.errors.len(), 1);
+        assert_eq!(broken.errors[0].file, "prod.toml");
+        assert!(
+            broken.lists.contains_key("prod-db"),
+            "old list stays in force"
+        );
+        assert!(broken.lists.contains_key("other"));
+        let changes = diff(&first.lists, &broken.lists);
+        assert_eq!(changes.added, ["other"]);
+        assert!(changes.removed.is_empty() && changes.changed.is_empty());
+        // Removing the file removes its lists.
+        let gone = load(&[], &broken.lists);
+        assert_eq!(
+            diff(&broken.lists, &gone.lists).removed,
+            ["other", "prod-db"]
+        );
+    }
+
+    #[test]
+    fn self_approval_is_refused_in_every_form() {
+        let mut l = good();
+        l.owners.push("alice@example.com".into());
+        for me in [
+            "alice@example.com",
+            "ALICE@Example.COM",
+            "  alice@example.com  ",
+        ] {
+            assert_eq!(
+                l.approve("alice@example.com", me, &[]),
+                Err(Refusal::SelfApproval),
+                "{me:?}"
+            );
+        }
+        assert!(matches!(
+            l.approve("alice@example.com", "dave@example.com", &[]),
+            Err(Refusal::NotOwner { .. })
+        ));
+        assert_eq!(
+            l.approve("alice@example.com", "bob@example.com", &[]),
+            Ok(false),
+            "two needed"
+        );
+        assert!(matches!(
+            l.approve(
+                "alice@example.com",
+                " BOB@example.com",
+                &["bob@example.com".into()]
+            ),
+            Err(Refusal::AlreadyApproved { .. })
+        ));
+        assert_eq!(
+            l.approve(
+                "alice@example.com",
+                "carol@example.com",
+                &["bob@example.com".into()]
+            ),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn durations_reasons_and_extensions_are_capped() {
+        let l = good();
+        assert_eq!(l.duration(None), Ok(Duration::hours(1)));
+        assert_eq!(l.duration(Some("2h")), Ok(Duration::hours(2)));
+        assert!(l.duration(Some("5h")).is_err());
+        assert_eq!(l.check_reason(" INC-42 fix"), Ok("INC-42 fix".into()));
+        assert!(l.check_reason("because").is_err());
+        assert!(l.check_reason("").is_err());
+        let start = t("2026-01-01T00:00:00Z");
+        assert_eq!(
+            l.extension_end(start, start + Duration::hours(3), Duration::hours(1)),
+            Ok(start + Duration::hours(4))
+        );
+        let e = l
+            .extension_end(start, start + Duration::hours(3), Duration::minutes(61))
+            .expect_err("past max");
+        assert_eq!(e.field, "by");
+    }
+
+    #[test]
+    fn membership_break_glass_and_suspension() {
+        let l = good();
+        let before = t("2026-02-01T00:00:00Z");
+        let after = t("2026-03-02T00:00:00Z");
+        assert_eq!(
+            l.may_request(" Alice@example.com", &[], false, None, before),
+            Ok(())
+        );
+        assert!(matches!(
+            l.may_request("dave@example.com", &[], false, None, before),
+            Err(Refusal::NotMember { .. })
+        ));
+        assert!(matches!(
+            l.may_request(
+                "alice@example.com",
+                &["ALICE@example.com".into()],
+                false,
+                None,
+                before
+            ),
+            Err(Refusal::NotMember { .. })
+        ));
+        assert!(matches!(
+            l.may_request("alice@example.com", &[], false, None, after),
+            Err(Refusal::Suspended { .. })
+        ));
+        // A recorded review moves the due date on.
+        let moved = Some(t("2026-06-01T00:00:00Z"));
+        assert_eq!(
+            l.may_request("alice@example.com", &[], true, moved, after),
+            Ok(())
+        );
+        let mut n = l.clone();
+        n.break_glass = false;
+        assert!(matches!(
+            n.may_request("alice@example.com", &[], true, None, before),
+            Err(Refusal::NoBreakGlass { .. })
+        ));
+        if let Some(r) = n.review.as_mut() {
+            r.on_missed = MissedReview::Notify;
+        }
+        assert_eq!(
+            n.may_request("alice@example.com", &[], false, None, after),
+            Ok(())
+        );
+    }
+}
