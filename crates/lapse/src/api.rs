@@ -41,7 +41,8 @@ pub fn router<P: AccessProvider + 'static>(state: Arc<ApiState<P>>) -> Router {
         .route("/v1/grants/{id}/token", post(take_token::<P>))
         .route("/v1/history", get(history::<P>))
         .route("/v1/audit/verify", get(verify::<P>))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/openapi.json", get(crate::openapi::document))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<P>))
         .route("/metrics", get(metrics_page::<P>))
         .with_state(state)
@@ -143,16 +144,19 @@ fn require_writer(c: &Caller) -> ApiResult<()> {
 }
 
 /// A grant submission as sent by the CLI or a bot.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
+    /// One of `ephemeral-group`, `group-membership`, `group-access`, `service-access`, `service-key`.
     pub kind: String,
+    /// Users by email.
     #[serde(default)]
     pub users: Vec<String>,
     #[serde(default)]
     pub resources: Vec<String>,
     pub group: Option<String>,
     pub service_account: Option<String>,
+    /// How long the grant lasts, e.g. `2h` (or give `expires_at`).
     pub duration: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub starts_at: Option<DateTime<Utc>>,
@@ -161,10 +165,12 @@ pub struct GrantRequest {
 }
 
 /// A grant as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GrantView {
     pub id: String,
+    #[schema(value_type = String, example = "group-membership")]
     pub kind: GrantKind,
+    #[schema(value_type = String, example = "active")]
     pub state: GrantState,
     pub requester: String,
     pub reason: String,
@@ -180,6 +186,7 @@ pub struct GrantView {
     pub attempts: u32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// A service key's token, only in the answer to `?wait=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
 }
@@ -217,13 +224,14 @@ impl From<&Grant> for GrantView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryView {
     pub seq: i64,
     pub at: DateTime<Utc>,
     pub grant_id: Option<String>,
     pub actor: String,
     pub event: String,
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
     pub hash: String,
 }
@@ -242,8 +250,10 @@ impl From<HistoryRow> for HistoryView {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct SubmitQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SubmitQuery {
+    /// Answer only once the grant is active or failed (at most 60 s; 202 when still applying).
     #[serde(default)]
     wait: bool,
 }
@@ -449,7 +459,23 @@ async fn build_grant<P: AccessProvider>(
     })
 }
 
-async fn submit<P: AccessProvider + 'static>(
+#[utoipa::path(
+    post, path = "/v1/grants", tag = "grants",
+    params(SubmitQuery, ("Idempotency-Key" = Option<String>, Header, description = "Replays answer with the grant first created")),
+    request_body = GrantRequest,
+    responses(
+        (status = 201, description = "Created", body = GrantView),
+        (status = 200, description = "Already created with this Idempotency-Key", body = GrantView),
+        (status = 202, description = "Still applying when `wait` ran out", body = GrantView),
+        (status = 400, description = "Bad input: the field and the fix", body = crate::openapi::ErrorBody),
+        (status = 401, body = crate::openapi::ErrorBody),
+        (status = 403, body = crate::openapi::ErrorBody),
+        (status = 409, description = "Idempotency-Key reused for a different request", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Twingate could not be asked to resolve names", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn submit<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
     Query(q): Query<SubmitQuery>,
     headers: HeaderMap,
@@ -513,7 +539,18 @@ async fn submit<P: AccessProvider + 'static>(
 }
 
 /// Hand a service key's token to its requester once, when `--wait` was not used.
-async fn take_token<P: AccessProvider + 'static>(
+#[utoipa::path(
+    post, path = "/v1/grants/{id}/token", tag = "grants",
+    params(("id" = String, Path, description = "Grant id")),
+    responses(
+        (status = 200, body = crate::openapi::TokenView),
+        (status = 403, description = "Only the requester may take the token", body = crate::openapi::ErrorBody),
+        (status = 404, body = crate::openapi::ErrorBody),
+        (status = 410, description = "Already taken or not created yet", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn take_token<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -538,8 +575,9 @@ fn not_found(id: GrantId) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no grant {id}"))
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
     state: Option<String>,
     user: Option<String>,
     resource: Option<String>,
@@ -547,7 +585,13 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
-async fn list<P: AccessProvider + 'static>(
+#[utoipa::path(
+    get, path = "/v1/grants", tag = "grants",
+    params(ListQuery),
+    responses((status = 200, body = crate::openapi::GrantList), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
@@ -573,7 +617,13 @@ async fn list<P: AccessProvider + 'static>(
     Ok(Json(json!({ "grants": views })).into_response())
 }
 
-async fn show<P: AccessProvider + 'static>(
+#[utoipa::path(
+    get, path = "/v1/grants/{id}", tag = "grants",
+    params(("id" = String, Path, description = "Grant id")),
+    responses((status = 200, body = crate::openapi::GrantDetail), (status = 404, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn show<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -586,14 +636,28 @@ async fn show<P: AccessProvider + 'static>(
     Ok(Json(json!({ "grant": GrantView::from(&g), "history": history })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RevokeRequest {
+pub(crate) struct RevokeRequest {
     #[serde(default)]
     reason: String,
 }
 
-async fn revoke<P: AccessProvider + 'static>(
+#[utoipa::path(
+    post, path = "/v1/grants/{id}/revoke", tag = "grants",
+    params(("id" = String, Path, description = "Grant id")),
+    request_body = RevokeRequest,
+    responses(
+        (status = 200, body = GrantView),
+        (status = 400, body = crate::openapi::ErrorBody),
+        (status = 401, body = crate::openapi::ErrorBody),
+        (status = 403, body = crate::openapi::ErrorBody),
+        (status = 404, body = crate::openapi::ErrorBody),
+        (status = 409, description = "The grant has already ended", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn revoke<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -617,8 +681,9 @@ async fn revoke<P: AccessProvider + 'static>(
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct HistoryQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct HistoryQuery {
     grant: Option<String>,
     user: Option<String>,
     resource: Option<String>,
@@ -627,7 +692,13 @@ struct HistoryQuery {
     limit: Option<u32>,
 }
 
-async fn history<P: AccessProvider + 'static>(
+#[utoipa::path(
+    get, path = "/v1/history", tag = "audit",
+    params(HistoryQuery),
+    responses((status = 200, body = crate::openapi::HistoryList), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn history<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
     Query(q): Query<HistoryQuery>,
     headers: HeaderMap,
@@ -650,7 +721,12 @@ async fn history<P: AccessProvider + 'static>(
     Ok(Json(json!({ "history": history })).into_response())
 }
 
-async fn verify<P: AccessProvider + 'static>(
+#[utoipa::path(
+    get, path = "/v1/audit/verify", tag = "audit",
+    responses((status = 200, body = crate::openapi::VerifyReport), (status = 401, body = crate::openapi::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn verify<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -664,7 +740,19 @@ async fn verify<P: AccessProvider + 'static>(
     .into_response())
 }
 
-async fn readyz<P: AccessProvider + 'static>(State(state): State<Arc<ApiState<P>>>) -> Response {
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process answers", body = String)))]
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Started and the reconcile loop is passing", body = crate::openapi::Readiness),
+        (status = 503, description = "Starting, or the loop has stalled", body = crate::openapi::Readiness),
+    )
+)]
+pub(crate) async fn readyz<P: AccessProvider + 'static>(State(state): State<Arc<ApiState<P>>>) -> Response {
     let h = state.engine.health();
     let loop_alive = h.last_pass.is_some_and(|t| Utc::now() - t < chrono::Duration::seconds(30));
     if state.ready.load(Ordering::Relaxed) && loop_alive {
@@ -674,7 +762,8 @@ async fn readyz<P: AccessProvider + 'static>(State(state): State<Arc<ApiState<P>
     }
 }
 
-async fn metrics_page<P: AccessProvider + 'static>(State(state): State<Arc<ApiState<P>>>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub(crate) async fn metrics_page<P: AccessProvider + 'static>(State(state): State<Arc<ApiState<P>>>) -> Response {
     let h = state.engine.health();
     metrics::gauge!("lapse_overdue_revocations").set(h.overdue_revocations as f64);
     metrics::gauge!("lapse_oldest_overdue_revocation_seconds").set(h.oldest_overdue_secs);

@@ -4,6 +4,7 @@ mod api;
 mod cli;
 mod demo;
 mod local;
+mod openapi;
 mod output;
 mod serve;
 mod settings;
