@@ -195,6 +195,10 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 let result = self.revoke(id, &actor, &reason).await;
                 let _ = reply.send(result);
             }
+            Command::Extend { id, new_expires_at, actor, reason, reply } => {
+                let result = self.extend(id, new_expires_at, &actor, &reason).await;
+                let _ = reply.send(result);
+            }
         }
         Ok(())
     }
@@ -219,6 +223,31 @@ impl<P: AccessProvider + 'static> Engine<P> {
             history: vec![history(Some(id), actor, "revoke-requested", json!({ "reason": reason }), now)],
             ..Batch::default()
         };
+        self.store.commit(batch).await?;
+        self.grants.upsert(g.clone());
+        Ok(g)
+    }
+
+    async fn extend(&mut self, id: GrantId, new_expires_at: DateTime<Utc>, actor: &str, reason: &str) -> Result<Grant, EngineError> {
+        let now = Utc::now();
+        let Some(current) = self.grants.get(&id) else {
+            return match self.store.get_grant(id).await? {
+                Some(g) => Err(EngineError::Finished { id, state: g.state }),
+                None => Err(EngineError::NotFound(id)),
+            };
+        };
+        // An ending grant is not brought back: its access may already be partly gone.
+        if current.revoked_at.is_some() || current.state == GrantState::Revoking || current.expires_at <= now {
+            return Err(EngineError::Finished { id, state: current.state });
+        }
+        if new_expires_at <= current.expires_at {
+            return Ok(current.clone());
+        }
+        let mut g = current.clone();
+        let from = g.expires_at;
+        g.expires_at = new_expires_at;
+        let detail = json!({ "reason": reason, "from": from, "to": new_expires_at });
+        let batch = Batch { grants: vec![g.clone()], history: vec![history(Some(id), actor, "extended", detail, now)], ..Batch::default() };
         self.store.commit(batch).await?;
         self.grants.upsert(g.clone());
         Ok(g)

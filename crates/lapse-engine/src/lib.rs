@@ -79,6 +79,14 @@ pub(crate) enum Command {
     Submitted(Box<Grant>),
     /// End a grant early.
     Revoke { id: GrantId, actor: String, reason: String, reply: oneshot::Sender<Result<Grant, EngineError>> },
+    /// Move a live grant's end later (an approved extension).
+    Extend {
+        id: GrantId,
+        new_expires_at: DateTime<Utc>,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<Result<Grant, EngineError>>,
+    },
 }
 
 /// Service-key tokens waiting for their requester, with when they were created.
@@ -121,6 +129,17 @@ impl EngineHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Revoke { id, actor: actor.to_owned(), reason: reason.to_owned(), reply })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Move a live grant's end to `new_expires_at` (never earlier): the planner raises the
+    /// server-side expiry of access edges by itself.
+    pub async fn extend(&self, id: GrantId, new_expires_at: DateTime<Utc>, actor: &str, reason: &str) -> Result<Grant, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Extend { id, new_expires_at, actor: actor.to_owned(), reason: reason.to_owned(), reply })
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?

@@ -17,7 +17,8 @@ use crate::settings::Settings;
 pub const EXAMPLE_CONFIG: &str = include_str!("../../../deploy/lapse.toml");
 
 fn load(config: Option<&Path>) -> anyhow::Result<Settings> {
-    let s = Settings::load(config).context("loading settings")?;
+    let file = config.map(Path::to_path_buf).unwrap_or_else(|| crate::settings::DEFAULT_CONFIG.into());
+    let s = Settings::load(config).with_context(|| format!("loading settings from {}", file.display()))?;
     s.validate()?;
     Ok(s)
 }
@@ -53,7 +54,14 @@ pub fn config(cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ConfigCmd::Check { file } => {
-            let s = Settings::load(Some(&file)).with_context(|| format!("reading {}", file.display()))?;
+            // Exit 2 for a file that was read but is wrong, like a failed validation.
+            let s = match Settings::load(Some(&file)) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    return Ok(ExitCode::from(2));
+                }
+            };
             match s.validate() {
                 Ok(()) => {
                     println!("{}: ok", file.display());

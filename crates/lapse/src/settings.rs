@@ -30,6 +30,20 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Binding a non-loopback address without TLS must be asked for explicitly.
     pub allow_insecure_remote: bool,
+    /// PEM certificate chain; with `tls_key`, the API is served over HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ServerSettings {
+    /// The certificate and key files, when HTTPS is configured.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,12 +133,23 @@ format = "text"
 "#;
 
 /// A settings problem, naming the key, the bad value and what would be accepted.
+///
+/// No variant carries a `source`: each message already says everything, and error chains
+/// would print it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("reading settings: {0}")]
-    Load(#[from] config::ConfigError),
-    #[error("{key} = {value:?}: {problem}; {accepted}")]
-    Invalid { key: &'static str, value: String, problem: String, accepted: String },
+    Load(config::ConfigError),
+    #[error("not valid TOML: {cause}")]
+    Syntax { cause: String },
+    #[error("{key} = {value}{origin}: {problem}; accepted: {accepted}")]
+    Invalid { key: String, value: String, origin: String, problem: String, accepted: String },
+    #[error("{key}{origin}: {problem}; accepted: {accepted}")]
+    Unknown { key: String, origin: String, problem: String, accepted: String },
+    #[error(
+        "{key}{origin}: secrets are never read from the settings file; put the key in a file readable only by lapse and set twingate.api_key_file, or provide the systemd credential `twingate-api-key` (LoadCredential=)"
+    )]
+    SecretInFile { key: String, origin: String },
     #[error("reading the Twingate API key from {path}: {source}")]
     ApiKey { path: PathBuf, source: std::io::Error },
     #[error(
@@ -141,37 +166,30 @@ impl Settings {
             Some(f) => b = b.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true)),
             None => b = b.add_source(config::File::with_name(DEFAULT_CONFIG).format(config::FileFormat::Toml).required(false)),
         }
-        b = b.add_source(config::Environment::with_prefix("LAPSE").prefix_separator("__").separator("__").try_parsing(true));
-        let s: Settings = b.build()?.try_deserialize()?;
-        Ok(s)
+        b = b.add_source(environment());
+        finish(b)
     }
 
     /// Built-in defaults and the environment only (the demo).
     pub fn defaults() -> Result<Self, SettingsError> {
-        let b = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
-            .add_source(config::Environment::with_prefix("LAPSE").prefix_separator("__").separator("__").try_parsing(true));
-        Ok(b.build()?.try_deserialize()?)
+        finish(config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml)).add_source(environment()))
     }
 
     /// Every rule a value must meet, checked before the daemon starts.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key: &str, value: String, problem: &str, accepted: &str| SettingsError::Invalid {
+            key: key.to_owned(),
+            value: format!("{value:?}"),
+            origin: String::new(),
+            problem: problem.to_owned(),
+            accepted: accepted.to_owned(),
+        };
         let url = self.twingate.base_url.trim();
         if url.is_empty() || !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(SettingsError::Invalid {
-                key: "twingate.base_url",
-                value: self.twingate.base_url.clone(),
-                problem: "is not an http(s) URL".into(),
-                accepted: "give your network's URL, e.g. https://acme.twingate.com".into(),
-            });
+            return Err(invalid("twingate.base_url", self.twingate.base_url.clone(), "is not an http(s) URL", "give your network's URL, e.g. https://acme.twingate.com"));
         }
         if !(1..=100).contains(&self.twingate.page_size) {
-            return Err(SettingsError::Invalid {
-                key: "twingate.page_size",
-                value: self.twingate.page_size.to_string(),
-                problem: "is out of range".into(),
-                accepted: "a number from 1 to 100".into(),
-            });
+            return Err(invalid("twingate.page_size", self.twingate.page_size.to_string(), "is out of range", "a number from 1 to 100"));
         }
         for (key, v) in [
             ("twingate.reads_per_minute", self.twingate.reads_per_minute),
@@ -179,53 +197,43 @@ impl Settings {
             ("engine.sweep_reads_per_minute", self.engine.sweep_reads_per_minute),
         ] {
             if v == 0 {
-                return Err(SettingsError::Invalid {
-                    key,
-                    value: v.to_string(),
-                    problem: "must be at least 1".into(),
-                    accepted: "a positive number per minute".into(),
-                });
+                return Err(invalid(key, v.to_string(), "must be at least 1", "a positive number per minute"));
             }
         }
         if self.grants.max_duration.is_zero() {
-            return Err(SettingsError::Invalid {
-                key: "grants.max_duration",
-                value: "0s".into(),
-                problem: "must be longer than zero".into(),
-                accepted: "a duration such as 24h".into(),
-            });
+            return Err(invalid("grants.max_duration", "0s".to_owned(), "must be longer than zero", "a duration such as 24h"));
         }
         if self.engine.tick.is_zero() || self.engine.tick > Duration::from_secs(1) {
-            return Err(SettingsError::Invalid {
-                key: "engine.tick",
-                value: humantime::format_duration(self.engine.tick).to_string(),
-                problem: "deadlines must be checked at least every second".into(),
-                accepted: "a duration from 10ms to 1s".into(),
-            });
+            return Err(invalid("engine.tick", humantime::format_duration(self.engine.tick).to_string(), "deadlines must be checked at least every second", "a duration from 10ms to 1s"));
         }
         if self.engine.concurrency == 0 {
-            return Err(SettingsError::Invalid {
-                key: "engine.concurrency",
-                value: "0".into(),
-                problem: "must be at least 1".into(),
-                accepted: "a number such as 16".into(),
-            });
+            return Err(invalid("engine.concurrency", "0".to_owned(), "must be at least 1", "a number such as 16"));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(SettingsError::Invalid {
-                key: "log.format",
-                value: self.log.format.clone(),
-                problem: "is not a known format".into(),
-                accepted: "`text` or `json`".into(),
-            });
+            return Err(invalid("log.format", self.log.format.clone(), "is not a known format", "`text` or `json`"));
         }
-        if !self.server.listen.ip().is_loopback() && !self.server.allow_insecure_remote {
-            return Err(SettingsError::Invalid {
-                key: "server.listen",
-                value: self.server.listen.to_string(),
-                problem: "is not a loopback address and the API would be served without TLS".into(),
-                accepted: "a loopback address such as 127.0.0.1:7420, or set server.allow_insecure_remote = true".into(),
-            });
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                let (set, unset) = if self.server.tls_cert.is_some() { ("tls_cert", "tls_key") } else { ("tls_key", "tls_cert") };
+                let value = self.server.tls_cert.as_ref().or(self.server.tls_key.as_ref()).map(|p| p.display().to_string()).unwrap_or_default();
+                return Err(invalid(
+                    &format!("server.{set}"),
+                    value,
+                    &format!("is set but server.{unset} is not"),
+                    "both server.tls_cert and server.tls_key (PEM files), or neither",
+                ));
+            }
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("server.tls_cert", cert), ("server.tls_key", key)] {
+                    if let Err(e) = std::fs::metadata(path) {
+                        return Err(invalid(name, path.display().to_string(), &format!("cannot be read ({e})"), "a PEM file readable by the lapse user"));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        if !self.server.listen.ip().is_loopback() && self.server.tls().is_none() && !self.server.allow_insecure_remote {
+            return Err(invalid("server.listen", self.server.listen.to_string(), "is not a loopback address and the API would be served without TLS", "a loopback address such as 127.0.0.1:7420, server.tls_cert and server.tls_key, or server.allow_insecure_remote = true"));
         }
         Ok(())
     }
@@ -242,4 +250,100 @@ impl Settings {
         let text = std::fs::read_to_string(&path).map_err(|source| SettingsError::ApiKey { path, source })?;
         Ok(SecretString::from(text.trim().to_owned()))
     }
+}
+
+/// `LAPSE__SECTION__KEY` variables; values are parsed as numbers or booleans where they look like one.
+fn environment() -> config::Environment {
+    config::Environment::with_prefix("LAPSE").prefix_separator("__").separator("__").try_parsing(true)
+}
+
+/// Build the layered sources and deserialize, turning the `config` crate's errors into messages
+/// that name the key, the bad value and what would be accepted.
+fn finish(b: config::ConfigBuilder<config::builder::DefaultState>) -> Result<Settings, SettingsError> {
+    let cfg = b.build().map_err(|e| explain(e, None))?;
+    cfg.clone().try_deserialize().map_err(|e| explain(e, Some(&cfg)))
+}
+
+/// What each kind of value looks like, for the "accepted" part of a message.
+fn accepted_for(key: &str, expected: &str) -> String {
+    const DURATIONS: [&str; 5] = ["twingate.timeout", "grants.max_duration", "grants.backstop_grace", "engine.tick", "engine.sweep_interval"];
+    if DURATIONS.contains(&key) {
+        return "a duration such as 500ms, 30s, 5m or 2h30m".into();
+    }
+    match key {
+        "server.listen" => "an IP address and port such as 127.0.0.1:7420 or [::1]:7420".into(),
+        _ if expected.contains("bool") => "true or false".into(),
+        _ if expected.contains("integer") => "a whole number".into(),
+        _ => expected.to_owned(),
+    }
+}
+
+/// Setting names that would hold a secret; refused with directions to the credential file.
+const SECRET_KEYS: [&str; 5] = ["api_key", "key", "token", "secret", "password"];
+
+fn explain(e: config::ConfigError, cfg: Option<&config::Config>) -> SettingsError {
+    use config::ConfigError;
+    let (inner, origin, key) = match e {
+        ConfigError::At { error, origin, key } => (*error, origin, key),
+        // The caller names the file; the cause carries line and column.
+        ConfigError::FileParse { cause, .. } => return SettingsError::Syntax { cause: cause.to_string().trim().to_owned() },
+        ConfigError::Type { origin, unexpected, expected, key: Some(key) } => {
+            return SettingsError::Invalid {
+                value: raw_value(cfg, &key).unwrap_or_else(|| unexpected.to_string()),
+                accepted: accepted_for(&key, expected),
+                problem: format!("is not {expected}"),
+                origin: from(origin),
+                key,
+            };
+        }
+        m @ ConfigError::Message(_) => (m, None, None),
+        other => return SettingsError::Load(other),
+    };
+    let msg = inner.to_string();
+    let origin = from(origin);
+    // serde's wording: "unknown field `tik`, expected one of `tick`, `sweep_interval`".
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let (field, rest) = rest.split_once('`').unwrap_or((rest, ""));
+        let full = match &key {
+            Some(k) if !k.is_empty() => format!("{k}.{field}"),
+            _ => field.to_owned(),
+        };
+        if SECRET_KEYS.iter().any(|s| field.eq_ignore_ascii_case(s) || field.to_ascii_lowercase().ends_with(&format!("_{s}"))) {
+            return SettingsError::SecretInFile { key: full, origin };
+        }
+        let known = rest.split_once("expected one of ").map(|(_, k)| k.replace('`', "")).unwrap_or_else(|| "none".into());
+        let section = key.as_deref().filter(|k| !k.is_empty()).map(|k| format!("keys in [{k}]")).unwrap_or_else(|| "sections".into());
+        return SettingsError::Unknown { key: full, origin, problem: "is not a known setting".into(), accepted: format!("{section}: {known}") };
+    }
+    match key {
+        Some(key) => {
+            // serde's wording: "invalid value: string \"soon\", expected a duration".
+            let expected = match msg.rsplit_once("expected ") {
+                Some((_, x)) => x.trim().to_owned(),
+                None if msg.contains("socket address") => "an address and port".to_owned(),
+                None => String::new(),
+            };
+            SettingsError::Invalid {
+                value: raw_value(cfg, &key).unwrap_or_else(|| "?".into()),
+                accepted: accepted_for(&key, &expected),
+                problem: if expected.is_empty() { msg } else { format!("is not {expected}") },
+                origin,
+                key,
+            }
+        }
+        None => SettingsError::Load(inner),
+    }
+}
+
+/// The value as written, quoted, for the message.
+fn raw_value(cfg: Option<&config::Config>, key: &str) -> Option<String> {
+    let v = cfg?.get::<config::Value>(key).ok()?;
+    Some(match v.clone().into_string() {
+        Ok(s) => format!("{s:?}"),
+        Err(_) => v.to_string(),
+    })
+}
+
+fn from(origin: Option<String>) -> String {
+    origin.map(|o| format!(" (from {o})")).unwrap_or_default()
 }
