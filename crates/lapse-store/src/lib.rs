@@ -4,6 +4,7 @@ mod error;
 mod grants;
 mod history;
 mod ownership;
+mod requests;
 mod time;
 mod tokens;
 
@@ -24,6 +25,7 @@ pub use history::{
     BrokenRow, GENESIS_HASH, HistoryFilter, HistoryRow, NewHistory, VerifyReport, history_hash,
 };
 pub use ownership::Batch;
+pub use requests::{ApprovalRecord, NewOutbox, NewReview, OutboxItem, RequestChange, RequestRecord};
 pub use time::{format_ts, parse_ts};
 pub use tokens::{Role, TokenInfo, TokenRecord};
 
