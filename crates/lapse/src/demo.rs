@@ -25,7 +25,7 @@ pub async fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
     let token = store.create_token("demo-admin", Role::Admin).await?;
     let client = TwingateClient::new(serve::client_config(&settings, SecretString::from(twingate_sim::DEMO_ADMIN_KEY)))?;
     let app = serve::build_with(&settings, store, Arc::new(client)).await?;
-    let url = format!("http://{}", app.addr());
+    let url = format!("{}://{}", app.scheme(), app.addr());
     println!("lapse demo: daemon at {url}, Twingate stand-in at {}", sim.base_url());
     println!("database: {} (deleted on exit)\n", settings.database.path.display());
     println!("In another terminal:");

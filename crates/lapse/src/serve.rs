@@ -13,6 +13,7 @@ use lapse_engine::{Engine, EngineConfig, EngineHandle};
 use lapse_store::Store;
 use lapse_twingate::{ClientConfig, TwingateClient};
 use secrecy::SecretString;
+use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -35,6 +36,10 @@ pub enum StartError {
     Engine(#[from] lapse_engine::EngineError),
     #[error("binding the API to {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("loading the TLS certificate {cert} and key {key}: {source}; both must be PEM files readable by the lapse user")]
+    Tls { cert: String, key: String, source: std::io::Error },
+    #[error("installing the SIGHUP handler: {0}")]
+    Signal(std::io::Error),
 }
 
 /// A daemon that has passed every start-up check and holds its listener.
@@ -43,6 +48,11 @@ pub struct Application<P> {
     addr: SocketAddr,
     engine: Engine<P>,
     state: Arc<ApiState<P>>,
+    /// Present when the API is served over HTTPS.
+    tls: Option<RustlsConfig>,
+    /// Registered at start-up: SIGHUP's default action would end the process.
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
 }
 
 /// The engine's tunables from the settings.
@@ -97,6 +107,16 @@ pub async fn build_with<P: AccessProvider + 'static>(
     store: Store,
     provider: Arc<P>,
 ) -> Result<Application<P>, StartError> {
+    #[cfg(unix)]
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(StartError::Signal)?;
+    let tls = match settings.server.tls() {
+        Some((cert, key)) => Some(RustlsConfig::from_pem_file(cert, key).await.map_err(|source| StartError::Tls {
+            cert: cert.display().to_string(),
+            key: key.display().to_string(),
+            source,
+        })?),
+        None => None,
+    };
     // A first successful read proves the URL, the network and the key before we say we are ready.
     provider
         .groups_by_name("lapse-readiness-probe")
@@ -106,8 +126,8 @@ pub async fn build_with<P: AccessProvider + 'static>(
     let addr = settings.server.listen;
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-    if !addr.ip().is_loopback() {
-        warn!(%addr, "serving the API on a non-loopback address without TLS");
+    if !addr.ip().is_loopback() && tls.is_none() {
+        warn!(%addr, "serving the API on a non-loopback address without TLS (server.allow_insecure_remote); bearer tokens cross the network in clear text");
     }
     let state = Arc::new(ApiState {
         store,
@@ -117,7 +137,15 @@ pub async fn build_with<P: AccessProvider + 'static>(
         ready: Default::default(),
         metrics: crate::telemetry::metrics_handle(),
     });
-    Ok(Application { listener, addr, engine, state })
+    Ok(Application {
+        listener,
+        addr,
+        engine,
+        state,
+        tls,
+        #[cfg(unix)]
+        hangup,
+    })
 }
 
 impl<P: AccessProvider + 'static> Application<P> {
@@ -129,6 +157,11 @@ impl<P: AccessProvider + 'static> Application<P> {
         self.state.engine.clone()
     }
 
+    /// `https` when a certificate is configured.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     /// Run the loop and the API until `shutdown` resolves; the pass in flight is finished first.
     pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -137,10 +170,29 @@ impl<P: AccessProvider + 'static> Application<P> {
         };
         let engine_task = tokio::spawn(self.engine.run_until_stopped(stopped(stop_rx.clone())));
         let router = api::router(self.state.clone());
-        let server = axum::serve(self.listener, router).with_graceful_shutdown(stopped(stop_rx.clone()));
-        let server_task = tokio::spawn(async move { server.await });
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let server_task = match self.tls {
+            None => {
+                let server = axum::serve(self.listener, router).with_graceful_shutdown(stopped(stop_rx.clone()));
+                tokio::spawn(async move { server.await })
+            }
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let std_listener = self.listener.into_std()?;
+                let server = axum_server::from_tcp_rustls(std_listener, tls)?.handle(handle.clone());
+                let stop = stopped(stop_rx.clone());
+                tokio::spawn(async move {
+                    stop.await;
+                    // Requests in flight get as long as a Twingate call may take.
+                    handle.graceful_shutdown(Some(Duration::from_secs(30)));
+                });
+                tokio::spawn(async move { server.serve(router.into_make_service()).await })
+            }
+        };
+        #[cfg(unix)]
+        let reload_task = tokio::spawn(watch_hangups(self.hangup, stop_rx.clone()));
         self.state.ready.store(true, Ordering::Relaxed);
-        info!(addr = %self.addr, "lapse is ready");
+        info!(addr = %self.addr, scheme, "lapse is ready");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let watchdog = tokio::spawn(pet_watchdog(self.state.engine.clone(), stop_rx.clone()));
         shutdown.await;
@@ -154,6 +206,8 @@ impl<P: AccessProvider + 'static> Application<P> {
         }
         let _ = server_task.await;
         watchdog.abort();
+        #[cfg(unix)]
+        reload_task.abort();
         self.state.store.close().await;
         Ok(())
     }
@@ -180,6 +234,26 @@ async fn pet_watchdog(engine: EngineHandle, mut stop: watch::Receiver<bool>) {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         }
     }
+}
+
+/// Handle each SIGHUP with [`on_reload`] until shutdown.
+#[cfg(unix)]
+async fn watch_hangups(mut hangup: tokio::signal::unix::Signal, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            got = hangup.recv() => match got {
+                Some(()) => on_reload(),
+                None => return,
+            },
+        }
+    }
+}
+
+/// What SIGHUP reloads (`systemctl reload lapse`). Access lists, the reload target, are read
+/// here once they exist; until then the signal is acknowledged so that it never ends the daemon.
+fn on_reload() {
+    info!("reload requested");
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
