@@ -300,6 +300,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 Action::ReportDrift { detail } => {
                     if self.reported.insert(detail.clone()) {
                         warn!(%detail, "drift");
+                        metrics::counter!("lapse_drift_found_total").increment(1);
                         batch.history.push(history(None, ENGINE, "drift", json!({ "detail": detail }), now));
                     }
                 }

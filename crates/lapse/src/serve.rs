@@ -107,6 +107,8 @@ pub async fn build_with<P: AccessProvider + 'static>(
     store: Store,
     provider: Arc<P>,
 ) -> Result<Application<P>, StartError> {
+    // The recorder goes in first, so that nothing recorded during start-up is lost.
+    let metrics = crate::telemetry::metrics_handle();
     #[cfg(unix)]
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(StartError::Signal)?;
     let tls = match settings.server.tls() {
@@ -135,7 +137,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         provider,
         limits: limits(settings),
         ready: Default::default(),
-        metrics: crate::telemetry::metrics_handle(),
+        metrics,
     });
     Ok(Application {
         listener,

@@ -27,6 +27,28 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                 .ok()?
                 .install_recorder()
                 .ok()
+                .inspect(|_| describe())
         })
         .clone()
+}
+
+/// Help text for every series, and zero values for counters, so that a dashboard or alert sees
+/// each series from the first scrape rather than only after the first event.
+fn describe() {
+    use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("lapse_open_grants", "Grants by kind and state, as of the last scrape");
+    describe_histogram!(
+        "lapse_revocation_lateness_seconds",
+        Unit::Seconds,
+        "How long after its end a grant's access was removed remotely"
+    );
+    describe_gauge!("lapse_overdue_revocations", "Grants past their end whose access is not yet removed");
+    describe_gauge!("lapse_oldest_overdue_revocation_seconds", Unit::Seconds, "Age of the oldest overdue revocation");
+    describe_counter!("lapse_actions_total", "Twingate API operations by action and outcome");
+    describe_counter!("lapse_rate_limit_waits_total", "Times a call waited for the client-side request budget");
+    describe_counter!("lapse_drift_found_total", "Differences between Twingate and the database found by the sweep");
+    counter!("lapse_drift_found_total").absolute(0);
+    for budget in ["reads", "writes"] {
+        counter!("lapse_rate_limit_waits_total", "budget" => budget).absolute(0);
+    }
 }
