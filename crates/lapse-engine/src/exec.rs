@@ -324,7 +324,11 @@ impl<P: AccessProvider + 'static> Engine<P> {
             }
         }
         // Intent is durable before any remote call it describes.
+        let intents = !batch.is_empty();
         self.commit(std::mem::take(&mut batch)).await?;
+        if intents {
+            crate::crash::point("intent-committed");
+        }
         report.progressed = report.transitions > 0;
 
         for (phase, actions) in [("revoke", revokes), ("read", reads), ("apply", applies)] {
@@ -339,7 +343,9 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 report.writes += n;
             }
             debug!(phase, n, "performing");
+            crate::crash::point("before-call");
             let results = self.perform_all(actions).await;
+            crate::crash::point("after-call");
             let now = Utc::now();
             for (action, result) in results {
                 if result.is_err() {
@@ -348,6 +354,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 self.outcome(action, result, now, &mut batch);
             }
             self.commit(std::mem::take(&mut batch)).await?;
+            crate::crash::point("outcome-committed");
         }
         self.update_health(now);
         Ok(report)

@@ -1,6 +1,7 @@
 //! lapse's reconcile loop: plans with `lapse_core::plan`, performs the actions through an
 //! [`AccessProvider`], and records every outcome in the store before acting on it further.
 
+mod crash;
 mod exec;
 mod observe;
 
