@@ -58,6 +58,44 @@ async fn sigkill_at_any_point_is_repaired_on_restart() {
     assert!(env.group_has("oncall", "carol@example.com"), "untouched");
 }
 
+/// The daemon aborts (as if SIGKILLed) at each step of a grant's life: after intent is committed,
+/// before a remote call, after it returned but before its outcome is committed, and after that
+/// commit. Restarted, it converges: I1-I3 hold and each ephemeral grant made exactly one group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_each_step_is_repaired_on_restart() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    let points = [
+        "intent-committed:1",
+        "intent-committed:2",
+        "before-call:1",
+        "before-call:3",
+        "after-call:1",
+        "after-call:3",
+        "outcome-committed:1",
+        "outcome-committed:3",
+    ];
+    for point in points {
+        env.terminate();
+        env.start_with(&[("LAPSE_CRASH_AT", point)]).await;
+        let (s, e) = env.grant(ephemeral("alice@example.com", "2s")).await;
+        assert_eq!(s, 201, "{e}");
+        let (s, m) = env.grant(membership("platform", &["dave@example.com"], "2s")).await;
+        assert_eq!(s, 201, "{m}");
+        let status = env.wait_exit(Duration::from_secs(20)).await;
+        assert!(status.is_some_and(|s| !s.success()), "no crash at {point}");
+        env.start().await;
+        env.wait_state(&id_of(&e), "expired", WITHIN).await;
+        env.wait_state(&id_of(&m), "expired", WITHIN).await;
+        let name = format!("lapse-{}", id_of(&e).to_lowercase());
+        assert_eq!(creates_named(&env, &name), 1, "{point}: exactly one group created for the grant");
+        assert_eq!(env.groups_named(&name), 0, "{point}: the group outlived its grant");
+        assert!(!env.group_has("platform", "dave@example.com"), "{point}: membership outlived its grant");
+    }
+    assert_eq!(env.lapse_groups(), 0);
+    assert!(env.group_has("oncall", "carol@example.com"), "untouched");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_create_answers_leave_exactly_one_group() {
     let mut env = Env::new("[twingate]\ntimeout = \"1s\"\n").await;

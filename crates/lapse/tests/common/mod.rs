@@ -89,11 +89,17 @@ filter = "info,lapse_engine=debug"
 
     /// Start `lapse serve` and wait until it answers /readyz.
     pub async fn start(&mut self) {
+        self.start_with(&[]).await
+    }
+
+    /// Start `lapse serve` with extra environment variables.
+    pub async fn start_with(&mut self, vars: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log");
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&self.config)
             .env_remove("RUST_LOG")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -108,6 +114,27 @@ filter = "info,lapse_engine=debug"
         })
         .await;
         assert!(ok, "lapse did not become ready; log:\n{}", self.log());
+    }
+
+    /// The running daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Wait for the daemon to exit by itself (a crash point); its status.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let status = self.child.as_mut()?.try_wait().ok()?;
+            if let Some(s) = status {
+                self.child = None;
+                return Some(s);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGKILL: no chance to clean up.
