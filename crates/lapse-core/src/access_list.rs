@@ -74,8 +74,8 @@ pub struct AccessList {
     pub approvals: u32,
     pub auto_approve: bool,
     pub break_glass: bool,
-    /// How long a pending request waits before it lapses.
-    pub pending_wait: Duration,
+    /// How long a pending request waits before it lapses; `None` takes the daemon's default.
+    pub pending_wait: Option<Duration>,
     pub review: Option<ReviewRule>,
     /// The file it came from.
     pub file: String,
@@ -221,8 +221,8 @@ fn check_list(raw: RawList, file: &str) -> Result<AccessList, String> {
         )));
     }
     let pending_wait = match &raw.pending_wait {
-        Some(w) => duration("pending_wait", w).map_err(p)?,
-        None => Duration::hours(1),
+        Some(w) => Some(duration("pending_wait", w).map_err(p)?),
+        None => None,
     };
     let review = match (&raw.review_every, raw.review_due) {
         (Some(every), Some(due)) => Some(ReviewRule {
@@ -383,6 +383,11 @@ pub enum Refusal {
 }
 
 impl AccessList {
+    /// How long a pending request on this list waits before it lapses.
+    pub fn wait(&self, default: Duration) -> Duration {
+        self.pending_wait.unwrap_or(default)
+    }
+
     pub fn is_owner(&self, who: &str) -> bool {
         let who = normalize_identity(who);
         self.owners.contains(&who)
@@ -597,7 +602,7 @@ review_due = "2026-03-01T00:00:00Z"
         assert_eq!(l.target.kind, GrantKind::GroupMembership);
         assert_eq!(l.target.group.as_deref(), Some("oncall"));
         assert_eq!(l.max_duration, Duration::hours(4));
-        assert_eq!(l.pending_wait, Duration::hours(1));
+        assert_eq!(l.wait(Duration::hours(1)), Duration::hours(1));
         assert_eq!(l.approvals, 2);
         assert!(l.reason_required);
         let review = l.review.as_ref().expect("review");

@@ -425,3 +425,14 @@ impl Store {
         Ok(row.flatten())
     }
 }
+
+impl Store {
+    /// The sequence number of the newest history row (0 for an empty history).
+    pub async fn last_history_seq(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM history")
+            .fetch_one(&self.readers)
+            .await
+            .step("reading the history's last row")?;
+        Ok(seq.unwrap_or(0))
+    }
+}

@@ -358,7 +358,7 @@ fn forbid(field: &str, present: bool, kind: GrantKind) -> ApiResult<()> {
 }
 
 /// Check everything that needs no network, then resolve names. Nothing is written here.
-async fn build_grant<P: AccessProvider>(
+pub(crate) async fn build_grant<P: AccessProvider>(
     state: &ApiState<P>,
     req: &GrantRequest,
     requester: &str,

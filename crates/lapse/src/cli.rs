@@ -100,6 +100,9 @@ pub enum TokenCmd {
         // the values here still gives `--help` and early rejection of a typo.
         #[arg(long, value_parser = ["admin", "operator", "auditor"])]
         role: String,
+        /// The person (email) the token acts for: what access lists name as members and owners.
+        #[arg(long, value_name = "EMAIL")]
+        identity: Option<String>,
         /// Configuration file of the daemon whose database receives the token
         /// (default: /etc/lapse/lapse.toml, if present).
         #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]

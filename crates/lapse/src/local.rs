@@ -34,11 +34,14 @@ pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
 
 pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        TokenCmd::Create { name, role, config } => {
+        TokenCmd::Create { name, role, identity, config } => {
             let settings = Settings::load(config.as_deref()).context("loading settings")?;
             let role: Role = role.parse().map_err(|e| anyhow::anyhow!("--role: {e}"))?;
             let store = serve::open_store(&settings).await?;
             let token = store.create_token(&name, role).await?;
+            if let Some(identity) = identity.as_deref().filter(|i| !i.trim().is_empty()) {
+                store.set_token_identity(&name, identity).await?;
+            }
             store.close().await;
             println!("created {} token {name:?}; it is shown once, store it now:", role.as_str());
             println!("{token}");

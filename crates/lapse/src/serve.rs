@@ -40,6 +40,8 @@ pub enum StartError {
     Tls { cert: String, key: String, source: std::io::Error },
     #[error("installing the SIGHUP handler: {0}")]
     Signal(std::io::Error),
+    #[error("setting up notifications: {0}")]
+    Notify(#[from] crate::notify::NotifyError),
 }
 
 /// A daemon that has passed every start-up check and holds its listener.
@@ -53,6 +55,8 @@ pub struct Application<P> {
     /// Registered at start-up: SIGHUP's default action would end the process.
     #[cfg(unix)]
     hangup: tokio::signal::unix::Signal,
+    /// Access lists, requests and notifications.
+    requests: Arc<crate::requests::Requests<P>>,
 }
 
 /// The engine's tunables from the settings.
@@ -139,6 +143,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         ready: Default::default(),
         metrics,
     });
+    let requests = crate::requests::Requests::start(settings, state.clone()).await?;
     Ok(Application {
         listener,
         addr,
@@ -147,6 +152,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         tls,
         #[cfg(unix)]
         hangup,
+        requests,
     })
 }
 
@@ -171,7 +177,8 @@ impl<P: AccessProvider + 'static> Application<P> {
             let _ = rx.wait_for(|s| *s).await;
         };
         let engine_task = tokio::spawn(self.engine.run_until_stopped(stopped(stop_rx.clone())));
-        let router = api::router(self.state.clone());
+        let router = api::router(self.state.clone()).merge(crate::requests::router(self.requests.clone()));
+        self.requests.spawn(stop_rx.clone());
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let server_task = match self.tls {
             None => {
@@ -192,7 +199,7 @@ impl<P: AccessProvider + 'static> Application<P> {
             }
         };
         #[cfg(unix)]
-        let reload_task = tokio::spawn(watch_hangups(self.hangup, stop_rx.clone()));
+        let reload_task = tokio::spawn(watch_hangups(self.hangup, stop_rx.clone(), self.requests.clone()));
         self.state.ready.store(true, Ordering::Relaxed);
         info!(addr = %self.addr, scheme, "lapse is ready");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -240,12 +247,19 @@ async fn pet_watchdog(engine: EngineHandle, mut stop: watch::Receiver<bool>) {
 
 /// Handle each SIGHUP with [`on_reload`] until shutdown.
 #[cfg(unix)]
-async fn watch_hangups(mut hangup: tokio::signal::unix::Signal, mut stop: watch::Receiver<bool>) {
+async fn watch_hangups<P: AccessProvider + 'static>(
+    mut hangup: tokio::signal::unix::Signal,
+    mut stop: watch::Receiver<bool>,
+    requests: Arc<crate::requests::Requests<P>>,
+) {
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             got = hangup.recv() => match got {
-                Some(()) => on_reload(),
+                Some(()) => {
+                    on_reload();
+                    requests.reload().await;
+                }
                 None => return,
             },
         }

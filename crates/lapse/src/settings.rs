@@ -21,6 +21,12 @@ pub struct Settings {
     pub grants: GrantSettings,
     pub engine: EngineSettings,
     pub log: LogSettings,
+    /// Access lists and the request flow.
+    #[serde(default)]
+    pub access: crate::requests::AccessSettings,
+    /// Webhook sinks for notifications.
+    #[serde(default)]
+    pub notify: crate::notify::NotifySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
