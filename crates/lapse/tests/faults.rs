@@ -78,9 +78,15 @@ async fn crash_at_each_step_is_repaired_on_restart() {
     for point in points {
         env.terminate();
         env.start_with(&[("LAPSE_CRASH_AT", point)]).await;
-        let (s, e) = env.grant(ephemeral("alice@example.com", "2s")).await;
+        // Starting a second from now, so both answers are out before the first crash point.
+        let start = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+        let mut eb = ephemeral("alice@example.com", "2s");
+        eb["starts_at"] = json!(start);
+        let mut mb = membership("platform", &["dave@example.com"], "2s");
+        mb["starts_at"] = json!(start);
+        let (s, e) = env.grant(eb).await;
         assert_eq!(s, 201, "{e}");
-        let (s, m) = env.grant(membership("platform", &["dave@example.com"], "2s")).await;
+        let (s, m) = env.grant(mb).await;
         assert_eq!(s, 201, "{m}");
         let status = env.wait_exit(Duration::from_secs(20)).await;
         assert!(status.is_some_and(|s| !s.success()), "no crash at {point}");
