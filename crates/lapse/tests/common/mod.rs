@@ -258,3 +258,12 @@ pub fn membership(group: &str, users: &[&str], ttl: &str) -> Value {
 pub fn id_of(v: &Value) -> String {
     v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
 }
+
+impl Env {
+    /// Sends `signal` (e.g. `HUP`) to the running daemon.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("daemon running").id();
+        let ok = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().expect("kill");
+        assert!(ok.success(), "kill -{signal} failed");
+    }
+}
