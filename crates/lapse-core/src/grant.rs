@@ -84,16 +84,24 @@ impl fmt::Display for GrantKind {
 impl FromStr for GrantKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown grant kind `{s}`; expected one of: {}",
-                    Self::ALL.map(|k| k.as_str()).join(", ")
-                )
-            })
+        parse_named(s, &Self::ALL, Self::as_str, "grant kind")
     }
+}
+
+/// Parse one of a closed set of named values, listing them all when `s` is none of them.
+fn parse_named<T: Copy>(
+    s: &str,
+    all: &[T],
+    name: fn(&T) -> &'static str,
+    what: &str,
+) -> Result<T, String> {
+    all.iter().copied().find(|v| name(v) == s).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(name).collect();
+        format!(
+            "unknown {what} `{s}`; expected one of: {}",
+            names.join(", ")
+        )
+    })
 }
 
 /// A remote object resolved at submission: its id, and the name a person knows it by
@@ -244,15 +252,7 @@ impl fmt::Display for GrantState {
 impl FromStr for GrantState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown state `{s}`; expected one of: {}",
-                    Self::ALL.map(|k| k.as_str()).join(", ")
-                )
-            })
+        parse_named(s, &Self::ALL, Self::as_str, "state")
     }
 }
 
