@@ -764,13 +764,7 @@ pub(crate) async fn readyz<P: AccessProvider + 'static>(State(state): State<Arc<
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics_page<P: AccessProvider + 'static>(State(state): State<Arc<ApiState<P>>>) -> Response {
-    let h = state.engine.health();
-    metrics::gauge!("lapse_overdue_revocations").set(h.overdue_revocations as f64);
-    metrics::gauge!("lapse_oldest_overdue_revocation_seconds").set(h.oldest_overdue_secs);
-    for (k, n) in &h.by_state {
-        let (kind, st) = k.split_once(':').unwrap_or((k.as_str(), ""));
-        metrics::gauge!("lapse_open_grants", "kind" => kind.to_owned(), "state" => st.to_owned()).set(*n as f64);
-    }
+    crate::telemetry::record_health(&state.engine.health());
     match &state.metrics {
         Some(m) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render()).into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),

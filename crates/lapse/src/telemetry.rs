@@ -1,7 +1,8 @@
 //! Logging and metrics set-up: tracing with a `RUST_LOG`-style filter, text or JSON, and the
 //! Prometheus recorder behind `/metrics`.
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -50,5 +51,21 @@ fn describe() {
     counter!("lapse_drift_found_total").absolute(0);
     for budget in ["reads", "writes"] {
         counter!("lapse_rate_limit_waits_total", "budget" => budget).absolute(0);
+    }
+}
+
+/// The engine's view as gauges, refreshed on each scrape. A kind and state that has no grants any
+/// more is set to zero rather than left showing its last count.
+pub fn record_health(h: &lapse_engine::Health) {
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    metrics::gauge!("lapse_overdue_revocations").set(h.overdue_revocations as f64);
+    metrics::gauge!("lapse_oldest_overdue_revocation_seconds").set(h.oldest_overdue_secs);
+    let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
+    let seen = seen.get_or_insert_with(HashSet::new);
+    seen.extend(h.by_state.keys().cloned());
+    for k in seen.iter() {
+        let (kind, st) = k.split_once(':').unwrap_or((k.as_str(), ""));
+        let n = h.by_state.get(k).copied().unwrap_or(0);
+        metrics::gauge!("lapse_open_grants", "kind" => kind.to_owned(), "state" => st.to_owned()).set(n as f64);
     }
 }
