@@ -2,6 +2,7 @@
 
 mod error;
 mod grants;
+mod group;
 mod history;
 mod ownership;
 mod requests;
@@ -21,6 +22,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 pub use error::StoreError;
 pub use grants::{GrantFilter, Idempotency, Inserted};
+pub use group::GrantInserter;
 pub use history::{
     BrokenRow, GENESIS_HASH, HistoryFilter, HistoryRow, NewHistory, VerifyReport, history_hash,
 };

@@ -3,6 +3,7 @@
 mod commit;
 mod fixture;
 mod grants;
+mod group;
 mod history;
 mod load;
 mod open;
