@@ -25,6 +25,8 @@ use sha2::{Digest, Sha256};
 /// Everything a request handler needs.
 pub struct ApiState<P> {
     pub store: Store,
+    /// Submissions share durable commits (group commit) instead of one fsync each.
+    pub inserter: lapse_store::GrantInserter,
     pub engine: EngineHandle,
     pub provider: Arc<P>,
     pub limits: Limits,
@@ -505,7 +507,7 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
     let now = Utc::now();
     let grant = build_grant(&state, &req, &caller.name, now).await?;
     let mut events = state.engine.subscribe();
-    let inserted = state.store.insert_grant(&grant, idempotency).await?;
+    let inserted = state.inserter.insert(grant, idempotency).await?;
     let (status, grant) = match inserted {
         Inserted::Created(g) => {
             state.engine.submitted(g.clone()).await.map_err(ApiError::internal)?;

@@ -136,6 +136,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         warn!(%addr, "serving the API on a non-loopback address without TLS (server.allow_insecure_remote); bearer tokens cross the network in clear text");
     }
     let state = Arc::new(ApiState {
+        inserter: lapse_store::GrantInserter::spawn(store.clone()),
         store,
         engine: handle,
         provider,
