@@ -104,6 +104,18 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, text: &str) -> Resul
     })
 }
 
+/// seq, at, grant_id, actor, event, detail, prev_hash, hash.
+type HistoryTuple = (
+    i64,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
 impl Store {
     /// Applies `change` in one write transaction.
     pub async fn commit_requests(&self, change: RequestChange) -> Result<(), StoreError> {
@@ -292,16 +304,7 @@ impl Store {
 
     /// History rows after `seq`, oldest first, at most `limit`.
     pub async fn history_after(&self, seq: i64, limit: u32) -> Result<Vec<HistoryRow>, StoreError> {
-        let rows: Vec<(
-            i64,
-            String,
-            Option<String>,
-            String,
-            String,
-            String,
-            String,
-            String,
-        )> = sqlx::query_as(
+        let rows: Vec<HistoryTuple> = sqlx::query_as(
             "SELECT seq, at, grant_id, actor, event, detail, prev_hash, hash FROM history \
                  WHERE seq > ? ORDER BY seq LIMIT ?",
         )

@@ -14,6 +14,8 @@ use serde_json::Value;
 
 use crate::output::{self, OutputFormat};
 
+mod jit;
+
 /// Where `lapse serve` listens unless configured otherwise.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:7420";
 
@@ -79,6 +81,22 @@ pub enum Command {
     /// Check the history's integrity.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Ask for access on an access list.
+    Request(jit::RequestArgs),
+    /// Show requests; by default those waiting for your decision.
+    Requests(jit::RequestsArgs),
+    /// Approve a request (as an owner of its list; never your own).
+    Approve(jit::DecisionArgs),
+    /// Deny a request, with a reason.
+    Deny(jit::DecisionArgs),
+    /// Cancel your own pending request.
+    Cancel(jit::DecisionArgs),
+    /// Extend a grant that came from an access list.
+    Extend(jit::ExtendArgs),
+    /// List reviews due (`review due`) or record one (`review LIST --keep .. --remove ..`).
+    Review(jit::ReviewArgs),
+    /// Show the loaded access lists and any refused list files.
+    Lists,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -339,6 +357,14 @@ pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result
         Command::Revoke(args) => revoke(&api, &args, format).await,
         Command::History(args) => history(&api, &args, format).await,
         Command::Audit(AuditCmd::Verify) => audit_verify(&api, format).await,
+        Command::Request(a) => jit::request(&api, &a).await,
+        Command::Requests(a) => jit::requests(&api, &a).await,
+        Command::Approve(a) => jit::decide(&api, "approve", &a).await,
+        Command::Deny(a) => jit::decide(&api, "deny", &a).await,
+        Command::Cancel(a) => jit::decide(&api, "cancel", &a).await,
+        Command::Extend(a) => jit::extend(&api, &a).await,
+        Command::Review(a) => jit::review(&api, &a).await,
+        Command::Lists => jit::lists(&api).await,
         Command::Serve(_) | Command::Token(_) | Command::Demo(_) | Command::Config(_) | Command::Doctor(_) => {
             anyhow::bail!("not a client command")
         }
@@ -704,8 +730,16 @@ mod tests {
     #[test]
     fn server_side_commands_parse() {
         let cli = parse(&["token", "create", "--name", "ci", "--role", "auditor", "--config", "l.toml"]).unwrap();
-        let Command::Token(TokenCmd::Create { role, name, config }) = cli.command else { panic!("not token create") };
+        let Command::Token(TokenCmd::Create { role, name, config, identity }) = cli.command else { panic!("not token create") };
         assert_eq!((role.as_str(), name.as_str()), ("auditor", "ci"));
+        assert_eq!(identity, None);
+        let cli = parse(&["token", "create", "--name", "a", "--role", "operator", "--identity", "A@x.io"]).unwrap();
+        assert!(matches!(cli.command, Command::Token(TokenCmd::Create { identity: Some(i), .. }) if i == "A@x.io"));
+        let cli = parse(&["request", "prod", "--for", "2h", "--reason", "INC-1", "--break-glass"]).unwrap();
+        assert!(matches!(cli.command, Command::Request(a) if a.list == "prod" && a.duration.as_deref() == Some("2h") && a.break_glass));
+        let cli = parse(&["review", "prod", "--keep", "a@x,b@x", "--remove", "c@x"]).unwrap();
+        assert!(matches!(cli.command, Command::Review(a) if a.keep == ["a@x", "b@x"] && a.remove == ["c@x"]));
+        assert!(matches!(parse(&["extend", "01J", "--by", "30m", "--reason", "r"]).unwrap().command, Command::Extend(_)));
         assert_eq!(config, Some(PathBuf::from("l.toml")));
         assert!(parse(&["token", "create", "--name", "ci", "--role", "root", "--config", "l.toml"]).is_err());
         assert!(matches!(parse(&["config", "check", "l.toml"]).unwrap().command, Command::Config(ConfigCmd::Check { .. })));

@@ -33,25 +33,25 @@ impl Hook {
                 h.refused.fetch_add(1, Ordering::SeqCst);
                 return StatusCode::INTERNAL_SERVER_ERROR;
             }
-            h.got.lock().unwrap().push(v);
+            h.got.lock().expect("hook lock").push(v);
             StatusCode::OK
         }
         let app = axum::Router::new().route("/hook", post(receive)).with_state(hook.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("test fixture");
+        let addr = listener.local_addr().expect("test fixture");
         tokio::spawn(async move { axum::serve(listener, app).await });
         (hook, addr)
     }
 
     fn events(&self, event: &str) -> Vec<Value> {
-        self.got.lock().unwrap().iter().filter(|v| v["event"] == event).cloned().collect()
+        self.got.lock().expect("hook lock").iter().filter(|v| v["event"] == event).cloned().collect()
     }
 
     /// Waits until exactly `n` `event` notifications about `key` = `value` arrived.
     async fn wait_for(&self, event: &str, key: &str, value: &str, n: usize) -> Vec<Value> {
         let ok = eventually(WITHIN, || async { self.matching(event, key, value).len() >= n }).await;
         let found = self.matching(event, key, value);
-        assert!(ok, "{event} for {key}={value}: got {} of {n}; all: {:?}", found.len(), self.got.lock().unwrap());
+        assert!(ok, "{event} for {key}={value}: got {} of {n}; all: {:?}", found.len(), self.got.lock().expect("hook lock"));
         found
     }
 
@@ -70,15 +70,15 @@ struct Jit {
 impl Jit {
     async fn new(lists: &[(&str, &str)]) -> Jit {
         let (hook, addr) = Hook::start().await;
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().expect("test fixture");
         let dir = tmp.path().to_owned();
         let lists_dir = dir.join("lists");
-        std::fs::create_dir_all(&lists_dir).unwrap();
+        std::fs::create_dir_all(&lists_dir).expect("test fixture");
         for (name, text) in lists {
-            std::fs::write(lists_dir.join(name), text).unwrap();
+            std::fs::write(lists_dir.join(name), text).expect("test fixture");
         }
         let url_file = dir.join("hook.url");
-        std::fs::write(&url_file, format!("http://{addr}/hook?secret=s3cr3t\n")).unwrap();
+        std::fs::write(&url_file, format!("http://{addr}/hook?secret=s3cr3t\n")).expect("test fixture");
         let extra = format!(
             r#"
 [access]
@@ -104,15 +104,15 @@ format = "json"
             .args(["token", "create", "--name", name, "--role", role, "--identity", identity, "--config"])
             .arg(&self.env.config)
             .output()
-            .unwrap();
+            .expect("test fixture");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_owned()
+        String::from_utf8_lossy(&out.stdout).lines().last().expect("test fixture").trim().to_owned()
     }
 
     async fn call(&self, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
         let url = format!("{}{}", self.env.url(), path);
         let req = if method == "GET" { self.env.http.get(url) } else { self.env.http.post(url).json(&body) };
-        let r = req.bearer_auth(token).send().await.unwrap();
+        let r = req.bearer_auth(token).send().await.expect("test fixture");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -194,9 +194,9 @@ async fn approval_by_one_owner_becomes_access_that_lapses_and_self_approval_is_r
     jit.env.wait_state(&gid, "active", WITHIN).await;
     assert!(jit.env.group_has("oncall", "alice@example.com"));
     let g = jit.env.get(&format!("/v1/grants/{gid}")).await;
-    let events: Vec<&str> = g["history"].as_array().unwrap().iter().filter_map(|h| h["event"].as_str()).collect();
+    let events: Vec<&str> = g["history"].as_array().expect("test fixture").iter().filter_map(|h| h["event"].as_str()).collect();
     assert!(events.contains(&"request-approved"), "{events:?}");
-    let approved_row = g["history"].as_array().unwrap().iter().find(|h| h["event"] == "request-approved").unwrap().clone();
+    let approved_row = g["history"].as_array().expect("test fixture").iter().find(|h| h["event"] == "request-approved").expect("test fixture").clone();
     assert_eq!(approved_row["detail"]["request"], rid.as_str());
 
     // Time counts from activation and the grant lapses on time.
@@ -223,7 +223,7 @@ async fn approval_by_one_owner_becomes_access_that_lapses_and_self_approval_is_r
     let (s, two) = jit.call(&carol, "POST", &format!("/v1/requests/{r2}/approve"), json!({})).await;
     assert_eq!(s, 200, "{two}");
     assert_eq!(two["state"], "approved");
-    assert_eq!(two["approvals"].as_array().unwrap().len(), 2);
+    assert_eq!(two["approvals"].as_array().expect("test fixture").len(), 2);
 
     // Each notification arrived once.
     for (event, key, value) in [("request-created", "request", &rid), ("request-approved", "request", &rid), ("expiring-soon", "grant", &gid), ("ended", "grant", &gid)] {
@@ -302,16 +302,16 @@ async fn lapse_deny_cancel_touch_nothing_and_break_glass_is_immediate_despite_a_
     assert_eq!(s, 201, "{bg}");
     assert_eq!(bg["state"], "approved");
     assert_eq!(bg["break_glass"], true);
-    let gid = bg["grant_id"].as_str().unwrap().to_owned();
+    let gid = bg["grant_id"].as_str().expect("test fixture").to_owned();
     jit.env.wait_state(&gid, "active", WITHIN).await;
     assert!(jit.env.group_has("platform", "alice@example.com"));
     let g = jit.env.get(&format!("/v1/grants/{gid}")).await;
-    let row = g["history"].as_array().unwrap().iter().find(|h| h["event"] == "break-glass-granted").cloned().expect("marked in history");
+    let row = g["history"].as_array().expect("test fixture").iter().find(|h| h["event"] == "break-glass-granted").cloned().expect("marked in history");
     assert_eq!(row["detail"]["break_glass"], true);
     // The grant was applied while the webhook was refusing every delivery.
     let refused_so_far = jit.hook.refused.load(Ordering::SeqCst);
     assert!(refused_so_far >= 1, "the webhook was failing");
-    assert!(jit.hook.got.lock().unwrap().is_empty());
+    assert!(jit.hook.got.lock().expect("hook lock").is_empty());
 
     // The webhook recovers: nothing was lost, nothing arrives twice.
     jit.hook.failing.store(false, Ordering::SeqCst);
@@ -367,8 +367,8 @@ async fn extensions_are_capped_a_missed_review_suspends_and_a_broken_file_keeps_
     assert_eq!(s, 201, "{r}");
     let gid = r["grant_id"].as_str().expect("auto-approved").to_owned();
     jit.env.wait_state(&gid, "active", WITHIN).await;
-    let before = jit.env.get(&format!("/v1/grants/{gid}")).await["grant"]["expires_at"].as_str().unwrap().to_owned();
-    let before = chrono::DateTime::parse_from_rfc3339(&before).unwrap();
+    let before = jit.env.get(&format!("/v1/grants/{gid}")).await["grant"]["expires_at"].as_str().expect("test fixture").to_owned();
+    let before = chrono::DateTime::parse_from_rfc3339(&before).expect("test fixture");
 
     // Past the list's maximum total (60s from the start): refused.
     let (s, e) = jit.call(&alice, "POST", &format!("/v1/grants/{gid}/extend"), json!({"by": "41s", "reason": "more"})).await;
@@ -379,9 +379,9 @@ async fn extensions_are_capped_a_missed_review_suspends_and_a_broken_file_keeps_
     assert_eq!(s, 201, "{x}");
     assert_eq!(x["state"], "approved");
     let after = jit.env.get(&format!("/v1/grants/{gid}")).await;
-    let after_t = chrono::DateTime::parse_from_rfc3339(after["grant"]["expires_at"].as_str().unwrap()).unwrap();
+    let after_t = chrono::DateTime::parse_from_rfc3339(after["grant"]["expires_at"].as_str().expect("test fixture")).expect("test fixture");
     assert_eq!(after_t - before, chrono::Duration::seconds(10));
-    assert!(after["history"].as_array().unwrap().iter().any(|h| h["event"] == "extended"));
+    assert!(after["history"].as_array().expect("test fixture").iter().any(|h| h["event"] == "extended"));
     let ok = eventually(Duration::from_secs(3), || async { jit.env.lapse_groups() > 1 }).await;
     assert!(!ok, "an extension never creates a second group");
     assert_eq!(jit.env.lapse_groups(), 1);
@@ -392,7 +392,7 @@ async fn extensions_are_capped_a_missed_review_suspends_and_a_broken_file_keeps_
     assert_eq!(s, 403, "{e}");
     assert_eq!(e["error"]["code"], "list_suspended");
     let due = jit.call(&bob, "GET", "/v1/reviews?due=true", Value::Null).await.1;
-    assert!(due["reviews"].as_array().unwrap().iter().any(|r| r["list"] == "audited" && r["suspended"] == true), "{due}");
+    assert!(due["reviews"].as_array().expect("test fixture").iter().any(|r| r["list"] == "audited" && r["suspended"] == true), "{due}");
     jit.hook.wait_for("review-due", "list", "audited", 1).await;
     // ...until an owner records it; the removed member can no longer request.
     let (s, e) = jit.call(&alice, "POST", "/v1/reviews", json!({"list": "audited", "keep": ["alice@example.com"], "remove": ["dave@example.com"]})).await;
@@ -406,7 +406,7 @@ async fn extensions_are_capped_a_missed_review_suspends_and_a_broken_file_keeps_
     assert_eq!(s, 403, "{e}");
 
     // A broken list file is refused with its name and line; the old lists keep working.
-    std::fs::write(jit.lists.join("audited.toml"), "[[list]]\nname = \"audited\"\nowners = = [\"bob@example.com\"]\n").unwrap();
+    std::fs::write(jit.lists.join("audited.toml"), "[[list]]\nname = \"audited\"\nowners = = [\"bob@example.com\"]\n").expect("test fixture");
     jit.env.signal("HUP");
     let ok = eventually(WITHIN, || async {
         let l = jit.call(&alice, "GET", "/v1/lists", Value::Null).await.1;
@@ -415,13 +415,13 @@ async fn extensions_are_capped_a_missed_review_suspends_and_a_broken_file_keeps_
     .await;
     assert!(ok, "the broken file is reported: {}", jit.call(&alice, "GET", "/v1/lists", Value::Null).await.1);
     let lists = jit.call(&alice, "GET", "/v1/lists", Value::Null).await.1;
-    let refused = lists["refused_files"].as_array().unwrap().iter().find(|f| f["file"] == "audited.toml").unwrap().clone();
+    let refused = lists["refused_files"].as_array().expect("test fixture").iter().find(|f| f["file"] == "audited.toml").expect("test fixture").clone();
     assert_eq!(refused["line"], 3, "{refused}");
-    assert!(lists["lists"].as_array().unwrap().iter().any(|l| l["name"] == "audited"), "the old list stays in force");
+    assert!(lists["lists"].as_array().expect("test fixture").iter().any(|l| l["name"] == "audited"), "the old list stays in force");
     let (s, still) = jit.call(&alice, "POST", "/v1/requests", json!({"list": "audited", "reason": "y"})).await;
     assert_eq!(s, 201, "{still}");
     let hist = jit.env.get("/v1/history").await;
-    let refusal = hist["history"].as_array().unwrap().iter().find(|h| h["event"] == "list-file-refused").cloned().expect("in the history");
+    let refusal = hist["history"].as_array().expect("test fixture").iter().find(|h| h["event"] == "list-file-refused").cloned().expect("in the history");
     assert_eq!(refusal["detail"]["file"], "audited.toml");
     assert!(jit.env.log().contains("audited.toml"), "the log names the file");
     jit.env.terminate();

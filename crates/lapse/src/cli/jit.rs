@@ -1,0 +1,111 @@
+//! Client commands of the just-in-time request flow: requests, approvals, extensions, reviews.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use super::{ApiClient, Failure, emit};
+use crate::output;
+
+/// Ask for access on an access list.
+#[derive(Debug, Clone, Args)]
+pub struct RequestArgs {
+    /// The list's name (`lapse lists`).
+    pub list: String,
+    /// How long, e.g. `2h`; the list's default when left out, never past its maximum.
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: Option<String>,
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Apply at once without approval, on lists that allow it; the owners are told at once.
+    #[arg(long)]
+    pub break_glass: bool,
+}
+
+/// Requests: by default the pending ones waiting for you to decide.
+#[derive(Debug, Clone, Args)]
+pub struct RequestsArgs {
+    /// Every request, not only those waiting for you.
+    #[arg(long)]
+    pub all: bool,
+    /// Only requests in this state (pending, approved, denied, cancelled, lapsed).
+    #[arg(long)]
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DecisionArgs {
+    /// The request's id.
+    pub id: String,
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+/// Extend a grant that came from an access list, following the list's approval rule.
+#[derive(Debug, Clone, Args)]
+pub struct ExtendArgs {
+    /// The grant's id.
+    pub id: String,
+    /// How much longer, e.g. `30m`.
+    #[arg(long)]
+    pub by: String,
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+/// `lapse review due` lists reviews due; `lapse review LIST --keep .. --remove ..` records one.
+#[derive(Debug, Clone, Args)]
+pub struct ReviewArgs {
+    /// `due`, or the name of the list being reviewed.
+    pub target: String,
+    /// Members who keep their place (comma-separated emails).
+    #[arg(long, value_delimiter = ',')]
+    pub keep: Vec<String>,
+    /// Members to take off the list (comma-separated emails).
+    #[arg(long, value_delimiter = ',')]
+    pub remove: Vec<String>,
+}
+
+async fn post(api: &ApiClient, segments: &[&str], body: Value) -> Result<ExitCode, Failure> {
+    let url = api.url(segments, &[])?;
+    let reply = api.send(api.http.post(url).json(&body)).await?;
+    emit(&output::pretty_json(&reply.body)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn get(api: &ApiClient, segments: &[&str], query: &[(&str, Option<String>)]) -> Result<ExitCode, Failure> {
+    let url = api.url(segments, query)?;
+    let reply = api.send(api.http.get(url)).await?;
+    emit(&output::pretty_json(&reply.body)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn request(api: &ApiClient, a: &RequestArgs) -> Result<ExitCode, Failure> {
+    let body = json!({ "list": a.list, "duration": a.duration, "reason": a.reason, "break_glass": a.break_glass });
+    post(api, &["v1", "requests"], body).await
+}
+
+pub(super) async fn requests(api: &ApiClient, a: &RequestsArgs) -> Result<ExitCode, Failure> {
+    let waiting = (!a.all && a.state.is_none()).then(|| "true".to_owned());
+    get(api, &["v1", "requests"], &[("waiting", waiting), ("state", a.state.clone())]).await
+}
+
+pub(super) async fn decide(api: &ApiClient, verb: &str, a: &DecisionArgs) -> Result<ExitCode, Failure> {
+    post(api, &["v1", "requests", &a.id, verb], json!({ "reason": a.reason })).await
+}
+
+pub(super) async fn extend(api: &ApiClient, a: &ExtendArgs) -> Result<ExitCode, Failure> {
+    post(api, &["v1", "grants", &a.id, "extend"], json!({ "by": a.by, "reason": a.reason })).await
+}
+
+pub(super) async fn review(api: &ApiClient, a: &ReviewArgs) -> Result<ExitCode, Failure> {
+    if a.target == "due" && a.keep.is_empty() && a.remove.is_empty() {
+        return get(api, &["v1", "reviews"], &[("due", Some("true".to_owned()))]).await;
+    }
+    post(api, &["v1", "reviews"], json!({ "list": a.target, "keep": a.keep, "remove": a.remove })).await
+}
+
+pub(super) async fn lists(api: &ApiClient) -> Result<ExitCode, Failure> {
+    get(api, &["v1", "lists"], &[]).await
+}
