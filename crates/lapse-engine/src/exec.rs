@@ -11,12 +11,17 @@ use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lapse_core::plan::{self, Action, Container, DeleteReason, Observed, World};
-use lapse_core::provider::{CreatedKey, ErrorClass, KeyInfo, KeyStatus, PrincipalKind, Priority, ProviderError};
-use lapse_core::{AccessProvider, Edge, EdgeKind, Grant, GrantId, GrantState, ObjectKind, OwnedEdge, OwnedObject, RemoteId};
+use lapse_core::provider::{
+    CreatedKey, ErrorClass, KeyInfo, KeyStatus, PrincipalKind, Priority, ProviderError,
+};
+use lapse_core::{
+    AccessProvider, Edge, EdgeKind, Grant, GrantId, GrantState, ObjectKind, OwnedEdge, OwnedObject,
+    RemoteId,
+};
 use lapse_store::{Batch, NewHistory, Store};
 use serde_json::json;
 use tokio::sync::mpsc;
-use tracing::{debug, error, info, info_span, warn, Instrument};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::observe::{self, Reading};
 use crate::{Command, EngineConfig, EngineError, EngineHandle, GrantEvent};
@@ -111,8 +116,20 @@ fn object_key(o: &OwnedObject) -> (GrantId, ObjectKind) {
     (o.grant, o.kind)
 }
 
-fn history(grant: Option<GrantId>, actor: &str, event: &str, detail: serde_json::Value, at: DateTime<Utc>) -> NewHistory {
-    NewHistory { at, grant_id: grant, actor: actor.to_owned(), event: event.to_owned(), detail }
+fn history(
+    grant: Option<GrantId>,
+    actor: &str,
+    event: &str,
+    detail: serde_json::Value,
+    at: DateTime<Utc>,
+) -> NewHistory {
+    NewHistory {
+        at,
+        grant_id: grant,
+        actor: actor.to_owned(),
+        event: event.to_owned(),
+        detail,
+    }
 }
 
 impl<P: AccessProvider + 'static> Engine<P> {
@@ -126,8 +143,14 @@ impl<P: AccessProvider + 'static> Engine<P> {
         let grants = store.load_open_grants().await.map_err(EngineError::Load)?;
         let edges = store.load_edges().await.map_err(EngineError::Load)?;
         let objects = store.load_objects().await.map_err(EngineError::Load)?;
-        info!(grants = grants.len(), edges = edges.len(), objects = objects.len(), "loaded state");
-        let per_minute = NonZeroU32::new(cfg.sweep_reads_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        info!(
+            grants = grants.len(),
+            edges = edges.len(),
+            objects = objects.len(),
+            "loaded state"
+        );
+        let per_minute =
+            NonZeroU32::new(cfg.sweep_reads_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
             store,
             provider,
@@ -148,7 +171,10 @@ impl<P: AccessProvider + 'static> Engine<P> {
 
     /// Run passes until `shutdown` completes. A pass in flight is finished first, so every call
     /// it made is recorded.
-    pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()>) -> Result<(), EngineError> {
+    pub async fn run_until_stopped(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), EngineError> {
         tokio::pin!(shutdown);
         loop {
             self.drain_commands().await?;
@@ -191,11 +217,22 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     self.grants.upsert(*grant);
                 }
             }
-            Command::Revoke { id, actor, reason, reply } => {
+            Command::Revoke {
+                id,
+                actor,
+                reason,
+                reply,
+            } => {
                 let result = self.revoke(id, &actor, &reason).await;
                 let _ = reply.send(result);
             }
-            Command::Extend { id, new_expires_at, actor, reason, reply } => {
+            Command::Extend {
+                id,
+                new_expires_at,
+                actor,
+                reason,
+                reply,
+            } => {
                 let result = self.extend(id, new_expires_at, &actor, &reason).await;
                 let _ = reply.send(result);
             }
@@ -203,7 +240,12 @@ impl<P: AccessProvider + 'static> Engine<P> {
         Ok(())
     }
 
-    async fn revoke(&mut self, id: GrantId, actor: &str, reason: &str) -> Result<Grant, EngineError> {
+    async fn revoke(
+        &mut self,
+        id: GrantId,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Grant, EngineError> {
         let now = Utc::now();
         let Some(current) = self.grants.get(&id) else {
             return match self.store.get_grant(id).await? {
@@ -220,7 +262,13 @@ impl<P: AccessProvider + 'static> Engine<P> {
         g.retry = Default::default();
         let batch = Batch {
             grants: vec![g.clone()],
-            history: vec![history(Some(id), actor, "revoke-requested", json!({ "reason": reason }), now)],
+            history: vec![history(
+                Some(id),
+                actor,
+                "revoke-requested",
+                json!({ "reason": reason }),
+                now,
+            )],
             ..Batch::default()
         };
         self.store.commit(batch).await?;
@@ -228,7 +276,13 @@ impl<P: AccessProvider + 'static> Engine<P> {
         Ok(g)
     }
 
-    async fn extend(&mut self, id: GrantId, new_expires_at: DateTime<Utc>, actor: &str, reason: &str) -> Result<Grant, EngineError> {
+    async fn extend(
+        &mut self,
+        id: GrantId,
+        new_expires_at: DateTime<Utc>,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Grant, EngineError> {
         let now = Utc::now();
         let Some(current) = self.grants.get(&id) else {
             return match self.store.get_grant(id).await? {
@@ -237,8 +291,14 @@ impl<P: AccessProvider + 'static> Engine<P> {
             };
         };
         // An ending grant is not brought back: its access may already be partly gone.
-        if current.revoked_at.is_some() || current.state == GrantState::Revoking || current.expires_at <= now {
-            return Err(EngineError::Finished { id, state: current.state });
+        if current.revoked_at.is_some()
+            || current.state == GrantState::Revoking
+            || current.expires_at <= now
+        {
+            return Err(EngineError::Finished {
+                id,
+                state: current.state,
+            });
         }
         if new_expires_at <= current.expires_at {
             return Ok(current.clone());
@@ -247,7 +307,11 @@ impl<P: AccessProvider + 'static> Engine<P> {
         let from = g.expires_at;
         g.expires_at = new_expires_at;
         let detail = json!({ "reason": reason, "from": from, "to": new_expires_at });
-        let batch = Batch { grants: vec![g.clone()], history: vec![history(Some(id), actor, "extended", detail, now)], ..Batch::default() };
+        let batch = Batch {
+            grants: vec![g.clone()],
+            history: vec![history(Some(id), actor, "extended", detail, now)],
+            ..Batch::default()
+        };
         self.store.commit(batch).await?;
         self.grants.upsert(g.clone());
         Ok(g)
@@ -267,7 +331,10 @@ impl<P: AccessProvider + 'static> Engine<P> {
             now,
             &self.cfg.plan,
         );
-        let mut report = PassReport { next_wake: planned.next_wake, ..PassReport::default() };
+        let mut report = PassReport {
+            next_wake: planned.next_wake,
+            ..PassReport::default()
+        };
         let mut batch = Batch::default();
         let (mut revokes, mut reads, mut applies) = (Vec::new(), Vec::new(), Vec::new());
         for action in planned.actions {
@@ -284,7 +351,11 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     }
                 }
                 Action::ForgetObject { grant, kind } => self.forget_object(grant, kind, &mut batch),
-                Action::AdoptObject { grant, kind, remote_id } => {
+                Action::AdoptObject {
+                    grant,
+                    kind,
+                    remote_id,
+                } => {
                     if let Some(o) = self.objects.get_mut(&(grant, kind)) {
                         o.remote_id = Some(remote_id.clone());
                         batch.put_objects.push(o.clone());
@@ -301,7 +372,13 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     if self.reported.insert(detail.clone()) {
                         warn!(%detail, "drift");
                         metrics::counter!("lapse_drift_found_total").increment(1);
-                        batch.history.push(history(None, ENGINE, "drift", json!({ "detail": detail }), now));
+                        batch.history.push(history(
+                            None,
+                            ENGINE,
+                            "drift",
+                            json!({ "detail": detail }),
+                            now,
+                        ));
                     }
                 }
                 Action::Observe { container, sweep } => {
@@ -370,7 +447,8 @@ impl<P: AccessProvider + 'static> Engine<P> {
             .filter(|g| g.state.is_terminal())
             .map(|g| (g.id, g.state))
             .collect();
-        let changed: Vec<(GrantId, GrantState)> = batch.grants.iter().map(|g| (g.id, g.state)).collect();
+        let changed: Vec<(GrantId, GrantState)> =
+            batch.grants.iter().map(|g| (g.id, g.state)).collect();
         self.store.commit(batch).await?;
         for (id, _) in &finished {
             self.grants.remove(id);
@@ -383,14 +461,26 @@ impl<P: AccessProvider + 'static> Engine<P> {
         Ok(())
     }
 
-    fn transition(&mut self, id: GrantId, to: GrantState, now: DateTime<Utc>, error: Option<&str>, batch: &mut Batch) -> bool {
-        let Some(g) = self.grants.get_mut(&id) else { return false };
+    fn transition(
+        &mut self,
+        id: GrantId,
+        to: GrantState,
+        now: DateTime<Utc>,
+        error: Option<&str>,
+        batch: &mut Batch,
+    ) -> bool {
+        let Some(g) = self.grants.get_mut(&id) else {
+            return false;
+        };
         if g.state == to || g.state.is_terminal() {
             return false;
         }
         let from = g.state;
         g.state = to;
-        if matches!(to, GrantState::Active | GrantState::Expired | GrantState::Revoked) {
+        if matches!(
+            to,
+            GrantState::Active | GrantState::Expired | GrantState::Revoked
+        ) {
             g.retry = Default::default();
         }
         let mut detail = json!({ "from": from.as_str(), "kind": g.kind().as_str() });
@@ -411,7 +501,9 @@ impl<P: AccessProvider + 'static> Engine<P> {
         }
         info!(grant = %id, from = from.as_str(), to = to.as_str(), "grant state");
         batch.grants.push(g.clone());
-        batch.history.push(history(Some(id), ENGINE, to.as_str(), detail, now));
+        batch
+            .history
+            .push(history(Some(id), ENGINE, to.as_str(), detail, now));
         true
     }
 
@@ -439,8 +531,18 @@ impl<P: AccessProvider + 'static> Engine<P> {
     fn record_intent(&mut self, action: &Action, batch: &mut Batch) {
         match action {
             Action::CreateGroup { grant, name, .. } | Action::CreateKey { grant, name, .. } => {
-                let kind = if matches!(action, Action::CreateGroup { .. }) { ObjectKind::Group } else { ObjectKind::Key };
-                let o = OwnedObject { grant: *grant, kind, name: name.clone(), remote_id: None, revoked: false };
+                let kind = if matches!(action, Action::CreateGroup { .. }) {
+                    ObjectKind::Group
+                } else {
+                    ObjectKind::Key
+                };
+                let o = OwnedObject {
+                    grant: *grant,
+                    kind,
+                    name: name.clone(),
+                    remote_id: None,
+                    revoked: false,
+                };
                 self.objects.upsert(o.clone());
                 batch.put_objects.push(o);
             }
@@ -456,7 +558,10 @@ impl<P: AccessProvider + 'static> Engine<P> {
         }
     }
 
-    async fn perform_all(&self, actions: Vec<Action>) -> Vec<(Action, Result<Effect, ProviderError>)> {
+    async fn perform_all(
+        &self,
+        actions: Vec<Action>,
+    ) -> Vec<(Action, Result<Effect, ProviderError>)> {
         let provider = self.provider.clone();
         futures::stream::iter(actions)
             .map(|a| {
@@ -472,10 +577,18 @@ impl<P: AccessProvider + 'static> Engine<P> {
     }
 
     /// Record what a call did, in memory and in the batch.
-    fn outcome(&mut self, action: Action, result: Result<Effect, ProviderError>, now: DateTime<Utc>, batch: &mut Batch) {
+    fn outcome(
+        &mut self,
+        action: Action,
+        result: Result<Effect, ProviderError>,
+        now: DateTime<Utc>,
+        batch: &mut Batch,
+    ) {
         let result = match result {
             // Removing what is already gone is what a removal wanted.
-            Err(ProviderError::AlreadyGone(_)) if action.priority() == Priority::Revoke && !has_additions(&action) => {
+            Err(ProviderError::AlreadyGone(_))
+                if action.priority() == Priority::Revoke && !has_additions(&action) =>
+            {
                 Ok(Effect::Done)
             }
             r => r,
@@ -496,18 +609,34 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     observe::record(&mut self.observed, &container, reading, &objects, now);
                 }
             }
-            Action::CreateGroup { grant, name, users, resources } => {
+            Action::CreateGroup {
+                grant,
+                name,
+                users,
+                resources,
+            } => {
                 if let Effect::Created(id) = effect {
                     observe::group_created(&mut self.observed, &id, &name, &users, &resources, now);
                     if let Some(o) = self.objects.get_mut(&(grant, ObjectKind::Group)) {
                         o.remote_id = Some(id.clone());
                         batch.put_objects.push(o.clone());
                     }
-                    batch.history.push(history(Some(grant), ENGINE, "group-created", json!({ "name": name, "group": id }), now));
+                    batch.history.push(history(
+                        Some(grant),
+                        ENGINE,
+                        "group-created",
+                        json!({ "name": name, "group": id }),
+                        now,
+                    ));
                     self.succeeded_for(&[grant], batch);
                 }
             }
-            Action::CreateKey { grant, service_account, name, expiration_days } => {
+            Action::CreateKey {
+                grant,
+                service_account,
+                name,
+                expiration_days,
+            } => {
                 if let Effect::Key(created) = effect {
                     observe::key_changed(&mut self.observed, &service_account, created.key.clone());
                     if let Some(o) = self.objects.get_mut(&(grant, ObjectKind::Key)) {
@@ -527,9 +656,16 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     self.succeeded_for(&[grant], batch);
                 }
             }
-            Action::DeleteGroup { grant, group, reason } => {
+            Action::DeleteGroup {
+                grant,
+                group,
+                reason,
+            } => {
                 observe::group_deleted(&mut self.observed, &group, now);
-                let ours = self.objects.get(&(grant, ObjectKind::Group)).is_some_and(|o| o.remote_id.as_ref() == Some(&group));
+                let ours = self
+                    .objects
+                    .get(&(grant, ObjectKind::Group))
+                    .is_some_and(|o| o.remote_id.as_ref() == Some(&group));
                 if ours {
                     self.forget_object(grant, ObjectKind::Group, batch);
                 }
@@ -537,10 +673,23 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     DeleteReason::Revoke => "group-deleted",
                     DeleteReason::Duplicate => "duplicate-deleted",
                 };
-                batch.history.push(history(Some(grant), ENGINE, event, json!({ "group": group }), now));
+                batch.history.push(history(
+                    Some(grant),
+                    ENGINE,
+                    event,
+                    json!({ "group": group }),
+                    now,
+                ));
                 self.succeeded_for(&[grant], batch);
             }
-            Action::UpdateGroupUsers { group, add, remove, claims, releases, grants } => {
+            Action::UpdateGroupUsers {
+                group,
+                add,
+                remove,
+                claims,
+                releases,
+                grants,
+            } => {
                 observe::group_users_changed(&mut self.observed, &group, &add, &remove);
                 self.settle_edges(&claims, &releases, batch);
                 if !remove.is_empty() || !add.is_empty() {
@@ -554,7 +703,12 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 }
                 self.succeeded_for(&grants, batch);
             }
-            Action::AddAccess { resource, add, claims, grants } => {
+            Action::AddAccess {
+                resource,
+                add,
+                claims,
+                grants,
+            } => {
                 observe::access_added(&mut self.observed, &resource, &add, PrincipalKind::Group);
                 self.settle_edges(&claims, &[], batch);
                 batch.history.push(history(
@@ -566,7 +720,12 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 ));
                 self.succeeded_for(&grants, batch);
             }
-            Action::RemoveAccess { resource, principals, releases, grants } => {
+            Action::RemoveAccess {
+                resource,
+                principals,
+                releases,
+                grants,
+            } => {
                 observe::access_removed(&mut self.observed, &resource, &principals);
                 self.settle_edges(&[], &releases, batch);
                 batch.history.push(history(
@@ -578,8 +737,20 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 ));
                 self.succeeded_for(&grants, batch);
             }
-            Action::UpdateServiceResources { service_account, add, remove, claims, releases, grants } => {
-                observe::service_resources_changed(&mut self.observed, &service_account, &add, &remove);
+            Action::UpdateServiceResources {
+                service_account,
+                add,
+                remove,
+                claims,
+                releases,
+                grants,
+            } => {
+                observe::service_resources_changed(
+                    &mut self.observed,
+                    &service_account,
+                    &add,
+                    &remove,
+                );
                 self.settle_edges(&claims, &releases, batch);
                 batch.history.push(history(
                     None,
@@ -600,10 +771,21 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     observe::key_changed(
                         &mut self.observed,
                         &sa,
-                        KeyInfo { id: key.clone(), name: grant.remote_name(), status: KeyStatus::Revoked, expires_at: None },
+                        KeyInfo {
+                            id: key.clone(),
+                            name: grant.remote_name(),
+                            status: KeyStatus::Revoked,
+                            expires_at: None,
+                        },
                     );
                 }
-                batch.history.push(history(Some(grant), ENGINE, "key-revoked", json!({ "key": key }), now));
+                batch.history.push(history(
+                    Some(grant),
+                    ENGINE,
+                    "key-revoked",
+                    json!({ "key": key }),
+                    now,
+                ));
                 self.succeeded_for(&[grant], batch);
             }
             Action::DeleteKey { grant, key, owned } => {
@@ -611,7 +793,13 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 if owned {
                     self.forget_object(grant, ObjectKind::Key, batch);
                 }
-                batch.history.push(history(Some(grant), ENGINE, "key-deleted", json!({ "key": key }), now));
+                batch.history.push(history(
+                    Some(grant),
+                    ENGINE,
+                    "key-deleted",
+                    json!({ "key": key }),
+                    now,
+                ));
                 self.succeeded_for(&[grant], batch);
             }
             _ => {}
@@ -620,7 +808,9 @@ impl<P: AccessProvider + 'static> Engine<P> {
 
     fn key_service_account(&self, grant: GrantId) -> Option<RemoteId> {
         match &self.grants.get(&grant)?.spec {
-            lapse_core::GrantSpec::ServiceKey { service_account } => Some(service_account.id.clone()),
+            lapse_core::GrantSpec::ServiceKey { service_account } => {
+                Some(service_account.id.clone())
+            }
             _ => None,
         }
     }
@@ -652,23 +842,36 @@ impl<P: AccessProvider + 'static> Engine<P> {
         }
     }
 
-    fn failed(&mut self, action: Action, err: ProviderError, now: DateTime<Utc>, batch: &mut Batch) {
+    fn failed(
+        &mut self,
+        action: Action,
+        err: ProviderError,
+        now: DateTime<Utc>,
+        batch: &mut Batch,
+    ) {
         metrics::counter!("lapse_actions_total", "action" => action_name(&action), "outcome" => error_name(&err)).increment(1);
         let grants = action_grants(&action);
         let revoking = action.priority() == Priority::Revoke;
         warn!(action = action_name(&action), error = %err, grants = grants.len(), "remote call failed");
         if let Action::Observe { container, .. } = &action {
-            self.read_backoff.insert(container.clone(), now + Duration::seconds(1));
+            self.read_backoff
+                .insert(container.clone(), now + Duration::seconds(1));
             return;
         }
         match err.class() {
             ErrorClass::Unknown => {
                 // The write may have happened: forget what we knew so the next pass looks first.
                 match &action {
-                    Action::CreateGroup { name, .. } => observe::invalidate(&mut self.observed, &Container::GroupsNamed(name.clone())),
-                    Action::CreateKey { service_account, .. } => {
-                        observe::invalidate(&mut self.observed, &Container::ServiceAccount(service_account.clone()))
-                    }
+                    Action::CreateGroup { name, .. } => observe::invalidate(
+                        &mut self.observed,
+                        &Container::GroupsNamed(name.clone()),
+                    ),
+                    Action::CreateKey {
+                        service_account, ..
+                    } => observe::invalidate(
+                        &mut self.observed,
+                        &Container::ServiceAccount(service_account.clone()),
+                    ),
                     other => {
                         if let Some(c) = action_container(other) {
                             observe::invalidate(&mut self.observed, &c);
@@ -686,7 +889,10 @@ impl<P: AccessProvider + 'static> Engine<P> {
             }
             ErrorClass::Retry => self.backoff(&grants, &err, now, revoking, batch),
             ErrorClass::Gone | ErrorClass::Permanent => {
-                let config_problem = matches!(err, ProviderError::Unauthorized(_) | ProviderError::Misconfigured(_));
+                let config_problem = matches!(
+                    err,
+                    ProviderError::Unauthorized(_) | ProviderError::Misconfigured(_)
+                );
                 if revoking || config_problem {
                     // A revocation is never abandoned; a configuration problem can be fixed.
                     self.backoff(&grants, &err, now, revoking, batch);
@@ -699,12 +905,26 @@ impl<P: AccessProvider + 'static> Engine<P> {
         }
     }
 
-    fn backoff(&mut self, grants: &[GrantId], err: &ProviderError, now: DateTime<Utc>, revoking: bool, batch: &mut Batch) {
+    fn backoff(
+        &mut self,
+        grants: &[GrantId],
+        err: &ProviderError,
+        now: DateTime<Utc>,
+        revoking: bool,
+        batch: &mut Batch,
+    ) {
         for id in grants {
-            let Some(g) = self.grants.get_mut(id) else { continue };
+            let Some(g) = self.grants.get_mut(id) else {
+                continue;
+            };
             g.retry.attempts = g.retry.attempts.saturating_add(1);
             let jitter: f64 = rand::random();
-            let mut wait = plan::backoff(g.retry.attempts, self.cfg.backoff_base, self.cfg.backoff_cap, jitter);
+            let mut wait = plan::backoff(
+                g.retry.attempts,
+                self.cfg.backoff_base,
+                self.cfg.backoff_cap,
+                jitter,
+            );
             if let Some(after) = err.retry_after().and_then(|d| Duration::from_std(d).ok()) {
                 wait = wait.max(after);
             }
@@ -712,7 +932,8 @@ impl<P: AccessProvider + 'static> Engine<P> {
             g.retry.last_error = Some(err.to_string());
             batch.grants.push(g.clone());
             let ending = revoking || g.state == GrantState::Revoking || now >= g.ends_at();
-            if ending && g.retry.attempts >= self.cfg.revoke_alarm_after && self.alarmed.insert(*id) {
+            if ending && g.retry.attempts >= self.cfg.revoke_alarm_after && self.alarmed.insert(*id)
+            {
                 error!(grant = %id, attempts = g.retry.attempts, error = %err, "revocation failing; still retrying");
                 batch.history.push(history(
                     Some(*id),
@@ -730,7 +951,9 @@ impl<P: AccessProvider + 'static> Engine<P> {
         let mut oldest = 0f64;
         let mut by_state: HashMap<String, u64> = HashMap::new();
         for g in &self.grants.items {
-            *by_state.entry(format!("{}:{}", g.kind().as_str(), g.state.as_str())).or_default() += 1;
+            *by_state
+                .entry(format!("{}:{}", g.kind().as_str(), g.state.as_str()))
+                .or_default() += 1;
             if now > g.ends_at() {
                 overdue += 1;
                 oldest = oldest.max((now - g.ends_at()).num_milliseconds() as f64 / 1000.0);
@@ -755,7 +978,9 @@ impl<P: AccessProvider + 'static> Engine<P> {
 
 fn has_additions(action: &Action) -> bool {
     match action {
-        Action::UpdateGroupUsers { add, .. } | Action::UpdateServiceResources { add, .. } => !add.is_empty(),
+        Action::UpdateGroupUsers { add, .. } | Action::UpdateServiceResources { add, .. } => {
+            !add.is_empty()
+        }
         _ => false,
     }
 }
@@ -778,8 +1003,12 @@ fn action_grants(action: &Action) -> Vec<GrantId> {
 fn action_container(action: &Action) -> Option<Container> {
     match action {
         Action::UpdateGroupUsers { group, .. } => Some(Container::Group(group.clone())),
-        Action::AddAccess { resource, .. } | Action::RemoveAccess { resource, .. } => Some(Container::Resource(resource.clone())),
-        Action::UpdateServiceResources { service_account, .. } => Some(Container::ServiceAccount(service_account.clone())),
+        Action::AddAccess { resource, .. } | Action::RemoveAccess { resource, .. } => {
+            Some(Container::Resource(resource.clone()))
+        }
+        Action::UpdateServiceResources {
+            service_account, ..
+        } => Some(Container::ServiceAccount(service_account.clone())),
         Action::DeleteGroup { group, .. } => Some(Container::Group(group.clone())),
         _ => None,
     }
@@ -827,25 +1056,58 @@ async fn perform<P: AccessProvider>(p: &P, action: &Action) -> Result<Effect, Pr
             Container::Resource(id) => Reading::Resource(p.resource(id).await?),
             Container::ServiceAccount(id) => Reading::ServiceAccount(p.service_account(id).await?),
             Container::GroupsNamed(name) => Reading::Groups(p.groups_by_name(name).await?),
-            Container::LapseGroups => Reading::Groups(p.groups_with_prefix(lapse_core::REMOTE_PREFIX).await?),
+            Container::LapseGroups => {
+                Reading::Groups(p.groups_with_prefix(lapse_core::REMOTE_PREFIX).await?)
+            }
         })),
-        Action::CreateGroup { name, users, resources, .. } => {
-            p.create_group(name, users, resources, prio).await.map(Effect::Created)
+        Action::CreateGroup {
+            name,
+            users,
+            resources,
+            ..
+        } => p
+            .create_group(name, users, resources, prio)
+            .await
+            .map(Effect::Created),
+        Action::DeleteGroup { group, .. } => {
+            p.delete_group(group, prio).await.map(|_| Effect::Done)
         }
-        Action::DeleteGroup { group, .. } => p.delete_group(group, prio).await.map(|_| Effect::Done),
-        Action::UpdateGroupUsers { group, add, remove, .. } => {
-            p.update_group_users(group, add, remove, prio).await.map(|_| Effect::Done)
-        }
-        Action::AddAccess { resource, add, .. } => p.add_resource_access(resource, add, prio).await.map(|_| Effect::Done),
-        Action::RemoveAccess { resource, principals, .. } => {
-            p.remove_resource_access(resource, principals, prio).await.map(|_| Effect::Done)
-        }
-        Action::UpdateServiceResources { service_account, add, remove, .. } => {
-            p.update_service_account_resources(service_account, add, remove, prio).await.map(|_| Effect::Done)
-        }
-        Action::CreateKey { service_account, name, expiration_days, .. } => {
-            p.create_key(service_account, name, *expiration_days, prio).await.map(Effect::Key)
-        }
+        Action::UpdateGroupUsers {
+            group, add, remove, ..
+        } => p
+            .update_group_users(group, add, remove, prio)
+            .await
+            .map(|_| Effect::Done),
+        Action::AddAccess { resource, add, .. } => p
+            .add_resource_access(resource, add, prio)
+            .await
+            .map(|_| Effect::Done),
+        Action::RemoveAccess {
+            resource,
+            principals,
+            ..
+        } => p
+            .remove_resource_access(resource, principals, prio)
+            .await
+            .map(|_| Effect::Done),
+        Action::UpdateServiceResources {
+            service_account,
+            add,
+            remove,
+            ..
+        } => p
+            .update_service_account_resources(service_account, add, remove, prio)
+            .await
+            .map(|_| Effect::Done),
+        Action::CreateKey {
+            service_account,
+            name,
+            expiration_days,
+            ..
+        } => p
+            .create_key(service_account, name, *expiration_days, prio)
+            .await
+            .map(Effect::Key),
         Action::RevokeKey { key, .. } => p.revoke_key(key, prio).await.map(|_| Effect::Done),
         Action::DeleteKey { key, .. } => p.delete_key(key, prio).await.map(|_| Effect::Done),
         _ => Ok(Effect::Done),

@@ -79,7 +79,12 @@ pub(crate) enum Command {
     /// A grant already stored durably by the API.
     Submitted(Box<Grant>),
     /// End a grant early.
-    Revoke { id: GrantId, actor: String, reason: String, reply: oneshot::Sender<Result<Grant, EngineError>> },
+    Revoke {
+        id: GrantId,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<Result<Grant, EngineError>>,
+    },
     /// Move a live grant's end later (an approved extension).
     Extend {
         id: GrantId,
@@ -122,14 +127,27 @@ pub struct Health {
 impl EngineHandle {
     /// Tell the engine about a grant the API has just stored.
     pub async fn submitted(&self, grant: Grant) -> Result<(), EngineError> {
-        self.tx.send(Command::Submitted(Box::new(grant))).await.map_err(|_| EngineError::Stopped)
+        self.tx
+            .send(Command::Submitted(Box::new(grant)))
+            .await
+            .map_err(|_| EngineError::Stopped)
     }
 
     /// End a grant early: the engine records it and takes the access away.
-    pub async fn revoke(&self, id: GrantId, actor: &str, reason: &str) -> Result<Grant, EngineError> {
+    pub async fn revoke(
+        &self,
+        id: GrantId,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Grant, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Revoke { id, actor: actor.to_owned(), reason: reason.to_owned(), reply })
+            .send(Command::Revoke {
+                id,
+                actor: actor.to_owned(),
+                reason: reason.to_owned(),
+                reply,
+            })
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
@@ -137,10 +155,22 @@ impl EngineHandle {
 
     /// Move a live grant's end to `new_expires_at` (never earlier): the planner raises the
     /// server-side expiry of access edges by itself.
-    pub async fn extend(&self, id: GrantId, new_expires_at: DateTime<Utc>, actor: &str, reason: &str) -> Result<Grant, EngineError> {
+    pub async fn extend(
+        &self,
+        id: GrantId,
+        new_expires_at: DateTime<Utc>,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Grant, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Extend { id, new_expires_at, actor: actor.to_owned(), reason: reason.to_owned(), reply })
+            .send(Command::Extend {
+                id,
+                new_expires_at,
+                actor: actor.to_owned(),
+                reason: reason.to_owned(),
+                reply,
+            })
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?

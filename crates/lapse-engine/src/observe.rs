@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use lapse_core::plan::{Container, Observation, Observed};
 use lapse_core::provider::{
-    AccessEdge, AccessToAdd, GroupInfo, GroupType, KeyInfo, PrincipalKind, ResourceInfo, ServiceAccountInfo,
+    AccessEdge, AccessToAdd, GroupInfo, GroupType, KeyInfo, PrincipalKind, ResourceInfo,
+    ServiceAccountInfo,
 };
 use lapse_core::{ObjectKind, OwnedObject, RemoteId};
 
@@ -25,19 +26,37 @@ pub(crate) fn record(
 ) {
     match (container, reading) {
         (Container::Group(id), Reading::Group(value)) => {
-            observed.groups.insert(id.clone(), Observation { at, value });
+            observed
+                .groups
+                .insert(id.clone(), Observation { at, value });
         }
         (Container::Resource(id), Reading::Resource(value)) => {
-            observed.resources.insert(id.clone(), Observation { at, value });
+            observed
+                .resources
+                .insert(id.clone(), Observation { at, value });
         }
         (Container::ServiceAccount(id), Reading::ServiceAccount(value)) => {
-            observed.service_accounts.insert(id.clone(), Observation { at, value });
+            observed
+                .service_accounts
+                .insert(id.clone(), Observation { at, value });
         }
         (Container::GroupsNamed(name), Reading::Groups(list)) => {
             for g in &list {
-                observed.groups.insert(g.id.clone(), Observation { at, value: Some(g.clone()) });
+                observed.groups.insert(
+                    g.id.clone(),
+                    Observation {
+                        at,
+                        value: Some(g.clone()),
+                    },
+                );
             }
-            observed.named_groups.insert(name.clone(), Observation { at, value: Some(list) });
+            observed.named_groups.insert(
+                name.clone(),
+                Observation {
+                    at,
+                    value: Some(list),
+                },
+            );
         }
         (Container::LapseGroups, Reading::Groups(list)) => {
             // lapse's groups that the listing lacks are gone.
@@ -45,19 +64,36 @@ pub(crate) fn record(
                 if let Some(id) = &o.remote_id
                     && !list.iter().any(|g| &g.id == id)
                 {
-                    observed.groups.insert(id.clone(), Observation { at, value: None });
+                    observed
+                        .groups
+                        .insert(id.clone(), Observation { at, value: None });
                 }
             }
             let mut by_name: std::collections::HashMap<String, Vec<GroupInfo>> = Default::default();
             for g in &list {
-                observed.groups.insert(g.id.clone(), Observation { at, value: Some(g.clone()) });
+                observed.groups.insert(
+                    g.id.clone(),
+                    Observation {
+                        at,
+                        value: Some(g.clone()),
+                    },
+                );
                 by_name.entry(g.name.clone()).or_default().push(g.clone());
             }
             observed.named_groups.retain(|n, _| by_name.contains_key(n));
             for (name, groups) in by_name {
-                observed.named_groups.insert(name, Observation { at, value: Some(groups) });
+                observed.named_groups.insert(
+                    name,
+                    Observation {
+                        at,
+                        value: Some(groups),
+                    },
+                );
             }
-            observed.lapse_groups = Some(Observation { at, value: Some(list) });
+            observed.lapse_groups = Some(Observation {
+                at,
+                value: Some(list),
+            });
         }
         _ => {}
     }
@@ -82,7 +118,12 @@ pub(crate) fn invalidate(observed: &mut Observed, container: &Container) {
     }
 }
 
-pub(crate) fn group_users_changed(observed: &mut Observed, group: &RemoteId, add: &[RemoteId], remove: &[RemoteId]) {
+pub(crate) fn group_users_changed(
+    observed: &mut Observed,
+    group: &RemoteId,
+    add: &[RemoteId],
+    remove: &[RemoteId],
+) {
     if let Some(Observation { value: Some(g), .. }) = observed.groups.get_mut(group) {
         g.users.retain(|u| !remove.contains(u));
         for a in add {
@@ -93,22 +134,40 @@ pub(crate) fn group_users_changed(observed: &mut Observed, group: &RemoteId, add
     }
 }
 
-pub(crate) fn access_added(observed: &mut Observed, resource: &RemoteId, add: &[AccessToAdd], kind: PrincipalKind) {
+pub(crate) fn access_added(
+    observed: &mut Observed,
+    resource: &RemoteId,
+    add: &[AccessToAdd],
+    kind: PrincipalKind,
+) {
     if let Some(Observation { value: Some(r), .. }) = observed.resources.get_mut(resource) {
         for a in add {
             r.access.retain(|e| e.principal != a.principal);
-            r.access.push(AccessEdge { principal: a.principal.clone(), principal_kind: kind, expires_at: a.expires_at });
+            r.access.push(AccessEdge {
+                principal: a.principal.clone(),
+                principal_kind: kind,
+                expires_at: a.expires_at,
+            });
         }
     }
 }
 
-pub(crate) fn access_removed(observed: &mut Observed, resource: &RemoteId, principals: &[RemoteId]) {
+pub(crate) fn access_removed(
+    observed: &mut Observed,
+    resource: &RemoteId,
+    principals: &[RemoteId],
+) {
     if let Some(Observation { value: Some(r), .. }) = observed.resources.get_mut(resource) {
         r.access.retain(|e| !principals.contains(&e.principal));
     }
 }
 
-pub(crate) fn service_resources_changed(observed: &mut Observed, sa: &RemoteId, add: &[RemoteId], remove: &[RemoteId]) {
+pub(crate) fn service_resources_changed(
+    observed: &mut Observed,
+    sa: &RemoteId,
+    add: &[RemoteId],
+    remove: &[RemoteId],
+) {
     if let Some(Observation { value: Some(s), .. }) = observed.service_accounts.get_mut(sa) {
         s.resources.retain(|r| !remove.contains(r));
         for a in add {
@@ -135,8 +194,20 @@ pub(crate) fn group_created(
         users: users.to_vec(),
         resources: resources.to_vec(),
     };
-    observed.groups.insert(id.clone(), Observation { at, value: Some(info.clone()) });
-    let entry = observed.named_groups.entry(name.to_owned()).or_insert(Observation { at, value: Some(Vec::new()) });
+    observed.groups.insert(
+        id.clone(),
+        Observation {
+            at,
+            value: Some(info.clone()),
+        },
+    );
+    let entry = observed
+        .named_groups
+        .entry(name.to_owned())
+        .or_insert(Observation {
+            at,
+            value: Some(Vec::new()),
+        });
     if let Some(list) = entry.value.as_mut()
         && !list.iter().any(|g| &g.id == id)
     {
@@ -145,13 +216,18 @@ pub(crate) fn group_created(
 }
 
 pub(crate) fn group_deleted(observed: &mut Observed, id: &RemoteId, at: DateTime<Utc>) {
-    observed.groups.insert(id.clone(), Observation { at, value: None });
+    observed
+        .groups
+        .insert(id.clone(), Observation { at, value: None });
     for o in observed.named_groups.values_mut() {
         if let Some(list) = o.value.as_mut() {
             list.retain(|g| &g.id != id);
         }
     }
-    if let Some(Observation { value: Some(list), .. }) = observed.lapse_groups.as_mut() {
+    if let Some(Observation {
+        value: Some(list), ..
+    }) = observed.lapse_groups.as_mut()
+    {
         list.retain(|g| &g.id != id);
     }
     for r in observed.resources.values_mut() {

@@ -27,7 +27,9 @@ pub use history::{
     BrokenRow, GENESIS_HASH, HistoryFilter, HistoryRow, NewHistory, VerifyReport, history_hash,
 };
 pub use ownership::Batch;
-pub use requests::{ApprovalRecord, NewOutbox, NewReview, OutboxItem, RequestChange, RequestRecord};
+pub use requests::{
+    ApprovalRecord, NewOutbox, NewReview, OutboxItem, RequestChange, RequestRecord,
+};
 pub use time::{format_ts, parse_ts};
 pub use tokens::{Role, TokenInfo, TokenRecord};
 

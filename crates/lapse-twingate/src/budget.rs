@@ -106,7 +106,8 @@ impl Budget {
                 }
                 Some(wait) => {
                     tracing::trace!(budget = self.name, ?priority, ?wait, "waiting for budget");
-                    metrics::counter!("lapse_rate_limit_waits_total", "budget" => self.name).increment(1);
+                    metrics::counter!("lapse_rate_limit_waits_total", "budget" => self.name)
+                        .increment(1);
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         _ = wake.changed() => {}

@@ -15,9 +15,13 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use lapse_core::policy::{self, FieldError, Limits};
 use lapse_core::provider::{GroupType, NamedRef};
-use lapse_core::{AccessProvider, Grant, GrantId, GrantKind, GrantSpec, GrantState, Principal, RemoteId};
+use lapse_core::{
+    AccessProvider, Grant, GrantId, GrantKind, GrantSpec, GrantState, Principal, RemoteId,
+};
 use lapse_engine::{EngineError, EngineHandle};
-use lapse_store::{GrantFilter, HistoryFilter, HistoryRow, Idempotency, Inserted, Role, Store, StoreError};
+use lapse_store::{
+    GrantFilter, HistoryFilter, HistoryRow, Idempotency, Inserted, Role, Store, StoreError,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -62,7 +66,13 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, field: None, message: message.into(), fix: None }
+        Self {
+            status,
+            code,
+            field: None,
+            message: message.into(),
+            fix: None,
+        }
     }
     fn field(e: FieldError) -> Self {
         Self {
@@ -113,14 +123,15 @@ struct Caller {
 }
 
 async fn authenticate<P>(state: &ApiState<P>, headers: &HeaderMap) -> ApiResult<Caller> {
-    let missing = || {
-        ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            field: Some("Authorization".into()),
-            message: "missing or unknown bearer token".into(),
-            fix: Some("pass --token or set LAPSE_TOKEN; an admin creates one with `lapse token create`".into()),
-        }
+    let missing = || ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        code: "unauthorized",
+        field: Some("Authorization".into()),
+        message: "missing or unknown bearer token".into(),
+        fix: Some(
+            "pass --token or set LAPSE_TOKEN; an admin creates one with `lapse token create`"
+                .into(),
+        ),
     };
     let token = headers
         .get(header::AUTHORIZATION)
@@ -129,7 +140,10 @@ async fn authenticate<P>(state: &ApiState<P>, headers: &HeaderMap) -> ApiResult<
         .map(str::trim)
         .ok_or_else(missing)?;
     let info = state.store.authenticate(token).await?.ok_or_else(missing)?;
-    Ok(Caller { name: info.name, role: info.role })
+    Ok(Caller {
+        name: info.name,
+        role: info.role,
+    })
 }
 
 fn require_writer(c: &Caller) -> ApiResult<()> {
@@ -139,7 +153,10 @@ fn require_writer(c: &Caller) -> ApiResult<()> {
             status: StatusCode::FORBIDDEN,
             code: "forbidden",
             field: None,
-            message: format!("token {:?} has the auditor role, which may only read", c.name),
+            message: format!(
+                "token {:?} has the auditor role, which may only read",
+                c.name
+            ),
             fix: Some("use an operator or admin token".into()),
         }),
     }
@@ -197,8 +214,13 @@ impl From<&Grant> for GrantView {
     fn from(g: &Grant) -> Self {
         let names = |v: &[Principal]| v.iter().map(|p| p.name.clone()).collect();
         let (group, sa) = match &g.spec {
-            GrantSpec::GroupMembership { group, .. } | GrantSpec::GroupAccess { group, .. } => (Some(group.name.clone()), None),
-            GrantSpec::ServiceAccess { service_account, .. } | GrantSpec::ServiceKey { service_account } => {
+            GrantSpec::GroupMembership { group, .. } | GrantSpec::GroupAccess { group, .. } => {
+                (Some(group.name.clone()), None)
+            }
+            GrantSpec::ServiceAccess {
+                service_account, ..
+            }
+            | GrantSpec::ServiceKey { service_account } => {
                 (None, Some(service_account.name.clone()))
             }
             GrantSpec::EphemeralGroup { .. } => (Some(g.id.remote_name()), None),
@@ -272,10 +294,17 @@ fn provider_down(e: impl std::fmt::Display) -> ApiError {
 async fn resolve_user<P: AccessProvider>(p: &P, email: &str) -> ApiResult<Principal> {
     let e = email.trim().to_lowercase();
     if e.is_empty() || !e.contains('@') {
-        return Err(ApiError::bad("users", format!("{email:?} is not an email address"), "name each user by their email"));
+        return Err(ApiError::bad(
+            "users",
+            format!("{email:?} is not an email address"),
+            "name each user by their email",
+        ));
     }
     match p.user_by_email(&e).await.map_err(provider_down)? {
-        Some(u) => Ok(Principal { id: u.id, name: u.email }),
+        Some(u) => Ok(Principal {
+            id: u.id,
+            name: u.email,
+        }),
         None => Err(ApiError::bad(
             "users",
             format!("no Twingate user has the email {email:?}"),
@@ -286,15 +315,29 @@ async fn resolve_user<P: AccessProvider>(p: &P, email: &str) -> ApiResult<Princi
 
 fn one_named(field: &str, what: &str, name: &str, found: Vec<NamedRef>) -> ApiResult<Principal> {
     match found.len() {
-        0 => Err(ApiError::bad(field, format!("no {what} named {name:?}"), format!("check the name, or give the {what}'s id"))),
+        0 => Err(ApiError::bad(
+            field,
+            format!("no {what} named {name:?}"),
+            format!("check the name, or give the {what}'s id"),
+        )),
         1 => {
             let r = &found[0];
-            Ok(Principal { id: r.id.clone(), name: r.name.clone() })
+            Ok(Principal {
+                id: r.id.clone(),
+                name: r.name.clone(),
+            })
         }
         n => Err(ApiError::bad(
             field,
             format!("{n} {what}s are named {name:?}"),
-            format!("give the {what}'s id instead: {}", found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")),
+            format!(
+                "give the {what}'s id instead: {}",
+                found
+                    .iter()
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         )),
     }
 }
@@ -305,7 +348,10 @@ async fn resolve_resource<P: AccessProvider>(p: &P, name: &str) -> ApiResult<Pri
     if found.is_empty()
         && let Some(r) = p.resource(&RemoteId::new(name)).await.ok().flatten()
     {
-        return Ok(Principal { id: r.id, name: r.name });
+        return Ok(Principal {
+            id: r.id,
+            name: r.name,
+        });
     }
     one_named("resources", "resource", name, found)
 }
@@ -326,7 +372,13 @@ async fn resolve_group<P: AccessProvider>(p: &P, name: &str) -> ApiResult<Princi
             "choose a MANUAL group, or use an ephemeral-group grant",
         ));
     }
-    let refs = found.into_iter().map(|g| NamedRef { id: g.id, name: g.name }).collect();
+    let refs = found
+        .into_iter()
+        .map(|g| NamedRef {
+            id: g.id,
+            name: g.name,
+        })
+        .collect();
     one_named("group", "group", name, refs)
 }
 
@@ -337,23 +389,41 @@ async fn resolve_service_account<P: AccessProvider>(p: &P, name: &str) -> ApiRes
         .await
         .map_err(provider_down)?
         .into_iter()
-        .map(|s| NamedRef { id: s.id, name: s.name })
+        .map(|s| NamedRef {
+            id: s.id,
+            name: s.name,
+        })
         .collect();
     if found.is_empty()
         && let Some(s) = p.service_account(&RemoteId::new(name)).await.ok().flatten()
     {
-        found.push(NamedRef { id: s.id, name: s.name });
+        found.push(NamedRef {
+            id: s.id,
+            name: s.name,
+        });
     }
     one_named("service_account", "service account", name, found)
 }
 
 fn require(field: &str, present: bool, kind: GrantKind, fix: &str) -> ApiResult<()> {
-    if present { Ok(()) } else { Err(ApiError::bad(field, format!("is required for a {kind} grant"), fix)) }
+    if present {
+        Ok(())
+    } else {
+        Err(ApiError::bad(
+            field,
+            format!("is required for a {kind} grant"),
+            fix,
+        ))
+    }
 }
 
 fn forbid(field: &str, present: bool, kind: GrantKind) -> ApiResult<()> {
     if present {
-        Err(ApiError::bad(field, format!("does not apply to a {kind} grant"), format!("remove `{field}`")))
+        Err(ApiError::bad(
+            field,
+            format!("does not apply to a {kind} grant"),
+            format!("remove `{field}`"),
+        ))
     } else {
         Ok(())
     }
@@ -366,19 +436,40 @@ pub(crate) async fn build_grant<P: AccessProvider>(
     requester: &str,
     now: DateTime<Utc>,
 ) -> ApiResult<Grant> {
-    let kind = GrantKind::from_str(req.kind.trim())
-        .map_err(|m| ApiError::bad("kind", m, "use one of the five kinds, e.g. `group-membership`"))?;
+    let kind = GrantKind::from_str(req.kind.trim()).map_err(|m| {
+        ApiError::bad(
+            "kind",
+            m,
+            "use one of the five kinds, e.g. `group-membership`",
+        )
+    })?;
     let reason = policy::check_reason(&req.reason, &state.limits).map_err(ApiError::field)?;
-    let (starts_at, expires_at) = policy::window(now, req.starts_at, req.duration.as_deref(), req.expires_at, &state.limits)
-        .map_err(ApiError::field)?;
+    let (starts_at, expires_at) = policy::window(
+        now,
+        req.starts_at,
+        req.duration.as_deref(),
+        req.expires_at,
+        &state.limits,
+    )
+    .map_err(ApiError::field)?;
     let has_users = !req.users.is_empty();
     let has_res = !req.resources.is_empty();
     let has_group = req.group.as_deref().is_some_and(|g| !g.trim().is_empty());
-    let has_sa = req.service_account.as_deref().is_some_and(|g| !g.trim().is_empty());
+    let has_sa = req
+        .service_account
+        .as_deref()
+        .is_some_and(|g| !g.trim().is_empty());
     let max = state.limits.max_principals;
-    for (field, n) in [("users", req.users.len()), ("resources", req.resources.len())] {
+    for (field, n) in [
+        ("users", req.users.len()),
+        ("resources", req.resources.len()),
+    ] {
         if n > max {
-            return Err(ApiError::bad(field, format!("{n} entries, over the limit of {max}"), "split the request into several grants"));
+            return Err(ApiError::bad(
+                field,
+                format!("{n} entries, over the limit of {max}"),
+                "split the request into several grants",
+            ));
         }
     }
     let users_fix = "add --user EMAIL (once per user)";
@@ -403,13 +494,23 @@ pub(crate) async fn build_grant<P: AccessProvider>(
             forbid("service_account", has_sa, kind)?;
         }
         GrantKind::ServiceAccess => {
-            require("service_account", has_sa, kind, "add --service-account NAME")?;
+            require(
+                "service_account",
+                has_sa,
+                kind,
+                "add --service-account NAME",
+            )?;
             require("resources", has_res, kind, res_fix)?;
             forbid("users", has_users, kind)?;
             forbid("group", has_group, kind)?;
         }
         GrantKind::ServiceKey => {
-            require("service_account", has_sa, kind, "add --service-account NAME")?;
+            require(
+                "service_account",
+                has_sa,
+                kind,
+                "add --service-account NAME",
+            )?;
             forbid("users", has_users, kind)?;
             forbid("resources", has_res, kind)?;
             forbid("group", has_group, kind)?;
@@ -441,10 +542,21 @@ pub(crate) async fn build_grant<P: AccessProvider>(
     let missing = || ApiError::internal("a required target was not resolved");
     let spec = match kind {
         GrantKind::EphemeralGroup => GrantSpec::EphemeralGroup { users, resources },
-        GrantKind::GroupMembership => GrantSpec::GroupMembership { group: group.ok_or_else(missing)?, users },
-        GrantKind::GroupAccess => GrantSpec::GroupAccess { group: group.ok_or_else(missing)?, resources },
-        GrantKind::ServiceAccess => GrantSpec::ServiceAccess { service_account: sa.ok_or_else(missing)?, resources },
-        GrantKind::ServiceKey => GrantSpec::ServiceKey { service_account: sa.ok_or_else(missing)? },
+        GrantKind::GroupMembership => GrantSpec::GroupMembership {
+            group: group.ok_or_else(missing)?,
+            users,
+        },
+        GrantKind::GroupAccess => GrantSpec::GroupAccess {
+            group: group.ok_or_else(missing)?,
+            resources,
+        },
+        GrantKind::ServiceAccess => GrantSpec::ServiceAccess {
+            service_account: sa.ok_or_else(missing)?,
+            resources,
+        },
+        GrantKind::ServiceKey => GrantSpec::ServiceKey {
+            service_account: sa.ok_or_else(missing)?,
+        },
     };
     Ok(Grant {
         id: GrantId::from_parts(now, rand::random()),
@@ -454,7 +566,11 @@ pub(crate) async fn build_grant<P: AccessProvider>(
         created_at: now,
         starts_at,
         expires_at,
-        state: if starts_at > now { GrantState::Scheduled } else { GrantState::Applying },
+        state: if starts_at > now {
+            GrantState::Scheduled
+        } else {
+            GrantState::Applying
+        },
         revoked_at: None,
         revoke_reason: None,
         retry: Default::default(),
@@ -499,8 +615,17 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
                 .ok()
                 .map(str::trim)
                 .filter(|k| !k.is_empty() && k.len() <= 200)
-                .ok_or_else(|| ApiError::bad("Idempotency-Key", "is empty, too long or not text", "use a short printable key such as a UUID"))?;
-            Some(Idempotency { key: key.to_owned(), request_hash: hex::encode(Sha256::digest(&body)) })
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "Idempotency-Key",
+                        "is empty, too long or not text",
+                        "use a short printable key such as a UUID",
+                    )
+                })?;
+            Some(Idempotency {
+                key: key.to_owned(),
+                request_hash: hex::encode(Sha256::digest(&body)),
+            })
         }
         None => None,
     };
@@ -510,7 +635,11 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
     let inserted = state.inserter.insert(grant, idempotency).await?;
     let (status, grant) = match inserted {
         Inserted::Created(g) => {
-            state.engine.submitted(g.clone()).await.map_err(ApiError::internal)?;
+            state
+                .engine
+                .submitted(g.clone())
+                .await
+                .map_err(ApiError::internal)?;
             (StatusCode::CREATED, g)
         }
         Inserted::Existing(g) => (StatusCode::OK, g),
@@ -522,8 +651,14 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let id = grant.id;
     loop {
-        let current = state.store.get_grant(id).await?.unwrap_or_else(|| grant.clone());
-        if matches!(current.state, GrantState::Active | GrantState::Failed) || current.state.is_terminal() {
+        let current = state
+            .store
+            .get_grant(id)
+            .await?
+            .unwrap_or_else(|| grant.clone());
+        if matches!(current.state, GrantState::Active | GrantState::Failed)
+            || current.state.is_terminal()
+        {
             let mut view = GrantView::from(&current);
             view.token = state.engine.take_token(id).map(|t| t.expose().to_owned());
             return Ok((status, Json(view)).into_response());
@@ -559,18 +694,36 @@ pub(crate) async fn take_token<P: AccessProvider + 'static>(
 ) -> ApiResult<Response> {
     let caller = authenticate(&state, &headers).await?;
     let id = parse_id(&id)?;
-    let g = state.store.get_grant(id).await?.ok_or_else(|| not_found(id))?;
+    let g = state
+        .store
+        .get_grant(id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     if g.requester != caller.name {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only the requester may take a key's token"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the requester may take a key's token",
+        ));
     }
     match state.engine.take_token(id) {
         Some(t) => Ok(Json(json!({ "token": t.expose() })).into_response()),
-        None => Err(ApiError::new(StatusCode::GONE, "token_gone", "the token was already taken, expired from memory, or not created yet")),
+        None => Err(ApiError::new(
+            StatusCode::GONE,
+            "token_gone",
+            "the token was already taken, expired from memory, or not created yet",
+        )),
     }
 }
 
 fn parse_id(id: &str) -> ApiResult<GrantId> {
-    GrantId::from_str(id).map_err(|_| ApiError::bad("id", format!("{id:?} is not a grant id"), "use the 26-character id shown by `lapse list`"))
+    GrantId::from_str(id).map_err(|_| {
+        ApiError::bad(
+            "id",
+            format!("{id:?} is not a grant id"),
+            "use the 26-character id shown by `lapse list`",
+        )
+    })
 }
 
 fn not_found(id: GrantId) -> ApiError {
@@ -600,11 +753,17 @@ pub(crate) async fn list<P: AccessProvider + 'static>(
 ) -> ApiResult<Response> {
     authenticate(&state, &headers).await?;
     let states = match &q.state {
-        Some(s) => vec![GrantState::from_str(s).map_err(|m| ApiError::bad("state", m, "use one of the listed states"))?],
+        Some(s) => vec![
+            GrantState::from_str(s)
+                .map_err(|m| ApiError::bad("state", m, "use one of the listed states"))?,
+        ],
         None => Vec::new(),
     };
     let kind = match &q.kind {
-        Some(k) => Some(GrantKind::from_str(k).map_err(|m| ApiError::bad("kind", m, "use one of the listed kinds"))?),
+        Some(k) => Some(
+            GrantKind::from_str(k)
+                .map_err(|m| ApiError::bad("kind", m, "use one of the listed kinds"))?,
+        ),
         None => None,
     };
     let filter = GrantFilter {
@@ -632,8 +791,18 @@ pub(crate) async fn show<P: AccessProvider + 'static>(
 ) -> ApiResult<Response> {
     authenticate(&state, &headers).await?;
     let id = parse_id(&id)?;
-    let g = state.store.get_grant(id).await?.ok_or_else(|| not_found(id))?;
-    let rows = state.store.history(&HistoryFilter { grant: Some(id), ..HistoryFilter::default() }).await?;
+    let g = state
+        .store
+        .get_grant(id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let rows = state
+        .store
+        .history(&HistoryFilter {
+            grant: Some(id),
+            ..HistoryFilter::default()
+        })
+        .await?;
     let history: Vec<HistoryView> = rows.into_iter().map(HistoryView::from).collect();
     Ok(Json(json!({ "grant": GrantView::from(&g), "history": history })).into_response())
 }
@@ -668,8 +837,13 @@ pub(crate) async fn revoke<P: AccessProvider + 'static>(
     let caller = authenticate(&state, &headers).await?;
     require_writer(&caller)?;
     let id = parse_id(&id)?;
-    let req: RevokeRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad("body", format!("is not a valid revoke request: {e}"), "send {\"reason\": \"...\"}"))?;
+    let req: RevokeRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad(
+            "body",
+            format!("is not a valid revoke request: {e}"),
+            "send {\"reason\": \"...\"}",
+        )
+    })?;
     let reason = policy::check_reason(&req.reason, &state.limits).map_err(ApiError::field)?;
     match state.engine.revoke(id, &caller.name, &reason).await {
         Ok(g) => Ok(Json(GrantView::from(&g)).into_response()),
@@ -754,21 +928,39 @@ pub(crate) async fn healthz() -> &'static str {
         (status = 503, description = "Starting, or the loop has stalled", body = crate::openapi::Readiness),
     )
 )]
-pub(crate) async fn readyz<P: AccessProvider + 'static>(State(state): State<Arc<ApiState<P>>>) -> Response {
+pub(crate) async fn readyz<P: AccessProvider + 'static>(
+    State(state): State<Arc<ApiState<P>>>,
+) -> Response {
     let h = state.engine.health();
-    let loop_alive = h.last_pass.is_some_and(|t| Utc::now() - t < chrono::Duration::seconds(30));
+    let loop_alive = h
+        .last_pass
+        .is_some_and(|t| Utc::now() - t < chrono::Duration::seconds(30));
     if state.ready.load(Ordering::Relaxed) && loop_alive {
-        (StatusCode::OK, Json(json!({ "ready": true, "passes": h.passes }))).into_response()
+        (
+            StatusCode::OK,
+            Json(json!({ "ready": true, "passes": h.passes })),
+        )
+            .into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "passes": h.passes }))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "passes": h.passes })),
+        )
+            .into_response()
     }
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-pub(crate) async fn metrics_page<P: AccessProvider + 'static>(State(state): State<Arc<ApiState<P>>>) -> Response {
+pub(crate) async fn metrics_page<P: AccessProvider + 'static>(
+    State(state): State<Arc<ApiState<P>>>,
+) -> Response {
     crate::telemetry::record_health(&state.engine.health());
     match &state.metrics {
-        Some(m) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render()).into_response(),
+        Some(m) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            m.render(),
+        )
+            .into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),
     }
 }

@@ -47,7 +47,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "LAPSE_URL", default_value = DEFAULT_URL, value_name = "URL")]
     pub url: String,
     /// Bearer token for the lapse API (made with `lapse token create` on the daemon host).
-    #[arg(long, global = true, env = "LAPSE_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        global = true,
+        env = "LAPSE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = OutputFormat::Table)]
@@ -277,7 +283,12 @@ impl TimeSpec {
                 .ok()
                 .and_then(|span| now.checked_sub_signed(span))
                 .map(|t| t.trunc_subsecs(0))
-                .with_context(|| format!("{} ago is before any time lapse can name", humantime::format_duration(span))),
+                .with_context(|| {
+                    format!(
+                        "{} ago is before any time lapse can name",
+                        humantime::format_duration(span)
+                    )
+                }),
         }
     }
 }
@@ -365,7 +376,11 @@ pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result
         Command::Extend(a) => jit::extend(&api, &a).await,
         Command::Review(a) => jit::review(&api, &a).await,
         Command::Lists => jit::lists(&api).await,
-        Command::Serve(_) | Command::Token(_) | Command::Demo(_) | Command::Config(_) | Command::Doctor(_) => {
+        Command::Serve(_)
+        | Command::Token(_)
+        | Command::Demo(_)
+        | Command::Config(_)
+        | Command::Doctor(_) => {
             anyhow::bail!("not a client command")
         }
     };
@@ -377,11 +392,20 @@ pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result
 #[derive(Debug)]
 enum Failure {
     /// Wrong use of the CLI itself, caught before any request.
-    Usage { field: String, message: String, fix: String },
+    Usage {
+        field: String,
+        message: String,
+        fix: String,
+    },
     /// The API answered with an error status.
-    Api { status: StatusCode, body: Vec<u8> },
+    Api {
+        status: StatusCode,
+        body: Vec<u8>,
+    },
     /// No answer at all.
-    Unreachable { source: reqwest::Error },
+    Unreachable {
+        source: reqwest::Error,
+    },
     Other(anyhow::Error),
 }
 
@@ -393,13 +417,24 @@ impl From<anyhow::Error> for Failure {
 
 fn report(failure: Failure, global: &GlobalArgs) -> ExitCode {
     match failure {
-        Failure::Usage { field, message, fix } => {
+        Failure::Usage {
+            field,
+            message,
+            fix,
+        } => {
             eprintln!("error: {field}: {message}\n  fix: {fix}");
             ExitCode::from(2)
         }
         Failure::Api { status, body } => {
-            eprintln!("{}", output::api_error_message(status.as_u16(), &body, global.token.is_some()));
-            if status.is_client_error() { ExitCode::from(2) } else { ExitCode::from(1) }
+            eprintln!(
+                "{}",
+                output::api_error_message(status.as_u16(), &body, global.token.is_some())
+            );
+            if status.is_client_error() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
         Failure::Unreachable { source } => {
             eprintln!("{}", unreachable_message(&global.url, &source));
@@ -459,7 +494,11 @@ impl ApiClient {
             .user_agent(concat!("lapse/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("could not set up the HTTP client")?;
-        Ok(ApiClient { http, base, token: global.token.clone() })
+        Ok(ApiClient {
+            http,
+            base,
+            token: global.token.clone(),
+        })
     }
 
     fn url(&self, segments: &[&str], query: &[(&str, Option<String>)]) -> Result<Url, Failure> {
@@ -470,11 +509,20 @@ impl ApiClient {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.map_err(|source| Failure::Unreachable { source })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| Failure::Unreachable { source })?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|source| Failure::Unreachable { source })?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| Failure::Unreachable { source })?;
         if !status.is_success() {
-            return Err(Failure::Api { status, body: bytes.to_vec() });
+            return Err(Failure::Api {
+                status,
+                body: bytes.to_vec(),
+            });
         }
         let body = serde_json::from_slice(&bytes).with_context(|| {
             format!("the server at {} answered HTTP {status} with something that is not JSON; is --url pointing at lapse?", self.base)
@@ -494,7 +542,9 @@ fn parse_base_url(raw: &str) -> Result<Url, Failure> {
         return Err(usage(format!("`{raw}` is not an http or https URL")));
     }
     if url.cannot_be_a_base() {
-        return Err(usage(format!("`{raw}` cannot have API paths appended to it")));
+        return Err(usage(format!(
+            "`{raw}` cannot have API paths appended to it"
+        )));
     }
     Ok(url)
 }
@@ -502,7 +552,11 @@ fn parse_base_url(raw: &str) -> Result<Url, Failure> {
 /// `base` with path `segments` appended (each percent-encoded, so an ID cannot change the path)
 /// and the present query parameters. A base with a path prefix keeps it, for a daemon behind a
 /// reverse proxy.
-fn endpoint(base: &Url, segments: &[&str], query: &[(&str, Option<String>)]) -> anyhow::Result<Url> {
+fn endpoint(
+    base: &Url,
+    segments: &[&str],
+    query: &[(&str, Option<String>)],
+) -> anyhow::Result<Url> {
     let mut url = base.clone();
     url.set_query(None);
     url.set_fragment(None);
@@ -510,8 +564,10 @@ fn endpoint(base: &Url, segments: &[&str], query: &[(&str, Option<String>)]) -> 
         .map_err(|()| anyhow::anyhow!("{base} cannot have API paths appended to it"))?
         .pop_if_empty()
         .extend(segments);
-    let present: Vec<(&str, &str)> =
-        query.iter().filter_map(|(k, v)| v.as_deref().map(|v| (*k, v))).collect();
+    let present: Vec<(&str, &str)> = query
+        .iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))
+        .collect();
     // Only touch the query when there is one: an empty serializer still leaves a bare `?`.
     if !present.is_empty() {
         url.query_pairs_mut().extend_pairs(present);
@@ -529,18 +585,31 @@ fn emit(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     let written = out
         .write_all(text.as_bytes())
-        .and_then(|()| if text.ends_with('\n') { Ok(()) } else { out.write_all(b"\n") })
+        .and_then(|()| {
+            if text.ends_with('\n') {
+                Ok(())
+            } else {
+                out.write_all(b"\n")
+            }
+        })
         .and_then(|()| out.flush());
     match written {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(anyhow::Error::new(e).context("could not write to stdout").into())
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::Error::new(e)
+            .context("could not write to stdout")
+            .into()),
         _ => Ok(()),
     }
 }
 
-async fn grant(api: &ApiClient, args: &GrantArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
-    let url = api.url(&["v1", "grants"], &[("wait", args.wait.then(|| "true".to_owned()))])?;
+async fn grant(
+    api: &ApiClient,
+    args: &GrantArgs,
+    format: OutputFormat,
+) -> Result<ExitCode, Failure> {
+    let url = api.url(
+        &["v1", "grants"],
+        &[("wait", args.wait.then(|| "true".to_owned()))],
+    )?;
     let mut request = api.http.post(url).json(&SubmitBody::from_args(args));
     if let Some(key) = &args.idempotency_key {
         request = request.header("Idempotency-Key", key);
@@ -552,7 +621,9 @@ async fn grant(api: &ApiClient, args: &GrantArgs, format: OutputFormat) -> Resul
     if reply.status == StatusCode::OK {
         // 200 instead of 201 is the daemon saying nothing new was made; worth knowing when a
         // retry was meant to be a new grant.
-        eprintln!("note: this idempotency key was used before with the same request; this is the grant it made");
+        eprintln!(
+            "note: this idempotency key was used before with the same request; this is the grant it made"
+        );
     }
     emit(&output::render_grant(format, &reply.body, Utc::now())?)?;
 
@@ -574,8 +645,13 @@ async fn grant(api: &ApiClient, args: &GrantArgs, format: OutputFormat) -> Resul
     if args.wait {
         let state = field("state").unwrap_or("unknown");
         if state != "active" {
-            let why = field("last_error").map(|e| format!(": {e}")).unwrap_or_default();
-            eprintln!("error: grant {} is {state}, not active{why}", field("id").unwrap_or("?"));
+            let why = field("last_error")
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            eprintln!(
+                "error: grant {} is {state}, not active{why}",
+                field("id").unwrap_or("?")
+            );
             return Ok(ExitCode::from(1));
         }
     }
@@ -601,18 +677,34 @@ async fn list(api: &ApiClient, args: &ListArgs, format: OutputFormat) -> Result<
 async fn show(api: &ApiClient, args: &ShowArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
     let url = api.url(&["v1", "grants", &args.id], &[])?;
     let reply = api.send(api.http.get(url)).await?;
-    emit(&output::render_grant_detail(format, &reply.body, Utc::now())?)?;
+    emit(&output::render_grant_detail(
+        format,
+        &reply.body,
+        Utc::now(),
+    )?)?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn revoke(api: &ApiClient, args: &RevokeArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
+async fn revoke(
+    api: &ApiClient,
+    args: &RevokeArgs,
+    format: OutputFormat,
+) -> Result<ExitCode, Failure> {
     let url = api.url(&["v1", "grants", &args.id, "revoke"], &[])?;
-    let reply = api.send(api.http.post(url).json(&RevokeBody { reason: &args.reason })).await?;
+    let reply = api
+        .send(api.http.post(url).json(&RevokeBody {
+            reason: &args.reason,
+        }))
+        .await?;
     emit(&output::render_grant(format, &reply.body, Utc::now())?)?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn history(api: &ApiClient, args: &HistoryArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
+async fn history(
+    api: &ApiClient,
+    args: &HistoryArgs,
+    format: OutputFormat,
+) -> Result<ExitCode, Failure> {
     let query = history_query(args, Utc::now())?;
     let url = api.url(&["v1", "history"], &query)?;
     let reply = api.send(api.http.get(url)).await?;
@@ -621,7 +713,10 @@ async fn history(api: &ApiClient, args: &HistoryArgs, format: OutputFormat) -> R
 }
 
 /// The query of `GET /v1/history`, with "ago" times turned into the RFC 3339 the API takes.
-fn history_query(args: &HistoryArgs, now: DateTime<Utc>) -> anyhow::Result<Vec<(&'static str, Option<String>)>> {
+fn history_query(
+    args: &HistoryArgs,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<(&'static str, Option<String>)>> {
     let resolve = |spec: Option<TimeSpec>| spec.map(|s| s.resolve(now).map(rfc3339)).transpose();
     Ok(vec![
         ("grant", args.grant.clone()),
@@ -639,7 +734,11 @@ async fn audit_verify(api: &ApiClient, format: OutputFormat) -> Result<ExitCode,
     emit(&output::render_verify(format, &reply.body)?)?;
     // Anything short of an explicit "ok": true fails, so a malformed answer cannot pass an audit.
     let intact = reply.body.get("ok").and_then(Value::as_bool) == Some(true);
-    Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 #[cfg(test)]
@@ -665,12 +764,27 @@ mod tests {
     #[test]
     fn grant_flags_become_the_submission_body() {
         let cli = parse(&[
-            "grant", "--kind", "group-membership", "--user", "a@example.com", "--user", "b@example.com",
-            "--group", "prod-db-admins", "--for", "2h", "--reason", "INC-4211", "--wait",
-            "--idempotency-key", "k1",
+            "grant",
+            "--kind",
+            "group-membership",
+            "--user",
+            "a@example.com",
+            "--user",
+            "b@example.com",
+            "--group",
+            "prod-db-admins",
+            "--for",
+            "2h",
+            "--reason",
+            "INC-4211",
+            "--wait",
+            "--idempotency-key",
+            "k1",
         ])
         .unwrap();
-        let Command::Grant(args) = cli.command else { panic!("not a grant") };
+        let Command::Grant(args) = cli.command else {
+            panic!("not a grant")
+        };
         assert!(args.wait);
         assert_eq!(args.idempotency_key.as_deref(), Some("k1"));
         let body = serde_json::to_value(SubmitBody::from_args(&args)).unwrap();
@@ -687,11 +801,27 @@ mod tests {
     #[test]
     fn bad_durations_reach_the_daemon_unjudged() {
         // The daemon owns the TTL rules and names the fix; the CLI must not swallow `-5m` as a flag.
-        let cli = parse(&["grant", "--kind", "ephemeral-group", "--for", "-5m", "--reason", "x"]).unwrap();
-        let Command::Grant(args) = cli.command else { panic!("not a grant") };
+        let cli = parse(&[
+            "grant",
+            "--kind",
+            "ephemeral-group",
+            "--for",
+            "-5m",
+            "--reason",
+            "x",
+        ])
+        .unwrap();
+        let Command::Grant(args) = cli.command else {
+            panic!("not a grant")
+        };
         assert_eq!(args.duration.as_deref(), Some("-5m"));
-        let cli = parse(&["grant", "--kind", "nonsense", "--for", "forever", "--reason", ""]).unwrap();
-        let Command::Grant(args) = cli.command else { panic!("not a grant") };
+        let cli = parse(&[
+            "grant", "--kind", "nonsense", "--for", "forever", "--reason", "",
+        ])
+        .unwrap();
+        let Command::Grant(args) = cli.command else {
+            panic!("not a grant")
+        };
         assert_eq!(args.kind, "nonsense");
         assert_eq!(args.reason, "");
     }
@@ -700,15 +830,36 @@ mod tests {
     fn grant_needs_exactly_one_of_for_and_until() {
         assert!(parse(&["grant", "--kind", "service-key", "--reason", "x"]).is_err());
         assert!(
-            parse(&["grant", "--kind", "service-key", "--for", "1h", "--until", "2026-03-01T13:00:00Z", "--reason", "x"])
-                .is_err()
+            parse(&[
+                "grant",
+                "--kind",
+                "service-key",
+                "--for",
+                "1h",
+                "--until",
+                "2026-03-01T13:00:00Z",
+                "--reason",
+                "x"
+            ])
+            .is_err()
         );
         let cli = parse(&[
-            "grant", "--kind", "service-key", "--service-account", "ci", "--until", "2026-03-01T13:00:00Z",
-            "--start", "2026-03-01T12:30:00Z", "--reason", "deploy",
+            "grant",
+            "--kind",
+            "service-key",
+            "--service-account",
+            "ci",
+            "--until",
+            "2026-03-01T13:00:00Z",
+            "--start",
+            "2026-03-01T12:30:00Z",
+            "--reason",
+            "deploy",
         ])
         .unwrap();
-        let Command::Grant(args) = cli.command else { panic!("not a grant") };
+        let Command::Grant(args) = cli.command else {
+            panic!("not a grant")
+        };
         let body = serde_json::to_value(SubmitBody::from_args(&args)).unwrap();
         assert_eq!(body["expires_at"], "2026-03-01T13:00:00Z");
         assert_eq!(body["starts_at"], "2026-03-01T12:30:00Z");
@@ -718,7 +869,16 @@ mod tests {
 
     #[test]
     fn global_flags_go_before_or_after_the_subcommand() {
-        let cli = parse(&["-o", "json", "--url", "http://h:1", "list", "--state", "active"]).unwrap();
+        let cli = parse(&[
+            "-o",
+            "json",
+            "--url",
+            "http://h:1",
+            "list",
+            "--state",
+            "active",
+        ])
+        .unwrap();
         assert_eq!(cli.global.output, OutputFormat::Json);
         assert_eq!(cli.global.url, "http://h:1");
         let cli = parse(&["list", "-o", "csv", "--token", "t"]).unwrap();
@@ -729,25 +889,89 @@ mod tests {
 
     #[test]
     fn server_side_commands_parse() {
-        let cli = parse(&["token", "create", "--name", "ci", "--role", "auditor", "--config", "l.toml"]).unwrap();
-        let Command::Token(TokenCmd::Create { role, name, config, identity }) = cli.command else { panic!("not token create") };
+        let cli = parse(&[
+            "token", "create", "--name", "ci", "--role", "auditor", "--config", "l.toml",
+        ])
+        .unwrap();
+        let Command::Token(TokenCmd::Create {
+            role,
+            name,
+            config,
+            identity,
+        }) = cli.command
+        else {
+            panic!("not token create")
+        };
         assert_eq!((role.as_str(), name.as_str()), ("auditor", "ci"));
         assert_eq!(identity, None);
-        let cli = parse(&["token", "create", "--name", "a", "--role", "operator", "--identity", "A@x.io"]).unwrap();
-        assert!(matches!(cli.command, Command::Token(TokenCmd::Create { identity: Some(i), .. }) if i == "A@x.io"));
-        let cli = parse(&["request", "prod", "--for", "2h", "--reason", "INC-1", "--break-glass"]).unwrap();
-        assert!(matches!(cli.command, Command::Request(a) if a.list == "prod" && a.duration.as_deref() == Some("2h") && a.break_glass));
+        let cli = parse(&[
+            "token",
+            "create",
+            "--name",
+            "a",
+            "--role",
+            "operator",
+            "--identity",
+            "A@x.io",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Command::Token(TokenCmd::Create { identity: Some(i), .. }) if i == "A@x.io")
+        );
+        let cli = parse(&[
+            "request",
+            "prod",
+            "--for",
+            "2h",
+            "--reason",
+            "INC-1",
+            "--break-glass",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Command::Request(a) if a.list == "prod" && a.duration.as_deref() == Some("2h") && a.break_glass)
+        );
         let cli = parse(&["review", "prod", "--keep", "a@x,b@x", "--remove", "c@x"]).unwrap();
-        assert!(matches!(cli.command, Command::Review(a) if a.keep == ["a@x", "b@x"] && a.remove == ["c@x"]));
-        assert!(matches!(parse(&["extend", "01J", "--by", "30m", "--reason", "r"]).unwrap().command, Command::Extend(_)));
+        assert!(
+            matches!(cli.command, Command::Review(a) if a.keep == ["a@x", "b@x"] && a.remove == ["c@x"])
+        );
+        assert!(matches!(
+            parse(&["extend", "01J", "--by", "30m", "--reason", "r"])
+                .unwrap()
+                .command,
+            Command::Extend(_)
+        ));
         assert_eq!(config, Some(PathBuf::from("l.toml")));
-        assert!(parse(&["token", "create", "--name", "ci", "--role", "root", "--config", "l.toml"]).is_err());
-        assert!(matches!(parse(&["config", "check", "l.toml"]).unwrap().command, Command::Config(ConfigCmd::Check { .. })));
-        assert!(matches!(parse(&["config", "example"]).unwrap().command, Command::Config(ConfigCmd::Example)));
-        assert!(matches!(parse(&["serve", "--config", "l.toml"]).unwrap().command, Command::Serve(_)));
-        assert!(matches!(parse(&["doctor", "--config", "l.toml"]).unwrap().command, Command::Doctor(_)));
-        assert!(matches!(parse(&["demo"]).unwrap().command, Command::Demo(_)));
-        assert!(matches!(parse(&["audit", "verify"]).unwrap().command, Command::Audit(AuditCmd::Verify)));
+        assert!(
+            parse(&[
+                "token", "create", "--name", "ci", "--role", "root", "--config", "l.toml"
+            ])
+            .is_err()
+        );
+        assert!(matches!(
+            parse(&["config", "check", "l.toml"]).unwrap().command,
+            Command::Config(ConfigCmd::Check { .. })
+        ));
+        assert!(matches!(
+            parse(&["config", "example"]).unwrap().command,
+            Command::Config(ConfigCmd::Example)
+        ));
+        assert!(matches!(
+            parse(&["serve", "--config", "l.toml"]).unwrap().command,
+            Command::Serve(_)
+        ));
+        assert!(matches!(
+            parse(&["doctor", "--config", "l.toml"]).unwrap().command,
+            Command::Doctor(_)
+        ));
+        assert!(matches!(
+            parse(&["demo"]).unwrap().command,
+            Command::Demo(_)
+        ));
+        assert!(matches!(
+            parse(&["audit", "verify"]).unwrap().command,
+            Command::Audit(AuditCmd::Verify)
+        ));
     }
 
     #[tokio::test]
@@ -764,19 +988,45 @@ mod tests {
         );
         let two_hours = parse_time_spec("2h").unwrap();
         assert_eq!(two_hours, TimeSpec::Ago(Duration::from_secs(7200)));
-        assert_eq!(two_hours.resolve(now()).unwrap(), Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).single().unwrap());
+        assert_eq!(
+            two_hours.resolve(now()).unwrap(),
+            Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).single().unwrap()
+        );
         let odd_now = now() + chrono::Duration::milliseconds(250);
-        assert_eq!(two_hours.resolve(odd_now).unwrap(), Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).single().unwrap());
-        assert!(parse_time_spec("yesterday").unwrap_err().contains("RFC 3339"));
+        assert_eq!(
+            two_hours.resolve(odd_now).unwrap(),
+            Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).single().unwrap()
+        );
+        assert!(
+            parse_time_spec("yesterday")
+                .unwrap_err()
+                .contains("RFC 3339")
+        );
         assert!(parse(&["history", "--since", "nope"]).is_err());
     }
 
     #[test]
     fn history_query_resolves_ago_times() {
-        let cli = parse(&["history", "--since", "2h", "--until", "2026-03-01T11:30:00Z", "--user", "a@example.com"]).unwrap();
-        let Command::History(args) = cli.command else { panic!("not history") };
+        let cli = parse(&[
+            "history",
+            "--since",
+            "2h",
+            "--until",
+            "2026-03-01T11:30:00Z",
+            "--user",
+            "a@example.com",
+        ])
+        .unwrap();
+        let Command::History(args) = cli.command else {
+            panic!("not history")
+        };
         let query = history_query(&args, now()).unwrap();
-        let get = |k: &str| query.iter().find(|(name, _)| *name == k).and_then(|(_, v)| v.clone());
+        let get = |k: &str| {
+            query
+                .iter()
+                .find(|(name, _)| *name == k)
+                .and_then(|(_, v)| v.clone())
+        };
         assert_eq!(get("since").as_deref(), Some("2026-03-01T10:00:00Z"));
         assert_eq!(get("until").as_deref(), Some("2026-03-01T11:30:00Z"));
         assert_eq!(get("user").as_deref(), Some("a@example.com"));
@@ -786,26 +1036,47 @@ mod tests {
     #[test]
     fn endpoints_keep_prefixes_encode_ids_and_skip_empty_queries() {
         let base = parse_base_url("http://127.0.0.1:7420").unwrap();
-        assert_eq!(endpoint(&base, &["v1", "grants"], &[]).unwrap().as_str(), "http://127.0.0.1:7420/v1/grants");
+        assert_eq!(
+            endpoint(&base, &["v1", "grants"], &[]).unwrap().as_str(),
+            "http://127.0.0.1:7420/v1/grants"
+        );
         let proxied = parse_base_url("https://ops.example.com/lapse/").unwrap();
         assert_eq!(
-            endpoint(&proxied, &["v1", "grants", "01J/../x", "revoke"], &[]).unwrap().as_str(),
+            endpoint(&proxied, &["v1", "grants", "01J/../x", "revoke"], &[])
+                .unwrap()
+                .as_str(),
             "https://ops.example.com/lapse/v1/grants/01J%2F..%2Fx/revoke"
         );
         let url = endpoint(
             &base,
             &["v1", "grants"],
-            &[("state", Some("active".to_owned())), ("user", None), ("resource", Some("prod db&x".to_owned()))],
+            &[
+                ("state", Some("active".to_owned())),
+                ("user", None),
+                ("resource", Some("prod db&x".to_owned())),
+            ],
         )
         .unwrap();
-        assert_eq!(url.as_str(), "http://127.0.0.1:7420/v1/grants?state=active&resource=prod+db%26x");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:7420/v1/grants?state=active&resource=prod+db%26x"
+        );
     }
 
     #[test]
     fn bad_urls_are_usage_errors() {
-        assert!(matches!(parse_base_url("127.0.0.1:7420"), Err(Failure::Usage { .. })));
-        assert!(matches!(parse_base_url("ftp://h"), Err(Failure::Usage { .. })));
-        assert!(matches!(parse_base_url("not a url"), Err(Failure::Usage { .. })));
+        assert!(matches!(
+            parse_base_url("127.0.0.1:7420"),
+            Err(Failure::Usage { .. })
+        ));
+        assert!(matches!(
+            parse_base_url("ftp://h"),
+            Err(Failure::Usage { .. })
+        ));
+        assert!(matches!(
+            parse_base_url("not a url"),
+            Err(Failure::Usage { .. })
+        ));
     }
 
     #[tokio::test]
@@ -815,14 +1086,26 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let global = GlobalArgs { url: format!("http://127.0.0.1:{port}"), token: None, output: OutputFormat::Table };
+        let global = GlobalArgs {
+            url: format!("http://127.0.0.1:{port}"),
+            token: None,
+            output: OutputFormat::Table,
+        };
         let api = ApiClient::new(&global).unwrap();
         let url = api.url(&["v1", "grants"], &[]).unwrap();
         let Err(Failure::Unreachable { source }) = api.send(api.http.get(url)).await else {
             panic!("expected an unreachable daemon")
         };
         let message = unreachable_message(&global.url, &source);
-        assert!(message.contains(&format!("could not reach the lapse API at http://127.0.0.1:{port}")), "{message}");
-        assert!(message.contains("lapse serve") && message.contains("--url"), "{message}");
+        assert!(
+            message.contains(&format!(
+                "could not reach the lapse API at http://127.0.0.1:{port}"
+            )),
+            "{message}"
+        );
+        assert!(
+            message.contains("lapse serve") && message.contains("--url"),
+            "{message}"
+        );
     }
 }

@@ -16,28 +16,48 @@ use crate::settings::Settings;
 
 pub async fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
     crate::telemetry::init_logging("warn,lapse=info,lapse_engine=info", false);
-    let sim = start(SimConfig::default()).await.context("starting the embedded Twingate stand-in")?;
+    let sim = start(SimConfig::default())
+        .await
+        .context("starting the embedded Twingate stand-in")?;
     let dir = tempfile::tempdir().context("creating a temporary state directory")?;
     let mut settings = Settings::defaults().context("loading demo settings")?;
     settings.twingate.base_url = sim.base_url();
     settings.database.path = dir.path().join("lapse.db");
     let store = serve::open_store(&settings).await?;
     let token = store.create_token("demo-admin", Role::Admin).await?;
-    let client = TwingateClient::new(serve::client_config(&settings, SecretString::from(twingate_sim::DEMO_ADMIN_KEY)))?;
+    let client = TwingateClient::new(serve::client_config(
+        &settings,
+        SecretString::from(twingate_sim::DEMO_ADMIN_KEY),
+    ))?;
     let app = serve::build_with(&settings, store, Arc::new(client)).await?;
     let url = format!("{}://{}", app.scheme(), app.addr());
-    println!("lapse demo: daemon at {url}, Twingate stand-in at {}", sim.base_url());
-    println!("database: {} (deleted on exit)\n", settings.database.path.display());
+    println!(
+        "lapse demo: daemon at {url}, Twingate stand-in at {}",
+        sim.base_url()
+    );
+    println!(
+        "database: {} (deleted on exit)\n",
+        settings.database.path.display()
+    );
     println!("In another terminal:");
     println!("  export LAPSE_URL={url} LAPSE_TOKEN={token}");
-    println!("  lapse grant --kind group-membership --group oncall --user alice@example.com --for 2m --reason INC-4211");
-    println!("  lapse grant --kind ephemeral-group --user bob@example.com --resource prod-db --for 1m --reason 'deploy check' --wait");
+    println!(
+        "  lapse grant --kind group-membership --group oncall --user alice@example.com --for 2m --reason INC-4211"
+    );
+    println!(
+        "  lapse grant --kind ephemeral-group --user bob@example.com --resource prod-db --for 1m --reason 'deploy check' --wait"
+    );
     println!("  lapse list");
     println!("\nPress Ctrl-C to stop.\n");
     let mut events = app.engine().subscribe();
     let feed = tokio::spawn(async move {
         while let Ok(e) = events.recv().await {
-            println!("{}  grant {}  {}", e.at.format("%H:%M:%S"), e.grant, e.state);
+            println!(
+                "{}  grant {}  {}",
+                e.at.format("%H:%M:%S"),
+                e.grant,
+                e.state
+            );
         }
     });
     app.run_until_stopped(serve::shutdown_signal()).await?;

@@ -17,8 +17,11 @@ use crate::settings::Settings;
 pub const EXAMPLE_CONFIG: &str = include_str!("../../../deploy/lapse.toml");
 
 fn load(config: Option<&Path>) -> anyhow::Result<Settings> {
-    let file = config.map(Path::to_path_buf).unwrap_or_else(|| crate::settings::DEFAULT_CONFIG.into());
-    let s = Settings::load(config).with_context(|| format!("loading settings from {}", file.display()))?;
+    let file = config
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| crate::settings::DEFAULT_CONFIG.into());
+    let s = Settings::load(config)
+        .with_context(|| format!("loading settings from {}", file.display()))?;
     s.validate()?;
     Ok(s)
 }
@@ -34,7 +37,12 @@ pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
 
 pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        TokenCmd::Create { name, role, identity, config } => {
+        TokenCmd::Create {
+            name,
+            role,
+            identity,
+            config,
+        } => {
             let settings = Settings::load(config.as_deref()).context("loading settings")?;
             let role: Role = role.parse().map_err(|e| anyhow::anyhow!("--role: {e}"))?;
             let store = serve::open_store(&settings).await?;
@@ -43,7 +51,10 @@ pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
                 store.set_token_identity(&name, identity).await?;
             }
             store.close().await;
-            println!("created {} token {name:?}; it is shown once, store it now:", role.as_str());
+            println!(
+                "created {} token {name:?}; it is shown once, store it now:",
+                role.as_str()
+            );
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
@@ -96,15 +107,42 @@ pub async fn doctor(config: Option<&Path>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    report("config", settings.validate().map(|_| "valid".to_owned()).map_err(|e| e.to_string()));
+    report(
+        "config",
+        settings
+            .validate()
+            .map(|_| "valid".to_owned())
+            .map_err(|e| e.to_string()),
+    );
     match serve::open_store(&settings).await {
         Ok(store) => {
             let p = store.pragmas().clone();
-            report("database", Ok(format!("{} (journal_mode={}, synchronous={}, foreign_keys={})", settings.database.path.display(), p.journal_mode, p.synchronous, p.foreign_keys)));
-            report("database write", store.check_writable().await.map(|_| "writable".to_owned()).map_err(|e| e.to_string()));
+            report(
+                "database",
+                Ok(format!(
+                    "{} (journal_mode={}, synchronous={}, foreign_keys={})",
+                    settings.database.path.display(),
+                    p.journal_mode,
+                    p.synchronous,
+                    p.foreign_keys
+                )),
+            );
+            report(
+                "database write",
+                store
+                    .check_writable()
+                    .await
+                    .map(|_| "writable".to_owned())
+                    .map_err(|e| e.to_string()),
+            );
             store.close().await;
         }
-        Err(e) => report("database", Err(format!("{e}; check database.path and that the directory is writable by the lapse user"))),
+        Err(e) => report(
+            "database",
+            Err(format!(
+                "{e}; check database.path and that the directory is writable by the lapse user"
+            )),
+        ),
     }
     match settings.api_key() {
         Err(e) => report("twingate key", Err(e.to_string())),
@@ -121,8 +159,13 @@ pub async fn doctor(config: Option<&Path>) -> anyhow::Result<ExitCode> {
                 );
                 // Deleting a group that cannot exist proves write permission without changing anything.
                 let probe = lapse_core::RemoteId::new("R3JvdXA6MA==");
-                let write = match client.delete_group(&probe, lapse_core::provider::Priority::Apply).await {
-                    Ok(()) | Err(lapse_core::ProviderError::AlreadyGone(_)) => Ok("the key may write".to_owned()),
+                let write = match client
+                    .delete_group(&probe, lapse_core::provider::Priority::Apply)
+                    .await
+                {
+                    Ok(()) | Err(lapse_core::ProviderError::AlreadyGone(_)) => {
+                        Ok("the key may write".to_owned())
+                    }
                     Err(e) => Err(format!("{e}; the key needs the Read & Write permission")),
                 };
                 report("twingate write", write);
@@ -132,7 +175,15 @@ pub async fn doctor(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let now = chrono::Utc::now();
     report(
         "clock",
-        if now.timestamp() > 1_700_000_000 { Ok(now.to_rfc3339()) } else { Err(format!("{now} looks wrong; enable NTP")) },
+        if now.timestamp() > 1_700_000_000 {
+            Ok(now.to_rfc3339())
+        } else {
+            Err(format!("{now} looks wrong; enable NTP"))
+        },
     );
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -91,7 +91,9 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("A lapse token, made by an admin with `lapse token create`"))
+                    .description(Some(
+                        "A lapse token, made by an admin with `lapse token create`",
+                    ))
                     .build(),
             ),
         );
@@ -153,14 +155,31 @@ mod tests {
         let mut seen = 0;
         for call in router.split(".route(").skip(1) {
             let path = call.split('"').nth(1).expect("route path");
-            let item = doc.paths.paths.get(path).unwrap_or_else(|| panic!("{path} is routed but not documented"));
+            let item = doc
+                .paths
+                .paths
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} is routed but not documented"));
             let methods = call.split("\n").next().unwrap_or_default();
-            for (method, op) in [("get(", &item.get), ("post(", &item.post), ("delete(", &item.delete), ("put(", &item.put)] {
-                assert_eq!(methods.contains(method), op.is_some(), "{path}: {method} routed vs documented");
+            for (method, op) in [
+                ("get(", &item.get),
+                ("post(", &item.post),
+                ("delete(", &item.delete),
+                ("put(", &item.put),
+            ] {
+                assert_eq!(
+                    methods.contains(method),
+                    op.is_some(),
+                    "{path}: {method} routed vs documented"
+                );
             }
             seen += 1;
         }
         assert!(seen >= 10, "only {seen} routes found in the router");
-        assert_eq!(seen, doc.paths.paths.len(), "the document lists routes the router does not serve");
+        assert_eq!(
+            seen,
+            doc.paths.paths.len(),
+            "the document lists routes the router does not serve"
+        );
     }
 }

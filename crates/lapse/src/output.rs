@@ -132,7 +132,11 @@ const DETAIL_TABLE_WIDTH: usize = 100;
 const NAMES_IN_LIST: usize = 3;
 
 /// Renders `GET /v1/grants` in `format`.
-pub fn render_grant_list(format: OutputFormat, raw: &Value, now: DateTime<Utc>) -> anyhow::Result<String> {
+pub fn render_grant_list(
+    format: OutputFormat,
+    raw: &Value,
+    now: DateTime<Utc>,
+) -> anyhow::Result<String> {
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
@@ -144,7 +148,11 @@ pub fn render_grant_list(format: OutputFormat, raw: &Value, now: DateTime<Utc>) 
 }
 
 /// Renders `GET /v1/grants/{id}` in `format`.
-pub fn render_grant_detail(format: OutputFormat, raw: &Value, now: DateTime<Utc>) -> anyhow::Result<String> {
+pub fn render_grant_detail(
+    format: OutputFormat,
+    raw: &Value,
+    now: DateTime<Utc>,
+) -> anyhow::Result<String> {
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
@@ -159,7 +167,11 @@ pub fn render_grant_detail(format: OutputFormat, raw: &Value, now: DateTime<Utc>
 ///
 /// A service key's token is not part of the table or the CSV: the caller prints it on a line of
 /// its own (see [`token_line`]) so that it cannot be mistaken for, or lost in, other output.
-pub fn render_grant(format: OutputFormat, raw: &Value, now: DateTime<Utc>) -> anyhow::Result<String> {
+pub fn render_grant(
+    format: OutputFormat,
+    raw: &Value,
+    now: DateTime<Utc>,
+) -> anyhow::Result<String> {
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
@@ -232,7 +244,11 @@ pub fn grants_table(grants: &[GrantView], now: DateTime<Utc>) -> String {
 }
 
 /// One grant as a two-column table, then its history if there is any.
-pub fn grant_detail_table(grant: &GrantView, history: &[HistoryView], now: DateTime<Utc>) -> String {
+pub fn grant_detail_table(
+    grant: &GrantView,
+    history: &[HistoryView],
+    now: DateTime<Utc>,
+) -> String {
     let mut table = new_table();
     let mut field = |name: &str, value: String| {
         table.add_row(vec![name.to_owned(), value]);
@@ -409,18 +425,31 @@ pub fn grant_detail_csv(grant: &GrantView, history: &[HistoryView]) -> anyhow::R
 /// The verdict of `lapse audit verify` as one CSV row.
 pub fn verify_csv(v: &VerifyView) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["rows_checked", "ok", "first_broken_seq", "first_broken_reason"])?;
+    w.write_record([
+        "rows_checked",
+        "ok",
+        "first_broken_seq",
+        "first_broken_reason",
+    ])?;
     w.write_record([
         v.rows_checked.to_string(),
         v.ok.to_string(),
-        v.first_broken.as_ref().map(|b| b.seq.to_string()).unwrap_or_default(),
-        v.first_broken.as_ref().map(|b| b.reason.clone()).unwrap_or_default(),
+        v.first_broken
+            .as_ref()
+            .map(|b| b.seq.to_string())
+            .unwrap_or_default(),
+        v.first_broken
+            .as_ref()
+            .map(|b| b.reason.clone())
+            .unwrap_or_default(),
     ])?;
     finish_csv(w)
 }
 
 fn finish_csv(w: csv::Writer<Vec<u8>>) -> anyhow::Result<String> {
-    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("could not finish the CSV: {}", e.error()))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("could not finish the CSV: {}", e.error()))?;
     String::from_utf8(bytes).context("the CSV is not UTF-8")
 }
 
@@ -471,11 +500,20 @@ pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
         return "now".to_owned();
     }
     let span = human_span(secs.unsigned_abs());
-    if secs > 0 { format!("in {span}") } else { format!("{span} ago") }
+    if secs > 0 {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
 }
 
 fn human_span(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60, secs % 60);
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3_600,
+        secs % 3_600 / 60,
+        secs % 60,
+    );
     // Truncating, not rounding: "in 1h 59m" must never claim more time than is left.
     match (d, h, m) {
         (0, 0, 0) => format!("{s}s"),
@@ -550,14 +588,22 @@ fn what(g: &GrantView) -> String {
     if parts.is_empty() && g.kind == "service-key" {
         parts.push("a new key".to_owned());
     }
-    if parts.is_empty() { "-".to_owned() } else { parts.join("; ") }
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join("; ")
+    }
 }
 
 fn names(all: &[String]) -> String {
     if all.len() <= NAMES_IN_LIST {
         return all.join(", ");
     }
-    format!("{}, +{} more", all[..NAMES_IN_LIST].join(", "), all.len() - NAMES_IN_LIST)
+    format!(
+        "{}, +{} more",
+        all[..NAMES_IN_LIST].join(", "),
+        all.len() - NAMES_IN_LIST
+    )
 }
 
 fn shorten(s: &str, max_chars: usize) -> String {
@@ -641,7 +687,10 @@ mod tests {
         assert_eq!(relative(at(10, 0, 0), now), "now");
         assert_eq!(relative(at(10, 0, 45), now), "in 45s");
         assert_eq!(relative(at(12, 0, 0), now), "in 2h");
-        let later = Utc.with_ymd_and_hms(2026, 3, 3, 13, 30, 0).single().unwrap();
+        let later = Utc
+            .with_ymd_and_hms(2026, 3, 3, 13, 30, 0)
+            .single()
+            .unwrap();
         assert_eq!(relative(later, now), "in 2d 3h");
         assert_eq!(relative(now, later), "2d 3h ago");
     }
@@ -649,7 +698,10 @@ mod tests {
     #[test]
     fn list_table_has_ids_states_and_relative_expiry() {
         let now = at(10, 0, 30);
-        let out = grants_table(&[grant("01JAAA", "active"), grant("01JBBB", "expired")], now);
+        let out = grants_table(
+            &[grant("01JAAA", "active"), grant("01JBBB", "expired")],
+            now,
+        );
         assert!(out.contains("01JAAA"), "{out}");
         assert!(out.contains("01JBBB"), "{out}");
         assert!(out.contains("active"), "{out}");
@@ -658,11 +710,17 @@ mod tests {
         assert!(out.contains("alice@example.com"), "{out}");
         assert!(out.contains("group prod-db-admins"), "{out}");
         let header = out.lines().next().unwrap();
-        assert!(header.starts_with("ID "), "lines start at the first column: {header:?}");
+        assert!(
+            header.starts_with("ID "),
+            "lines start at the first column: {header:?}"
+        );
         for column in ["ID", "KIND", "STATE", "WHO", "WHAT", "EXPIRES"] {
             assert!(header.contains(column), "{header}");
         }
-        assert!(out.lines().all(|l| l == l.trim_end()), "no trailing blanks: {out:?}");
+        assert!(
+            out.lines().all(|l| l == l.trim_end()),
+            "no trailing blanks: {out:?}"
+        );
     }
 
     #[test]
@@ -696,7 +754,10 @@ mod tests {
 
         let mut many = grant("01JM", "active");
         many.users = (1..=5).map(|i| format!("u{i}@example.com")).collect();
-        assert_eq!(who(&many), "u1@example.com, u2@example.com, u3@example.com, +2 more");
+        assert_eq!(
+            who(&many),
+            "u1@example.com, u2@example.com, u3@example.com, +2 more"
+        );
     }
 
     #[test]
@@ -713,8 +774,14 @@ mod tests {
         assert!(out.contains("INC-4211"), "{out}");
         assert!(out.contains("2026-03-01T12:00:00Z (in 2h)"), "{out}");
         let (fields, history) = out.split_once("\n\nhistory\n").unwrap();
-        assert!(!fields.contains("attempts"), "clean grant shows no attempts: {fields}");
-        assert!(history.lines().next().unwrap().contains("DETAIL"), "{history}");
+        assert!(
+            !fields.contains("attempts"),
+            "clean grant shows no attempts: {fields}"
+        );
+        assert!(
+            history.lines().next().unwrap().contains("DETAIL"),
+            "{history}"
+        );
         assert!(!history.contains("GRANT"), "{history}");
         assert!(history.contains(r#"{"ttl":"2h"}"#), "{history}");
     }
@@ -738,7 +805,10 @@ mod tests {
         assert_eq!(lines.next().unwrap(), GRANT_CSV_HEADER.join(","));
         let row = lines.next().unwrap();
         assert!(row.contains(r#""INC-1, db ""hot""""#), "{row}");
-        assert!(row.contains(r#""[""alice@example.com"",""bob@example.com""]""#), "{row}");
+        assert!(
+            row.contains(r#""[""alice@example.com"",""bob@example.com""]""#),
+            "{row}"
+        );
         assert!(lines.next().is_none());
 
         // And it reads back as the same fields.
@@ -762,7 +832,8 @@ mod tests {
 
     #[test]
     fn show_csv_is_grant_then_blank_line_then_history() {
-        let out = grant_detail_csv(&grant("01JS", "active"), &[history_row(1, Value::Null)]).unwrap();
+        let out =
+            grant_detail_csv(&grant("01JS", "active"), &[history_row(1, Value::Null)]).unwrap();
         let sections: Vec<&str> = out.split("\n\n").collect();
         assert_eq!(sections.len(), 2, "{out}");
         assert!(sections[0].starts_with("id,kind,state"));
@@ -780,9 +851,15 @@ mod tests {
             "next_attempt_at": null, "last_error": null, "some_future_field": 1
         }]});
         let table = render_grant_list(OutputFormat::Table, &raw, at(10, 0, 0)).unwrap();
-        assert!(table.contains("01JR") && table.contains("service account ci"), "{table}");
+        assert!(
+            table.contains("01JR") && table.contains("service account ci"),
+            "{table}"
+        );
         let csv = render_grant_list(OutputFormat::Csv, &raw, at(10, 0, 0)).unwrap();
-        assert!(csv.contains("2026-03-01T12:00:00.123Z"), "exports keep precision: {csv}");
+        assert!(
+            csv.contains("2026-03-01T12:00:00.123Z"),
+            "exports keep precision: {csv}"
+        );
         let json = render_grant_list(OutputFormat::Json, &raw, at(10, 0, 0)).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), raw);
         assert!(render_grant_list(OutputFormat::Table, &json!({"nope": 1}), at(10, 0, 0)).is_err());
@@ -790,16 +867,26 @@ mod tests {
 
     #[test]
     fn verify_names_the_first_broken_row() {
-        let ok = VerifyView { rows_checked: 12, ok: true, first_broken: None };
+        let ok = VerifyView {
+            rows_checked: 12,
+            ok: true,
+            first_broken: None,
+        };
         assert_eq!(verify_text(&ok), "history chain intact: 12 rows checked");
         let broken = VerifyView {
             rows_checked: 12,
             ok: false,
-            first_broken: Some(BrokenRow { seq: 7, reason: "hash mismatch".to_owned() }),
+            first_broken: Some(BrokenRow {
+                seq: 7,
+                reason: "hash mismatch".to_owned(),
+            }),
         };
         assert!(verify_text(&broken).contains("BROKEN at row 7: hash mismatch"));
         let csv = verify_csv(&broken).unwrap();
-        assert_eq!(csv, "rows_checked,ok,first_broken_seq,first_broken_reason\n12,false,7,hash mismatch\n");
+        assert_eq!(
+            csv,
+            "rows_checked,ok,first_broken_seq,first_broken_reason\n12,false,7,hash mismatch\n"
+        );
     }
 
     #[test]
@@ -810,9 +897,14 @@ mod tests {
             "error: duration: must be positive\n  fix: use e.g. --for 2h"
         );
         let no_field = br#"{"error":{"code":"forbidden","field":null,"message":"auditors read only","fix":null}}"#;
-        assert_eq!(api_error_message(403, no_field, true), "error: auditors read only");
+        assert_eq!(
+            api_error_message(403, no_field, true),
+            "error: auditors read only"
+        );
         let unauth = br#"{"error":{"code":"unauthorized","message":"missing bearer token"}}"#;
-        assert!(api_error_message(401, unauth, false).contains("fix: pass --token or set LAPSE_TOKEN"));
+        assert!(
+            api_error_message(401, unauth, false).contains("fix: pass --token or set LAPSE_TOKEN")
+        );
         assert_eq!(
             api_error_message(502, b"<html>Bad Gateway</html>", true),
             "error: the server answered HTTP 502: <html>Bad Gateway</html>"

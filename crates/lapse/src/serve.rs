@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum_server::tls_rustls::RustlsConfig;
 use lapse_core::AccessProvider;
 use lapse_core::plan::PlanConfig;
 use lapse_core::policy::Limits;
@@ -13,7 +14,6 @@ use lapse_engine::{Engine, EngineConfig, EngineHandle};
 use lapse_store::Store;
 use lapse_twingate::{ClientConfig, TwingateClient};
 use secrecy::SecretString;
-use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -25,19 +25,34 @@ use crate::settings::Settings;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("creating the database directory {path}: {source}")]
-    StateDir { path: String, source: std::io::Error },
+    StateDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("opening the database: {0}")]
     Store(#[from] lapse_store::StoreError),
     #[error("configuring the Twingate client: {0}")]
     Client(#[from] lapse_twingate::ConfigError),
     #[error("first call to Twingate at {url} failed: {error}")]
-    Twingate { url: String, error: lapse_core::ProviderError },
+    Twingate {
+        url: String,
+        error: lapse_core::ProviderError,
+    },
     #[error("loading grants: {0}")]
     Engine(#[from] lapse_engine::EngineError),
     #[error("binding the API to {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("loading the TLS certificate {cert} and key {key}: {source}; both must be PEM files readable by the lapse user")]
-    Tls { cert: String, key: String, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "loading the TLS certificate {cert} and key {key}: {source}; both must be PEM files readable by the lapse user"
+    )]
+    Tls {
+        cert: String,
+        key: String,
+        source: std::io::Error,
+    },
     #[error("installing the SIGHUP handler: {0}")]
     Signal(std::io::Error),
     #[error("setting up notifications: {0}")]
@@ -63,9 +78,11 @@ pub struct Application<P> {
 pub fn engine_config(s: &Settings) -> EngineConfig {
     EngineConfig {
         plan: PlanConfig {
-            backstop_grace: chrono::Duration::from_std(s.grants.backstop_grace).unwrap_or(chrono::Duration::minutes(5)),
+            backstop_grace: chrono::Duration::from_std(s.grants.backstop_grace)
+                .unwrap_or(chrono::Duration::minutes(5)),
             ephemeral_backstop: s.grants.ephemeral_backstop,
-            sweep_interval: chrono::Duration::from_std(s.engine.sweep_interval).unwrap_or(chrono::Duration::minutes(5)),
+            sweep_interval: chrono::Duration::from_std(s.engine.sweep_interval)
+                .unwrap_or(chrono::Duration::minutes(5)),
         },
         tick: s.engine.tick,
         sweep_reads_per_minute: s.engine.sweep_reads_per_minute,
@@ -76,7 +93,8 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
 
 pub fn limits(s: &Settings) -> Limits {
     Limits {
-        max_ttl: chrono::Duration::from_std(s.grants.max_duration).unwrap_or(chrono::Duration::hours(24)),
+        max_ttl: chrono::Duration::from_std(s.grants.max_duration)
+            .unwrap_or(chrono::Duration::hours(24)),
         max_reason_chars: s.grants.max_reason_chars,
         ..Limits::default()
     }
@@ -93,14 +111,25 @@ pub fn client_config(s: &Settings, api_key: SecretString) -> ClientConfig {
 
 /// Open the store, creating its directory.
 pub async fn open_store(s: &Settings) -> Result<Store, StartError> {
-    if let Some(dir) = s.database.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StartError::StateDir { path: dir.display().to_string(), source })?;
+    if let Some(dir) = s
+        .database
+        .path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|source| StartError::StateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
     Ok(Store::open(&s.database.path).await?)
 }
 
 /// Every fallible start-up step, against the real Twingate client.
-pub async fn build(settings: &Settings, api_key: SecretString) -> Result<Application<TwingateClient>, StartError> {
+pub async fn build(
+    settings: &Settings,
+    api_key: SecretString,
+) -> Result<Application<TwingateClient>, StartError> {
     let store = open_store(settings).await?;
     let client = TwingateClient::new(client_config(settings, api_key))?;
     build_with(settings, store, Arc::new(client)).await
@@ -114,24 +143,35 @@ pub async fn build_with<P: AccessProvider + 'static>(
     // The recorder goes in first, so that nothing recorded during start-up is lost.
     let metrics = crate::telemetry::metrics_handle();
     #[cfg(unix)]
-    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(StartError::Signal)?;
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(StartError::Signal)?;
     let tls = match settings.server.tls() {
-        Some((cert, key)) => Some(RustlsConfig::from_pem_file(cert, key).await.map_err(|source| StartError::Tls {
-            cert: cert.display().to_string(),
-            key: key.display().to_string(),
-            source,
-        })?),
+        Some((cert, key)) => Some(RustlsConfig::from_pem_file(cert, key).await.map_err(
+            |source| StartError::Tls {
+                cert: cert.display().to_string(),
+                key: key.display().to_string(),
+                source,
+            },
+        )?),
         None => None,
     };
     // A first successful read proves the URL, the network and the key before we say we are ready.
     provider
         .groups_by_name("lapse-readiness-probe")
         .await
-        .map_err(|error| StartError::Twingate { url: settings.twingate.base_url.clone(), error })?;
-    let (engine, handle) = lapse_engine::build(store.clone(), provider.clone(), engine_config(settings)).await?;
+        .map_err(|error| StartError::Twingate {
+            url: settings.twingate.base_url.clone(),
+            error,
+        })?;
+    let (engine, handle) =
+        lapse_engine::build(store.clone(), provider.clone(), engine_config(settings)).await?;
     let addr = settings.server.listen;
-    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
     if !addr.ip().is_loopback() && tls.is_none() {
         warn!(%addr, "serving the API on a non-loopback address without TLS (server.allow_insecure_remote); bearer tokens cross the network in clear text");
     }
@@ -172,24 +212,30 @@ impl<P: AccessProvider + 'static> Application<P> {
     }
 
     /// Run the loop and the API until `shutdown` resolves; the pass in flight is finished first.
-    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
         let engine_task = tokio::spawn(self.engine.run_until_stopped(stopped(stop_rx.clone())));
-        let router = api::router(self.state.clone()).merge(crate::requests::router(self.requests.clone()));
+        let router =
+            api::router(self.state.clone()).merge(crate::requests::router(self.requests.clone()));
         self.requests.spawn(stop_rx.clone());
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let server_task = match self.tls {
             None => {
-                let server = axum::serve(self.listener, router).with_graceful_shutdown(stopped(stop_rx.clone()));
+                let server = axum::serve(self.listener, router)
+                    .with_graceful_shutdown(stopped(stop_rx.clone()));
                 tokio::spawn(async move { server.await })
             }
             Some(tls) => {
                 let handle = axum_server::Handle::new();
                 let std_listener = self.listener.into_std()?;
-                let server = axum_server::from_tcp_rustls(std_listener, tls)?.handle(handle.clone());
+                let server =
+                    axum_server::from_tcp_rustls(std_listener, tls)?.handle(handle.clone());
                 let stop = stopped(stop_rx.clone());
                 tokio::spawn(async move {
                     stop.await;
@@ -200,7 +246,11 @@ impl<P: AccessProvider + 'static> Application<P> {
             }
         };
         #[cfg(unix)]
-        let reload_task = tokio::spawn(watch_hangups(self.hangup, stop_rx.clone(), self.requests.clone()));
+        let reload_task = tokio::spawn(watch_hangups(
+            self.hangup,
+            stop_rx.clone(),
+            self.requests.clone(),
+        ));
         self.state.ready.store(true, Ordering::Relaxed);
         info!(addr = %self.addr, scheme, "lapse is ready");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -236,10 +286,10 @@ async fn pet_watchdog(engine: EngineHandle, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(period) => {}
         }
-        let fresh = engine
-            .health()
-            .last_pass
-            .is_some_and(|t| chrono::Utc::now() - t < chrono::Duration::from_std(period * 2).unwrap_or(chrono::Duration::seconds(30)));
+        let fresh = engine.health().last_pass.is_some_and(|t| {
+            chrono::Utc::now() - t
+                < chrono::Duration::from_std(period * 2).unwrap_or(chrono::Duration::seconds(30))
+        });
         if fresh {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         }

@@ -149,15 +149,29 @@ pub enum SettingsError {
     #[error("not valid TOML: {cause}")]
     Syntax { cause: String },
     #[error("{key} = {value}{origin}: {problem}; accepted: {accepted}")]
-    Invalid { key: String, value: String, origin: String, problem: String, accepted: String },
+    Invalid {
+        key: String,
+        value: String,
+        origin: String,
+        problem: String,
+        accepted: String,
+    },
     #[error("{key}{origin}: {problem}; accepted: {accepted}")]
-    Unknown { key: String, origin: String, problem: String, accepted: String },
+    Unknown {
+        key: String,
+        origin: String,
+        problem: String,
+        accepted: String,
+    },
     #[error(
         "{key}{origin}: secrets are never read from the settings file; put the key in a file readable only by lapse and set twingate.api_key_file, or provide the systemd credential `twingate-api-key` (LoadCredential=)"
     )]
     SecretInFile { key: String, origin: String },
     #[error("reading the Twingate API key from {path}: {source}")]
-    ApiKey { path: PathBuf, source: std::io::Error },
+    ApiKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "no Twingate API key: set twingate.api_key_file (LAPSE__TWINGATE__API_KEY_FILE) or provide the systemd credential `twingate-api-key`"
     )]
@@ -167,10 +181,23 @@ pub enum SettingsError {
 impl Settings {
     /// Defaults, then `file` (must exist when given explicitly), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
-        let mut b = config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        let mut b = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         match file {
-            Some(f) => b = b.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true)),
-            None => b = b.add_source(config::File::with_name(DEFAULT_CONFIG).format(config::FileFormat::Toml).required(false)),
+            Some(f) => {
+                b = b.add_source(
+                    config::File::from(f)
+                        .format(config::FileFormat::Toml)
+                        .required(true),
+                )
+            }
+            None => {
+                b = b.add_source(
+                    config::File::with_name(DEFAULT_CONFIG)
+                        .format(config::FileFormat::Toml)
+                        .required(false),
+                )
+            }
         }
         b = b.add_source(environment());
         finish(b)
@@ -178,50 +205,106 @@ impl Settings {
 
     /// Built-in defaults and the environment only (the demo).
     pub fn defaults() -> Result<Self, SettingsError> {
-        finish(config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml)).add_source(environment()))
+        finish(
+            config::Config::builder()
+                .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+                .add_source(environment()),
+        )
     }
 
     /// Every rule a value must meet, checked before the daemon starts.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let invalid = |key: &str, value: String, problem: &str, accepted: &str| SettingsError::Invalid {
-            key: key.to_owned(),
-            value: format!("{value:?}"),
-            origin: String::new(),
-            problem: problem.to_owned(),
-            accepted: accepted.to_owned(),
-        };
+        let invalid =
+            |key: &str, value: String, problem: &str, accepted: &str| SettingsError::Invalid {
+                key: key.to_owned(),
+                value: format!("{value:?}"),
+                origin: String::new(),
+                problem: problem.to_owned(),
+                accepted: accepted.to_owned(),
+            };
         let url = self.twingate.base_url.trim();
         if url.is_empty() || !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(invalid("twingate.base_url", self.twingate.base_url.clone(), "is not an http(s) URL", "give your network's URL, e.g. https://acme.twingate.com"));
+            return Err(invalid(
+                "twingate.base_url",
+                self.twingate.base_url.clone(),
+                "is not an http(s) URL",
+                "give your network's URL, e.g. https://acme.twingate.com",
+            ));
         }
         if !(1..=100).contains(&self.twingate.page_size) {
-            return Err(invalid("twingate.page_size", self.twingate.page_size.to_string(), "is out of range", "a number from 1 to 100"));
+            return Err(invalid(
+                "twingate.page_size",
+                self.twingate.page_size.to_string(),
+                "is out of range",
+                "a number from 1 to 100",
+            ));
         }
         for (key, v) in [
             ("twingate.reads_per_minute", self.twingate.reads_per_minute),
-            ("twingate.writes_per_minute", self.twingate.writes_per_minute),
-            ("engine.sweep_reads_per_minute", self.engine.sweep_reads_per_minute),
+            (
+                "twingate.writes_per_minute",
+                self.twingate.writes_per_minute,
+            ),
+            (
+                "engine.sweep_reads_per_minute",
+                self.engine.sweep_reads_per_minute,
+            ),
         ] {
             if v == 0 {
-                return Err(invalid(key, v.to_string(), "must be at least 1", "a positive number per minute"));
+                return Err(invalid(
+                    key,
+                    v.to_string(),
+                    "must be at least 1",
+                    "a positive number per minute",
+                ));
             }
         }
         if self.grants.max_duration.is_zero() {
-            return Err(invalid("grants.max_duration", "0s".to_owned(), "must be longer than zero", "a duration such as 24h"));
+            return Err(invalid(
+                "grants.max_duration",
+                "0s".to_owned(),
+                "must be longer than zero",
+                "a duration such as 24h",
+            ));
         }
         if self.engine.tick.is_zero() || self.engine.tick > Duration::from_secs(1) {
-            return Err(invalid("engine.tick", humantime::format_duration(self.engine.tick).to_string(), "deadlines must be checked at least every second", "a duration from 10ms to 1s"));
+            return Err(invalid(
+                "engine.tick",
+                humantime::format_duration(self.engine.tick).to_string(),
+                "deadlines must be checked at least every second",
+                "a duration from 10ms to 1s",
+            ));
         }
         if self.engine.concurrency == 0 {
-            return Err(invalid("engine.concurrency", "0".to_owned(), "must be at least 1", "a number such as 16"));
+            return Err(invalid(
+                "engine.concurrency",
+                "0".to_owned(),
+                "must be at least 1",
+                "a number such as 16",
+            ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(invalid("log.format", self.log.format.clone(), "is not a known format", "`text` or `json`"));
+            return Err(invalid(
+                "log.format",
+                self.log.format.clone(),
+                "is not a known format",
+                "`text` or `json`",
+            ));
         }
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(_), None) | (None, Some(_)) => {
-                let (set, unset) = if self.server.tls_cert.is_some() { ("tls_cert", "tls_key") } else { ("tls_key", "tls_cert") };
-                let value = self.server.tls_cert.as_ref().or(self.server.tls_key.as_ref()).map(|p| p.display().to_string()).unwrap_or_default();
+                let (set, unset) = if self.server.tls_cert.is_some() {
+                    ("tls_cert", "tls_key")
+                } else {
+                    ("tls_key", "tls_cert")
+                };
+                let value = self
+                    .server
+                    .tls_cert
+                    .as_ref()
+                    .or(self.server.tls_key.as_ref())
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
                 return Err(invalid(
                     &format!("server.{set}"),
                     value,
@@ -232,14 +315,27 @@ impl Settings {
             (Some(cert), Some(key)) => {
                 for (name, path) in [("server.tls_cert", cert), ("server.tls_key", key)] {
                     if let Err(e) = std::fs::metadata(path) {
-                        return Err(invalid(name, path.display().to_string(), &format!("cannot be read ({e})"), "a PEM file readable by the lapse user"));
+                        return Err(invalid(
+                            name,
+                            path.display().to_string(),
+                            &format!("cannot be read ({e})"),
+                            "a PEM file readable by the lapse user",
+                        ));
                     }
                 }
             }
             (None, None) => {}
         }
-        if !self.server.listen.ip().is_loopback() && self.server.tls().is_none() && !self.server.allow_insecure_remote {
-            return Err(invalid("server.listen", self.server.listen.to_string(), "is not a loopback address and the API would be served without TLS", "a loopback address such as 127.0.0.1:7420, server.tls_cert and server.tls_key, or server.allow_insecure_remote = true"));
+        if !self.server.listen.ip().is_loopback()
+            && self.server.tls().is_none()
+            && !self.server.allow_insecure_remote
+        {
+            return Err(invalid(
+                "server.listen",
+                self.server.listen.to_string(),
+                "is not a loopback address and the API would be served without TLS",
+                "a loopback address such as 127.0.0.1:7420, server.tls_cert and server.tls_key, or server.allow_insecure_remote = true",
+            ));
         }
         Ok(())
     }
@@ -253,26 +349,40 @@ impl Settings {
                 None => return Err(SettingsError::NoApiKey),
             },
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| SettingsError::ApiKey { path, source })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| SettingsError::ApiKey { path, source })?;
         Ok(SecretString::from(text.trim().to_owned()))
     }
 }
 
 /// `LAPSE__SECTION__KEY` variables; values are parsed as numbers or booleans where they look like one.
 fn environment() -> config::Environment {
-    config::Environment::with_prefix("LAPSE").prefix_separator("__").separator("__").try_parsing(true)
+    config::Environment::with_prefix("LAPSE")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
 }
 
 /// Build the layered sources and deserialize, turning the `config` crate's errors into messages
 /// that name the key, the bad value and what would be accepted.
-fn finish(b: config::ConfigBuilder<config::builder::DefaultState>) -> Result<Settings, SettingsError> {
+fn finish(
+    b: config::ConfigBuilder<config::builder::DefaultState>,
+) -> Result<Settings, SettingsError> {
     let cfg = b.build().map_err(|e| explain(e, None))?;
-    cfg.clone().try_deserialize().map_err(|e| explain(e, Some(&cfg)))
+    cfg.clone()
+        .try_deserialize()
+        .map_err(|e| explain(e, Some(&cfg)))
 }
 
 /// What each kind of value looks like, for the "accepted" part of a message.
 fn accepted_for(key: &str, expected: &str) -> String {
-    const DURATIONS: [&str; 5] = ["twingate.timeout", "grants.max_duration", "grants.backstop_grace", "engine.tick", "engine.sweep_interval"];
+    const DURATIONS: [&str; 5] = [
+        "twingate.timeout",
+        "grants.max_duration",
+        "grants.backstop_grace",
+        "engine.tick",
+        "engine.sweep_interval",
+    ];
     if DURATIONS.contains(&key) {
         return "a duration such as 500ms, 30s, 5m or 2h30m".into();
     }
@@ -292,8 +402,17 @@ fn explain(e: config::ConfigError, cfg: Option<&config::Config>) -> SettingsErro
     let (inner, origin, key) = match e {
         ConfigError::At { error, origin, key } => (*error, origin, key),
         // The caller names the file; the cause carries line and column.
-        ConfigError::FileParse { cause, .. } => return SettingsError::Syntax { cause: cause.to_string().trim().to_owned() },
-        ConfigError::Type { origin, unexpected, expected, key: Some(key) } => {
+        ConfigError::FileParse { cause, .. } => {
+            return SettingsError::Syntax {
+                cause: cause.to_string().trim().to_owned(),
+            };
+        }
+        ConfigError::Type {
+            origin,
+            unexpected,
+            expected,
+            key: Some(key),
+        } => {
             return SettingsError::Invalid {
                 value: raw_value(cfg, &key).unwrap_or_else(|| unexpected.to_string()),
                 accepted: accepted_for(&key, expected),
@@ -314,12 +433,26 @@ fn explain(e: config::ConfigError, cfg: Option<&config::Config>) -> SettingsErro
             Some(k) if !k.is_empty() => format!("{k}.{field}"),
             _ => field.to_owned(),
         };
-        if SECRET_KEYS.iter().any(|s| field.eq_ignore_ascii_case(s) || field.to_ascii_lowercase().ends_with(&format!("_{s}"))) {
+        if SECRET_KEYS.iter().any(|s| {
+            field.eq_ignore_ascii_case(s) || field.to_ascii_lowercase().ends_with(&format!("_{s}"))
+        }) {
             return SettingsError::SecretInFile { key: full, origin };
         }
-        let known = rest.split_once("expected one of ").map(|(_, k)| k.replace('`', "")).unwrap_or_else(|| "none".into());
-        let section = key.as_deref().filter(|k| !k.is_empty()).map(|k| format!("keys in [{k}]")).unwrap_or_else(|| "sections".into());
-        return SettingsError::Unknown { key: full, origin, problem: "is not a known setting".into(), accepted: format!("{section}: {known}") };
+        let known = rest
+            .split_once("expected one of ")
+            .map(|(_, k)| k.replace('`', ""))
+            .unwrap_or_else(|| "none".into());
+        let section = key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .map(|k| format!("keys in [{k}]"))
+            .unwrap_or_else(|| "sections".into());
+        return SettingsError::Unknown {
+            key: full,
+            origin,
+            problem: "is not a known setting".into(),
+            accepted: format!("{section}: {known}"),
+        };
     }
     match key {
         Some(key) => {
@@ -332,7 +465,11 @@ fn explain(e: config::ConfigError, cfg: Option<&config::Config>) -> SettingsErro
             SettingsError::Invalid {
                 value: raw_value(cfg, &key).unwrap_or_else(|| "?".into()),
                 accepted: accepted_for(&key, &expected),
-                problem: if expected.is_empty() { msg } else { format!("is not {expected}") },
+                problem: if expected.is_empty() {
+                    msg
+                } else {
+                    format!("is not {expected}")
+                },
                 origin,
                 key,
             }

@@ -29,14 +29,22 @@ fn creates_named(env: &Env, name: &str) -> usize {
 async fn sigkill_at_any_point_is_repaired_on_restart() {
     let mut env = Env::new("").await;
     // Slow calls so that kills land before, during and after remote calls and commits.
-    env.sim.set_faults(Faults { latency: Duration::from_millis(120), ..Faults::none() });
+    env.sim.set_faults(Faults {
+        latency: Duration::from_millis(120),
+        ..Faults::none()
+    });
     env.start().await;
     let mut grants = Vec::new();
-    for (i, delay_ms) in [0u64, 40, 130, 260, 400, 700, 1100, 1600].into_iter().enumerate() {
+    for (i, delay_ms) in [0u64, 40, 130, 260, 400, 700, 1100, 1600]
+        .into_iter()
+        .enumerate()
+    {
         let user = ["alice@example.com", "bob@example.com"][i % 2];
         let (s, e) = env.grant(ephemeral(user, "3s")).await;
         assert_eq!(s, 201, "{e}");
-        let (s, m) = env.grant(membership("platform", &["dave@example.com"], "3s")).await;
+        let (s, m) = env
+            .grant(membership("platform", &["dave@example.com"], "3s"))
+            .await;
         assert_eq!(s, 201, "{m}");
         grants.push((id_of(&e), id_of(&m)));
         let deadline = tokio::time::Instant::now() + Duration::from_millis(delay_ms);
@@ -48,13 +56,30 @@ async fn sigkill_at_any_point_is_repaired_on_restart() {
         env.wait_state(e, "expired", WITHIN).await;
         env.wait_state(m, "expired", WITHIN).await;
         let name = format!("lapse-{}", e.to_lowercase());
-        assert!(creates_named(&env, &name) <= 1, "grant {e}: {} groups created", creates_named(&env, &name));
+        assert!(
+            creates_named(&env, &name) <= 1,
+            "grant {e}: {} groups created",
+            creates_named(&env, &name)
+        );
     }
-    assert_eq!(env.lapse_groups(), 0, "no ephemeral group outlives its grant");
+    assert_eq!(
+        env.lapse_groups(),
+        0,
+        "no ephemeral group outlives its grant"
+    );
     assert!(!env.group_has("platform", "dave@example.com"));
-    let prod = env.snapshot().resource_named("prod-db").expect("prod-db").clone();
+    let prod = env
+        .snapshot()
+        .resource_named("prod-db")
+        .expect("prod-db")
+        .clone();
     let lapse_group_ids: Vec<String> = env.snapshot().groups.iter().map(|g| g.id.clone()).collect();
-    assert!(prod.access.iter().all(|a| lapse_group_ids.contains(&a.principal_id)), "no edge to a deleted group");
+    assert!(
+        prod.access
+            .iter()
+            .all(|a| lapse_group_ids.contains(&a.principal_id)),
+        "no edge to a deleted group"
+    );
     assert!(env.group_has("oncall", "carol@example.com"), "untouched");
 }
 
@@ -94,9 +119,20 @@ async fn crash_at_each_step_is_repaired_on_restart() {
         env.wait_state(&id_of(&e), "expired", WITHIN).await;
         env.wait_state(&id_of(&m), "expired", WITHIN).await;
         let name = format!("lapse-{}", id_of(&e).to_lowercase());
-        assert_eq!(creates_named(&env, &name), 1, "{point}: exactly one group created for the grant");
-        assert_eq!(env.groups_named(&name), 0, "{point}: the group outlived its grant");
-        assert!(!env.group_has("platform", "dave@example.com"), "{point}: membership outlived its grant");
+        assert_eq!(
+            creates_named(&env, &name),
+            1,
+            "{point}: exactly one group created for the grant"
+        );
+        assert_eq!(
+            env.groups_named(&name),
+            0,
+            "{point}: the group outlived its grant"
+        );
+        assert!(
+            !env.group_has("platform", "dave@example.com"),
+            "{point}: membership outlived its grant"
+        );
     }
     assert_eq!(env.lapse_groups(), 0);
     assert!(env.group_has("oncall", "carol@example.com"), "untouched");
@@ -114,7 +150,11 @@ async fn lost_create_answers_leave_exactly_one_group() {
     let (_, e) = env.grant(ephemeral("alice@example.com", "5s")).await;
     let name = format!("lapse-{}", id_of(&e).to_lowercase());
     env.wait_state(&id_of(&e), "active", WITHIN).await;
-    assert_eq!(env.groups_named(&name), 1, "adopted after the lost answer, no duplicate");
+    assert_eq!(
+        env.groups_named(&name),
+        1,
+        "adopted after the lost answer, no duplicate"
+    );
     assert_eq!(creates_named(&env, &name), 1);
     env.sim.set_faults(Faults::none());
     env.wait_state(&id_of(&e), "expired", WITHIN).await;
@@ -125,13 +165,21 @@ async fn lost_create_answers_leave_exactly_one_group() {
 async fn storms_of_5xx_and_429_end_in_the_right_state() {
     let mut env = Env::new("").await;
     env.start().await;
-    env.sim.set_faults(Faults { error_5xx_rate: 0.5, ..Faults::none() });
-    let (_, a) = env.grant(membership("oncall", &["alice@example.com"], "12s")).await;
+    env.sim.set_faults(Faults {
+        error_5xx_rate: 0.5,
+        ..Faults::none()
+    });
+    let (_, a) = env
+        .grant(membership("oncall", &["alice@example.com"], "12s"))
+        .await;
     let (_, e) = env.grant(ephemeral("bob@example.com", "12s")).await;
     env.wait_state(&id_of(&a), "active", WITHIN).await;
     env.wait_state(&id_of(&e), "active", WITHIN).await;
     let until = env.sim.clock().now() + chrono::Duration::seconds(3);
-    env.sim.set_faults(Faults { rate_limit_storm_until: Some(until), ..Faults::none() });
+    env.sim.set_faults(Faults {
+        rate_limit_storm_until: Some(until),
+        ..Faults::none()
+    });
     env.wait_state(&id_of(&a), "expired", WITHIN).await;
     env.wait_state(&id_of(&e), "expired", WITHIN).await;
     assert!(!env.group_has("oncall", "alice@example.com"));
@@ -143,25 +191,63 @@ async fn storms_of_5xx_and_429_end_in_the_right_state() {
 async fn drift_is_repaired_or_reported_within_a_sweep() {
     let mut env = Env::new("").await;
     env.start().await;
-    let (_, m) = env.grant(membership("oncall", &["alice@example.com"], "1h")).await;
+    let (_, m) = env
+        .grant(membership("oncall", &["alice@example.com"], "1h"))
+        .await;
     let (_, e) = env.grant(ephemeral("bob@example.com", "1h")).await;
     env.wait_state(&id_of(&m), "active", WITHIN).await;
     env.wait_state(&id_of(&e), "active", WITHIN).await;
     let name = format!("lapse-{}", id_of(&e).to_lowercase());
     let admin = env.sim.admin();
-    let oncall = env.snapshot().group_named("oncall").expect("oncall").id.clone();
-    let lg = env.snapshot().group_named(&name).expect("lapse group").id.clone();
+    let oncall = env
+        .snapshot()
+        .group_named("oncall")
+        .expect("oncall")
+        .id
+        .clone();
+    let lg = env
+        .snapshot()
+        .group_named(&name)
+        .expect("lapse group")
+        .id
+        .clone();
     // A member removed by hand comes back; a stranger in lapse's group is removed.
-    admin.remove_group_users(&oncall, &[env.user_id("alice@example.com")]).expect("remove");
-    admin.add_group_users(&lg, &[env.user_id("frank@example.com")]).expect("add");
-    assert!(eventually(Duration::from_secs(15), || async { env.group_has("oncall", "alice@example.com") }).await, "member re-added");
-    assert!(eventually(Duration::from_secs(15), || async { !env.group_has(&name, "frank@example.com") }).await, "stranger removed");
+    admin
+        .remove_group_users(&oncall, &[env.user_id("alice@example.com")])
+        .expect("remove");
+    admin
+        .add_group_users(&lg, &[env.user_id("frank@example.com")])
+        .expect("add");
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            env.group_has("oncall", "alice@example.com")
+        })
+        .await,
+        "member re-added"
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            !env.group_has(&name, "frank@example.com")
+        })
+        .await,
+        "stranger removed"
+    );
     // A lapse group deleted by hand is recreated for the live grant.
     admin.delete_group(&lg).expect("delete");
     assert!(
-        eventually(Duration::from_secs(15), || async { env.groups_named(&name) == 1 && env.group_has(&name, "bob@example.com") }).await,
+        eventually(Duration::from_secs(15), || async {
+            env.groups_named(&name) == 1 && env.group_has(&name, "bob@example.com")
+        })
+        .await,
         "group recreated"
     );
     let hist = env.get("/v1/history").await;
-    assert!(hist["history"].as_array().expect("h").iter().any(|h| h["event"] == "drift"), "drift is in the history");
+    assert!(
+        hist["history"]
+            .as_array()
+            .expect("h")
+            .iter()
+            .any(|h| h["event"] == "drift"),
+        "drift is in the history"
+    );
 }

@@ -23,22 +23,70 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let alice = json!({"group": "oncall", "users": ["alice@example.com"]});
     // Refusals that need no lookup: not a single call reaches Twingate.
     let offline: Vec<(Value, &str)> = vec![
-        (body("group-membership", json!({"group": "oncall", "users": ["alice@example.com"], "duration": "0"})), "duration"),
-        (body("group-membership", json!({"group": "oncall", "users": ["alice@example.com"], "duration": "-5m"})), "duration"),
-        (body("group-membership", json!({"group": "oncall", "users": ["alice@example.com"], "duration": "forever"})), "duration"),
-        (body("group-membership", json!({"group": "oncall", "users": ["alice@example.com"], "duration": "25h"})), "duration"),
-        (body("group-membership", json!({"group": "oncall", "users": ["alice@example.com"], "reason": ""})), "reason"),
-        (body("group-membership", json!({"group": "oncall", "users": ["alice@example.com"], "reason": "x".repeat(501)})), "reason"),
+        (
+            body(
+                "group-membership",
+                json!({"group": "oncall", "users": ["alice@example.com"], "duration": "0"}),
+            ),
+            "duration",
+        ),
+        (
+            body(
+                "group-membership",
+                json!({"group": "oncall", "users": ["alice@example.com"], "duration": "-5m"}),
+            ),
+            "duration",
+        ),
+        (
+            body(
+                "group-membership",
+                json!({"group": "oncall", "users": ["alice@example.com"], "duration": "forever"}),
+            ),
+            "duration",
+        ),
+        (
+            body(
+                "group-membership",
+                json!({"group": "oncall", "users": ["alice@example.com"], "duration": "25h"}),
+            ),
+            "duration",
+        ),
+        (
+            body(
+                "group-membership",
+                json!({"group": "oncall", "users": ["alice@example.com"], "reason": ""}),
+            ),
+            "reason",
+        ),
+        (
+            body(
+                "group-membership",
+                json!({"group": "oncall", "users": ["alice@example.com"], "reason": "x".repeat(501)}),
+            ),
+            "reason",
+        ),
         (body("group-party", alice.clone()), "kind"),
-        (body("group-membership", json!({"users": ["alice@example.com"]})), "group"),
-        (body("service-key", json!({"service_account": "ci-deployer", "users": ["alice@example.com"]})), "users"),
+        (
+            body("group-membership", json!({"users": ["alice@example.com"]})),
+            "group",
+        ),
+        (
+            body(
+                "service-key",
+                json!({"service_account": "ci-deployer", "users": ["alice@example.com"]}),
+            ),
+            "users",
+        ),
     ];
     env.sim.clear_journal();
     for (b, field) in &offline {
         let (s, v) = env.grant(b.clone()).await;
         assert_eq!(s, 400, "{b} -> {v}");
         assert_eq!(v["error"]["field"], *field, "{b} -> {v}");
-        assert!(v["error"]["fix"].as_str().is_some_and(|f| !f.is_empty()), "{v}");
+        assert!(
+            v["error"]["fix"].as_str().is_some_and(|f| !f.is_empty()),
+            "{v}"
+        );
     }
     // Malformed JSON.
     let r = env
@@ -53,27 +101,71 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(r.status().as_u16(), 400);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["error"]["field"], "body");
-    assert!(env.sim.journal().is_empty(), "no call for offline refusals: {:?}", env.sim.journal());
+    assert!(
+        env.sim.journal().is_empty(),
+        "no call for offline refusals: {:?}",
+        env.sim.journal()
+    );
 
     // Refusals that need a lookup: reads only, never a write.
     let online: Vec<(Value, &str)> = vec![
-        (body("group-membership", json!({"group": "oncall", "users": ["nobody@example.com"]})), "users"),
-        (body("ephemeral-group", json!({"users": ["alice@example.com"], "resources": ["no-such-db"]})), "resources"),
-        (body("group-membership", json!({"group": "okta-engineering", "users": ["alice@example.com"]})), "group"),
-        (body("group-membership", json!({"group": "Everyone", "users": ["alice@example.com"]})), "group"),
-        (body("service-key", json!({"service_account": "ghost"})), "service_account"),
+        (
+            body(
+                "group-membership",
+                json!({"group": "oncall", "users": ["nobody@example.com"]}),
+            ),
+            "users",
+        ),
+        (
+            body(
+                "ephemeral-group",
+                json!({"users": ["alice@example.com"], "resources": ["no-such-db"]}),
+            ),
+            "resources",
+        ),
+        (
+            body(
+                "group-membership",
+                json!({"group": "okta-engineering", "users": ["alice@example.com"]}),
+            ),
+            "group",
+        ),
+        (
+            body(
+                "group-membership",
+                json!({"group": "Everyone", "users": ["alice@example.com"]}),
+            ),
+            "group",
+        ),
+        (
+            body("service-key", json!({"service_account": "ghost"})),
+            "service_account",
+        ),
     ];
     for (b, field) in &online {
         let (s, v) = env.grant(b.clone()).await;
         assert_eq!(s, 400, "{b} -> {v}");
         assert_eq!(v["error"]["field"], *field, "{b} -> {v}");
     }
-    assert!(env.sim.journal().iter().all(|j| !j.is_mutation), "a refused request wrote to Twingate");
+    assert!(
+        env.sim.journal().iter().all(|j| !j.is_mutation),
+        "a refused request wrote to Twingate"
+    );
     let list = env.get("/v1/grants").await;
-    assert_eq!(list["grants"].as_array().map(Vec::len), Some(0), "nothing stored: {list}");
+    assert_eq!(
+        list["grants"].as_array().map(Vec::len),
+        Some(0),
+        "nothing stored: {list}"
+    );
 
     // Tokens: missing or wrong -> 401; an auditor may read but not write -> 403.
-    let r = env.http.post(format!("{}/v1/grants", env.url())).json(&body("group-membership", alice.clone())).send().await.expect("send");
+    let r = env
+        .http
+        .post(format!("{}/v1/grants", env.url()))
+        .json(&body("group-membership", alice.clone()))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 401);
     let r = env
         .http
@@ -85,11 +177,24 @@ async fn bad_input_is_refused_and_changes_nothing() {
         .expect("send");
     assert_eq!(r.status().as_u16(), 401);
     let out = std::process::Command::new(BIN)
-        .args(["token", "create", "--name", "auditor-1", "--role", "auditor", "--config"])
+        .args([
+            "token",
+            "create",
+            "--name",
+            "auditor-1",
+            "--role",
+            "auditor",
+            "--config",
+        ])
         .arg(&env.config)
         .output()
         .expect("token");
-    let auditor = String::from_utf8_lossy(&out.stdout).lines().last().expect("line").trim().to_owned();
+    let auditor = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("line")
+        .trim()
+        .to_owned();
     let r = env
         .http
         .post(format!("{}/v1/grants", env.url()))
@@ -99,7 +204,13 @@ async fn bad_input_is_refused_and_changes_nothing() {
         .await
         .expect("send");
     assert_eq!(r.status().as_u16(), 403);
-    let r = env.http.get(format!("{}/v1/history", env.url())).bearer_auth(&auditor).send().await.expect("send");
+    let r = env
+        .http
+        .get(format!("{}/v1/history", env.url()))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 200);
 }
 
@@ -112,7 +223,14 @@ async fn idempotency_key_returns_the_same_grant() {
         let url = format!("{}/v1/grants", env.url());
         let token = env.token.clone();
         async move {
-            let r = http.post(url).bearer_auth(token).header("Idempotency-Key", key).json(&b).send().await.expect("send");
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", key)
+                .json(&b)
+                .send()
+                .await
+                .expect("send");
             let s = r.status().as_u16();
             (s, r.json::<Value>().await.expect("json"))
         }

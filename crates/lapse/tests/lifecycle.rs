@@ -15,7 +15,9 @@ async fn each_kind_is_applied_then_revoked_on_time() {
     let mut env = Env::new("").await;
     env.start().await;
 
-    let (s, m) = env.grant(membership("oncall", &["alice@example.com"], "3s")).await;
+    let (s, m) = env
+        .grant(membership("oncall", &["alice@example.com"], "3s"))
+        .await;
     assert_eq!(s, 201, "{m}");
     let (s, e) = env
         .grant(json!({"kind": "ephemeral-group", "users": ["bob@example.com"], "resources": ["prod-db"], "duration": "3s", "reason": "deploy check"}))
@@ -34,7 +36,10 @@ async fn each_kind_is_applied_then_revoked_on_time() {
         .await;
     assert_eq!(s, 201, "{key}");
     assert_eq!(key["state"], "active");
-    assert!(key["token"].as_str().is_some_and(|t| t.len() > 10), "the key's token is handed over once: {key}");
+    assert!(
+        key["token"].as_str().is_some_and(|t| t.len() > 10),
+        "the key's token is handed over once: {key}"
+    );
 
     for g in [&m, &e, &a, &sa] {
         env.wait_state(&id_of(g), "active", WITHIN).await;
@@ -43,18 +48,40 @@ async fn each_kind_is_applied_then_revoked_on_time() {
     let snap = env.snapshot();
     assert!(env.group_has("oncall", "alice@example.com"));
     let eg_name = format!("lapse-{}", id_of(&e).to_lowercase());
-    let eg = snap.groups.iter().find(|g| g.name == eg_name).expect("ephemeral group exists");
+    let eg = snap
+        .groups
+        .iter()
+        .find(|g| g.name == eg_name)
+        .expect("ephemeral group exists");
     assert!(eg.user_ids.contains(&env.user_id("bob@example.com")));
     let prod = snap.resource_named("prod-db").expect("prod-db");
-    let edge = prod.access.iter().find(|x| x.principal_id == eg.id).expect("backstop edge on prod-db");
-    assert!(edge.expires_at.is_some(), "ephemeral group's access carries a server-side expiry");
+    let edge = prod
+        .access
+        .iter()
+        .find(|x| x.principal_id == eg.id)
+        .expect("backstop edge on prod-db");
+    assert!(
+        edge.expires_at.is_some(),
+        "ephemeral group's access carries a server-side expiry"
+    );
     let platform = snap.group_named("platform").expect("platform").id.clone();
     let billing = snap.resource_named("billing-api").expect("billing-api");
-    assert!(billing.access.iter().any(|x| x.principal_id == platform && x.expires_at.is_some()));
-    let ci = snap.service_account_named("ci-deployer").expect("ci-deployer");
+    assert!(
+        billing
+            .access
+            .iter()
+            .any(|x| x.principal_id == platform && x.expires_at.is_some())
+    );
+    let ci = snap
+        .service_account_named("ci-deployer")
+        .expect("ci-deployer");
     assert!(ci.resource_ids.contains(&prod.id));
     let key_name = format!("lapse-{}", id_of(&key).to_lowercase());
-    assert!(ci.keys.iter().any(|k| k.name == key_name && format!("{:?}", k.status).to_uppercase() == "ACTIVE"));
+    assert!(
+        ci.keys
+            .iter()
+            .any(|k| k.name == key_name && format!("{:?}", k.status).to_uppercase() == "ACTIVE")
+    );
 
     // ...and gone once the grants lapse.
     for g in [&m, &e, &a, &sa, &key] {
@@ -63,11 +90,31 @@ async fn each_kind_is_applied_then_revoked_on_time() {
     let snap = env.snapshot();
     assert!(!env.group_has("oncall", "alice@example.com"));
     assert_eq!(env.groups_named(&eg_name), 0);
-    assert!(!snap.resource_named("billing-api").expect("r").access.iter().any(|x| x.principal_id == platform));
-    let ci = snap.service_account_named("ci-deployer").expect("ci-deployer");
-    assert!(!ci.resource_ids.contains(&snap.resource_named("prod-db").expect("r").id));
-    assert!(ci.resource_ids.contains(&snap.resource_named("staging-db").expect("r").id), "pre-existing access kept");
-    assert!(!ci.keys.iter().any(|k| k.name == key_name && format!("{:?}", k.status).to_uppercase() == "ACTIVE"));
+    assert!(
+        !snap
+            .resource_named("billing-api")
+            .expect("r")
+            .access
+            .iter()
+            .any(|x| x.principal_id == platform)
+    );
+    let ci = snap
+        .service_account_named("ci-deployer")
+        .expect("ci-deployer");
+    assert!(
+        !ci.resource_ids
+            .contains(&snap.resource_named("prod-db").expect("r").id)
+    );
+    assert!(
+        ci.resource_ids
+            .contains(&snap.resource_named("staging-db").expect("r").id),
+        "pre-existing access kept"
+    );
+    assert!(
+        !ci.keys
+            .iter()
+            .any(|k| k.name == key_name && format!("{:?}", k.status).to_uppercase() == "ACTIVE")
+    );
 
     // Revocations were on time: the history records lateness per grant.
     for g in [&m, &e, &a, &sa, &key] {
@@ -99,16 +146,31 @@ async fn overlapping_grants_and_prior_access_survive() {
     env.start().await;
     // carol was in oncall before any grant (demo seed).
     assert!(env.group_has("oncall", "carol@example.com"));
-    let (_, c) = env.grant(membership("oncall", &["carol@example.com"], "2s")).await;
-    let (_, short) = env.grant(membership("oncall", &["alice@example.com"], "2s")).await;
-    let (_, long) = env.grant(membership("oncall", &["alice@example.com"], "6s")).await;
+    let (_, c) = env
+        .grant(membership("oncall", &["carol@example.com"], "2s"))
+        .await;
+    let (_, short) = env
+        .grant(membership("oncall", &["alice@example.com"], "2s"))
+        .await;
+    let (_, long) = env
+        .grant(membership("oncall", &["alice@example.com"], "6s"))
+        .await;
     env.wait_state(&id_of(&long), "active", WITHIN).await;
     env.wait_state(&id_of(&short), "expired", WITHIN).await;
     env.wait_state(&id_of(&c), "expired", WITHIN).await;
-    assert!(env.group_has("oncall", "alice@example.com"), "the longer grant still needs alice");
-    assert!(env.group_has("oncall", "carol@example.com"), "access that existed before the grant survives");
+    assert!(
+        env.group_has("oncall", "alice@example.com"),
+        "the longer grant still needs alice"
+    );
+    assert!(
+        env.group_has("oncall", "carol@example.com"),
+        "access that existed before the grant survives"
+    );
     env.wait_state(&id_of(&long), "expired", WITHIN).await;
-    assert!(!env.group_has("oncall", "alice@example.com"), "gone once the last grant ends");
+    assert!(
+        !env.group_has("oncall", "alice@example.com"),
+        "gone once the last grant ends"
+    );
     assert!(env.group_has("oncall", "carol@example.com"));
 }
 
@@ -116,10 +178,17 @@ async fn overlapping_grants_and_prior_access_survive() {
 async fn early_revoke_takes_access_away() {
     let mut env = Env::new("").await;
     env.start().await;
-    let (_, g) = env.grant(membership("platform", &["dave@example.com"], "1h")).await;
+    let (_, g) = env
+        .grant(membership("platform", &["dave@example.com"], "1h"))
+        .await;
     env.wait_state(&id_of(&g), "active", WITHIN).await;
     assert!(env.group_has("platform", "dave@example.com"));
-    let (s, r) = env.post(&format!("/v1/grants/{}/revoke", id_of(&g)), json!({"reason": "done early"})).await;
+    let (s, r) = env
+        .post(
+            &format!("/v1/grants/{}/revoke", id_of(&g)),
+            json!({"reason": "done early"}),
+        )
+        .await;
     assert_eq!(s, 200, "{r}");
     env.wait_state(&id_of(&g), "revoked", WITHIN).await;
     assert!(!env.group_has("platform", "dave@example.com"));
@@ -129,23 +198,50 @@ async fn early_revoke_takes_access_away() {
 async fn grants_that_expired_while_stopped_are_revoked_first() {
     let mut env = Env::new("").await;
     env.start().await;
-    let (_, g) = env.grant(membership("oncall", &["erin@example.com"], "2s")).await;
+    let (_, g) = env
+        .grant(membership("oncall", &["erin@example.com"], "2s"))
+        .await;
     env.wait_state(&id_of(&g), "active", WITHIN).await;
     let status = env.terminate().expect("was running");
-    assert!(status.success(), "SIGTERM ends lapse with exit 0, got {status:?}");
-    let expires: chrono::DateTime<chrono::Utc> = g["expires_at"].as_str().expect("exp").parse().expect("ts");
-    assert!(eventually(Duration::from_secs(10), || async { chrono::Utc::now() > expires + chrono::Duration::milliseconds(500) }).await);
-    assert!(env.group_has("oncall", "erin@example.com"), "nothing revoked it while lapse was down");
+    assert!(
+        status.success(),
+        "SIGTERM ends lapse with exit 0, got {status:?}"
+    );
+    let expires: chrono::DateTime<chrono::Utc> =
+        g["expires_at"].as_str().expect("exp").parse().expect("ts");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            chrono::Utc::now() > expires + chrono::Duration::milliseconds(500)
+        })
+        .await
+    );
+    assert!(
+        env.group_has("oncall", "erin@example.com"),
+        "nothing revoked it while lapse was down"
+    );
     env.sim.clear_journal();
     env.start().await;
-    let (_, new) = env.grant(membership("platform", &["frank@example.com"], "1h")).await;
+    let (_, new) = env
+        .grant(membership("platform", &["frank@example.com"], "1h"))
+        .await;
     env.wait_state(&id_of(&g), "expired", WITHIN).await;
     env.wait_state(&id_of(&new), "active", WITHIN).await;
     let erin = env.user_id("erin@example.com");
     let frank = env.user_id("frank@example.com");
-    let writes: Vec<_> = env.sim.journal().into_iter().filter(|j| j.is_mutation && j.mutation_applied).collect();
-    let revoke_at = writes.iter().position(|j| j.variables.to_string().contains(&erin)).expect("erin's removal");
-    let apply_at = writes.iter().position(|j| j.variables.to_string().contains(&frank)).expect("frank's add");
+    let writes: Vec<_> = env
+        .sim
+        .journal()
+        .into_iter()
+        .filter(|j| j.is_mutation && j.mutation_applied)
+        .collect();
+    let revoke_at = writes
+        .iter()
+        .position(|j| j.variables.to_string().contains(&erin))
+        .expect("erin's removal");
+    let apply_at = writes
+        .iter()
+        .position(|j| j.variables.to_string().contains(&frank))
+        .expect("frank's add");
     assert!(revoke_at < apply_at, "the overdue revocation went first");
     assert!(!env.group_has("oncall", "erin@example.com"));
 }
@@ -154,17 +250,30 @@ async fn grants_that_expired_while_stopped_are_revoked_first() {
 async fn audit_verify_names_an_altered_row() {
     let mut env = Env::new("").await;
     env.start().await;
-    let (_, g) = env.grant(membership("oncall", &["alice@example.com"], "2s")).await;
+    let (_, g) = env
+        .grant(membership("oncall", &["alice@example.com"], "2s"))
+        .await;
     env.wait_state(&id_of(&g), "expired", WITHIN).await;
     let v = env.get("/v1/audit/verify").await;
     assert_eq!(v["ok"], true, "{v}");
     assert!(v["rows_checked"].as_u64().expect("n") >= 4);
     // The CLI agrees.
     let out = std::process::Command::new(BIN)
-        .args(["--url", &env.url(), "--token", &env.token, "audit", "verify"])
+        .args([
+            "--url",
+            &env.url(),
+            "--token",
+            &env.token,
+            "audit",
+            "verify",
+        ])
         .output()
         .expect("cli");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     env.terminate();
 
     // Tamper with row 3 using the sqlite3 shell, dropping the guard triggers first.
@@ -179,18 +288,37 @@ async fn audit_verify_names_an_altered_row() {
         sql.push_str(&format!("DROP TRIGGER {t};"));
     }
     sql.push_str("UPDATE history SET actor = 'mallory' WHERE seq = 3;");
-    let out = std::process::Command::new("sqlite3").arg(&db).arg(&sql).output().expect("sqlite3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg(&sql)
+        .output()
+        .expect("sqlite3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     env.start().await;
     let v = env.get("/v1/audit/verify").await;
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["first_broken"]["seq"], 3, "{v}");
     let out = std::process::Command::new(BIN)
-        .args(["--url", &env.url(), "--token", &env.token, "audit", "verify"])
+        .args([
+            "--url",
+            &env.url(),
+            "--token",
+            &env.token,
+            "audit",
+            "verify",
+        ])
         .output()
         .expect("cli");
     assert!(!out.status.success());
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains('3'), "names the row: {text}");
 }

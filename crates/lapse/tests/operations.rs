@@ -18,7 +18,11 @@ fn config_check(file: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("lapse config check");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -33,7 +37,10 @@ const GOOD: &str = "[twingate]\nbase_url = \"https://acme.twingate.com\"\n";
 #[test]
 fn config_check_accepts_the_shipped_example_and_a_minimal_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(BIN).args(["config", "example"]).output().expect("config example");
+    let out = Command::new(BIN)
+        .args(["config", "example"])
+        .output()
+        .expect("config example");
     assert!(out.status.success());
     let example = write(&dir, "example.toml", &String::from_utf8_lossy(&out.stdout));
     let (code, text) = config_check(&example, &[]);
@@ -47,12 +54,30 @@ fn config_check_accepts_the_shipped_example_and_a_minimal_file() {
 fn config_check_names_the_key_the_value_and_what_is_accepted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases: [(&str, &[&str]); 6] = [
-        ("[engine]\ntick = \"soon\"\n", &["engine.tick", "\"soon\"", "a duration such as"]),
-        ("[engine]\ntik = \"1s\"\n", &["engine.tik", "not a known setting", "tick, sweep_interval"]),
-        ("[server]\nlisten = \"nope\"\n", &["server.listen", "\"nope\"", "127.0.0.1:7420"]),
-        ("page_size = \"many\"\n", &["twingate.page_size", "\"many\"", "a whole number"]),
-        ("page_size = 500\n", &["twingate.page_size", "500", "from 1 to 100"]),
-        ("[server]\nlisten = \"0.0.0.0:7420\"\n", &["server.listen", "0.0.0.0:7420", "allow_insecure_remote"]),
+        (
+            "[engine]\ntick = \"soon\"\n",
+            &["engine.tick", "\"soon\"", "a duration such as"],
+        ),
+        (
+            "[engine]\ntik = \"1s\"\n",
+            &["engine.tik", "not a known setting", "tick, sweep_interval"],
+        ),
+        (
+            "[server]\nlisten = \"nope\"\n",
+            &["server.listen", "\"nope\"", "127.0.0.1:7420"],
+        ),
+        (
+            "page_size = \"many\"\n",
+            &["twingate.page_size", "\"many\"", "a whole number"],
+        ),
+        (
+            "page_size = 500\n",
+            &["twingate.page_size", "500", "from 1 to 100"],
+        ),
+        (
+            "[server]\nlisten = \"0.0.0.0:7420\"\n",
+            &["server.listen", "0.0.0.0:7420", "allow_insecure_remote"],
+        ),
     ];
     for (i, (body, wanted)) in cases.iter().enumerate() {
         let file = write(&dir, &format!("bad{i}.toml"), &format!("{GOOD}{body}"));
@@ -61,40 +86,74 @@ fn config_check_names_the_key_the_value_and_what_is_accepted() {
         for w in *wanted {
             assert!(text.contains(w), "message for {body:?} lacks {w:?}: {text}");
         }
-        assert_eq!(text.lines().count(), 1, "one line per problem, without repetition: {text}");
+        assert_eq!(
+            text.lines().count(),
+            1,
+            "one line per problem, without repetition: {text}"
+        );
     }
     let (code, text) = config_check(&write(&dir, "syntax.toml", "[engine\n"), &[]);
     assert_eq!(code, 2);
-    assert!(text.contains("not valid TOML") && text.contains("line 1"), "{text}");
+    assert!(
+        text.contains("not valid TOML") && text.contains("line 1"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_secret_in_the_toml_is_refused_without_echoing_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = write(&dir, "secret.toml", &format!("{GOOD}api_key = \"tg-very-secret\"\n"));
+    let file = write(
+        &dir,
+        "secret.toml",
+        &format!("{GOOD}api_key = \"tg-very-secret\"\n"),
+    );
     let (code, text) = config_check(&file, &[]);
     assert_eq!(code, 2, "{text}");
-    assert!(text.contains("twingate.api_key") && text.contains("api_key_file") && text.contains("LoadCredential"), "{text}");
-    assert!(!text.contains("tg-very-secret"), "the secret was echoed: {text}");
+    assert!(
+        text.contains("twingate.api_key")
+            && text.contains("api_key_file")
+            && text.contains("LoadCredential"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("tg-very-secret"),
+        "the secret was echoed: {text}"
+    );
 }
 
 #[test]
 fn the_environment_overrides_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = write(&dir, "tick.toml", &format!("{GOOD}[engine]\ntick = \"5s\"\n"));
+    let file = write(
+        &dir,
+        "tick.toml",
+        &format!("{GOOD}[engine]\ntick = \"5s\"\n"),
+    );
     let (code, text) = config_check(&file, &[]);
     assert_eq!(code, 2, "a 5s tick must be refused: {text}");
     assert!(text.contains("engine.tick"), "{text}");
     let (code, text) = config_check(&file, &[("LAPSE__ENGINE__TICK", "500ms")]);
     assert_eq!(code, 0, "the environment's 500ms should win: {text}");
-    let (code, text) = config_check(&write(&dir, "ok.toml", GOOD), &[("LAPSE__ENGINE__TICK", "soon")]);
+    let (code, text) = config_check(
+        &write(&dir, "ok.toml", GOOD),
+        &[("LAPSE__ENGINE__TICK", "soon")],
+    );
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("engine.tick = \"soon\""), "{text}");
 }
 
 fn doctor(config: &std::path::Path) -> (i32, String) {
-    let out = Command::new(BIN).args(["doctor", "--config"]).arg(config).env_remove("RUST_LOG").output().expect("lapse doctor");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(BIN)
+        .args(["doctor", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("lapse doctor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 // Doctor runs as a blocking child process while the sim answers it from this runtime.
@@ -103,8 +162,19 @@ async fn doctor_passes_with_a_good_key_and_fails_with_a_fix_otherwise() {
     let env = Env::new("").await;
     let (code, out) = doctor(&env.config);
     assert_eq!(code, 0, "doctor failed against a good sim:\n{out}");
-    for check in ["config", "database", "database write", "twingate read", "twingate write", "clock"] {
-        assert!(out.lines().any(|l| l.starts_with("ok") && l.contains(&format!("{check}:"))), "no ok line for {check}:\n{out}");
+    for check in [
+        "config",
+        "database",
+        "database write",
+        "twingate read",
+        "twingate write",
+        "clock",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("ok") && l.contains(&format!("{check}:"))),
+            "no ok line for {check}:\n{out}"
+        );
     }
     assert!(!out.contains("FAIL"), "{out}");
 
@@ -112,20 +182,45 @@ async fn doctor_passes_with_a_good_key_and_fails_with_a_fix_otherwise() {
     let wrong = env.dir.path().join("wrong.key");
     std::fs::write(&wrong, "not-a-key").expect("key");
     let cfg = std::fs::read_to_string(&env.config).expect("config");
-    let key_line = cfg.lines().find(|l| l.starts_with("api_key_file")).expect("api_key_file line");
+    let key_line = cfg
+        .lines()
+        .find(|l| l.starts_with("api_key_file"))
+        .expect("api_key_file line");
     let bad = env.dir.path().join("wrong.toml");
-    std::fs::write(&bad, cfg.replace(key_line, &format!("api_key_file = {:?}", wrong.display().to_string()))).expect("config");
+    std::fs::write(
+        &bad,
+        cfg.replace(
+            key_line,
+            &format!("api_key_file = {:?}", wrong.display().to_string()),
+        ),
+    )
+    .expect("config");
     let (code, out) = doctor(&bad);
     assert_ne!(code, 0, "doctor passed with a wrong key:\n{out}");
-    let fail = out.lines().find(|l| l.starts_with("FAIL") && l.contains("twingate read")).unwrap_or_else(|| panic!("no FAIL line:\n{out}"));
-    assert!(fail.contains("check twingate.base_url and the API key"), "the FAIL line gives no fix: {fail}");
+    let fail = out
+        .lines()
+        .find(|l| l.starts_with("FAIL") && l.contains("twingate read"))
+        .unwrap_or_else(|| panic!("no FAIL line:\n{out}"));
+    assert!(
+        fail.contains("check twingate.base_url and the API key"),
+        "the FAIL line gives no fix: {fail}"
+    );
 
     // A key that may read but not write.
     std::fs::write(&wrong, twingate_sim::DEMO_READ_KEY).expect("key");
     let (code, out) = doctor(&bad);
     assert_ne!(code, 0, "doctor passed with a read-only key:\n{out}");
-    assert!(out.lines().any(|l| l.starts_with("ok") && l.contains("twingate read:")), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("FAIL") && l.contains("twingate write:") && l.contains("Read & Write")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok") && l.contains("twingate read:")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("twingate write:")
+            && l.contains("Read & Write")),
+        "{out}"
+    );
 }
 
 /// The value of the first sample of `name` whose labels contain every one of `labels`.
@@ -142,83 +237,213 @@ fn sample(page: &str, name: &str, labels: &[&str]) -> Option<f64> {
 async fn metrics_and_json_logs_after_a_grants_life() {
     let mut env = Env::new("[log]\nformat = \"json\"\nfilter = \"trace,h2=info,hyper=info,hyper_util=info,rustls=info,sqlx=info\"\n").await;
     env.start().await;
-    let (status, g) = env.grant(membership("oncall", &["alice@example.com"], "2s")).await;
+    let (status, g) = env
+        .grant(membership("oncall", &["alice@example.com"], "2s"))
+        .await;
     assert_eq!(status, 201, "{g}");
     let id = id_of(&g);
     env.wait_state(&id, "active", WITHIN).await;
     assert!(env.group_has("oncall", "alice@example.com"));
-    let page = env.http.get(format!("{}/metrics", env.url())).send().await.expect("metrics").text().await.expect("text");
-    assert_eq!(sample(&page, "lapse_open_grants", &["kind=\"group-membership\"", "state=\"active\""]), Some(1.0), "{page}");
+    let page = env
+        .http
+        .get(format!("{}/metrics", env.url()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        sample(
+            &page,
+            "lapse_open_grants",
+            &["kind=\"group-membership\"", "state=\"active\""]
+        ),
+        Some(1.0),
+        "{page}"
+    );
     env.wait_state(&id, "expired", WITHIN).await;
     assert!(!env.group_has("oncall", "alice@example.com"));
 
-    let page = env.http.get(format!("{}/metrics", env.url())).send().await.expect("metrics").text().await.expect("text");
+    let page = env
+        .http
+        .get(format!("{}/metrics", env.url()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     // The grant has ended: no open grant of that kind is left showing as active.
-    assert_eq!(sample(&page, "lapse_open_grants", &["kind=\"group-membership\"", "state=\"active\""]), Some(0.0), "{page}");
     assert_eq!(
-        sample(&page, "lapse_revocation_lateness_seconds_count", &["kind=\"group-membership\""]),
+        sample(
+            &page,
+            "lapse_open_grants",
+            &["kind=\"group-membership\"", "state=\"active\""]
+        ),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(
+            &page,
+            "lapse_revocation_lateness_seconds_count",
+            &["kind=\"group-membership\""]
+        ),
         Some(1.0),
         "one revocation's lateness:\n{page}"
     );
-    assert!(sample(&page, "lapse_revocation_lateness_seconds_bucket", &["le=\"+Inf\""]).is_some(), "histogram buckets:\n{page}");
-    assert_eq!(sample(&page, "lapse_overdue_revocations", &[]), Some(0.0), "{page}");
-    assert_eq!(sample(&page, "lapse_oldest_overdue_revocation_seconds", &[]), Some(0.0), "{page}");
+    assert!(
+        sample(
+            &page,
+            "lapse_revocation_lateness_seconds_bucket",
+            &["le=\"+Inf\""]
+        )
+        .is_some(),
+        "histogram buckets:\n{page}"
+    );
+    assert_eq!(
+        sample(&page, "lapse_overdue_revocations", &[]),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "lapse_oldest_overdue_revocation_seconds", &[]),
+        Some(0.0),
+        "{page}"
+    );
     // One call adds alice, one removes her.
     assert_eq!(
-        sample(&page, "lapse_actions_total", &["action=\"update-group-users\"", "outcome=\"ok\""]),
+        sample(
+            &page,
+            "lapse_actions_total",
+            &["action=\"update-group-users\"", "outcome=\"ok\""]
+        ),
         Some(2.0),
         "API calls by operation and outcome:\n{page}"
     );
-    assert!(page.contains("# HELP lapse_revocation_lateness_seconds"), "series are described:\n{page}");
-    assert!(sample(&page, "lapse_rate_limit_waits_total", &["budget=\"writes\""]).is_some(), "rate-limit waits:\n{page}");
-    assert!(sample(&page, "lapse_drift_found_total", &[]).is_some(), "drift found:\n{page}");
+    assert!(
+        page.contains("# HELP lapse_revocation_lateness_seconds"),
+        "series are described:\n{page}"
+    );
+    assert!(
+        sample(
+            &page,
+            "lapse_rate_limit_waits_total",
+            &["budget=\"writes\""]
+        )
+        .is_some(),
+        "rate-limit waits:\n{page}"
+    );
+    assert!(
+        sample(&page, "lapse_drift_found_total", &[]).is_some(),
+        "drift found:\n{page}"
+    );
 
     assert_eq!(env.terminate().map(|s| s.success()), Some(true));
     let log = env.log();
-    assert!(log.lines().count() > 10, "too few log lines:\n{}", tail(&log));
+    assert!(
+        log.lines().count() > 10,
+        "too few log lines:\n{}",
+        tail(&log)
+    );
     for line in log.lines() {
-        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
     }
     assert!(log.contains("TRACE"), "the log was not written at TRACE");
-    assert!(!log.contains(twingate_sim::DEMO_ADMIN_KEY), "the Twingate key is in the log");
+    assert!(
+        !log.contains(twingate_sim::DEMO_ADMIN_KEY),
+        "the Twingate key is in the log"
+    );
     assert!(!log.contains(&env.token), "a lapse token is in the log");
     let secret_part = env.token.trim_start_matches("lapse_");
-    assert!(!log.contains(secret_part), "part of a lapse token is in the log");
+    assert!(
+        !log.contains(secret_part),
+        "part of a lapse token is in the log"
+    );
 }
 
 #[tokio::test]
 async fn the_openapi_document_describes_every_route() {
     let mut env = Env::new("").await;
     env.start().await;
-    let r = env.http.get(format!("{}/v1/openapi.json", env.url())).send().await.expect("openapi");
+    let r = env
+        .http
+        .get(format!("{}/v1/openapi.json", env.url()))
+        .send()
+        .await
+        .expect("openapi");
     assert_eq!(r.status().as_u16(), 200);
     let doc: Value = r.json().await.expect("the document is JSON");
-    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
     let paths = doc["paths"].as_object().expect("paths");
-    for p in ["/v1/grants", "/v1/grants/{id}", "/v1/grants/{id}/revoke", "/v1/history", "/v1/openapi.json", "/metrics"] {
+    for p in [
+        "/v1/grants",
+        "/v1/grants/{id}",
+        "/v1/grants/{id}/revoke",
+        "/v1/history",
+        "/v1/openapi.json",
+        "/metrics",
+    ] {
         assert!(paths.contains_key(p), "{p} is not documented");
     }
     // Every documented operation is served: the router answers neither 404-for-no-route nor 405.
     for (path, item) in paths {
-        for method in item.as_object().expect("path item").keys().filter(|m| ["get", "post"].contains(&m.as_str())) {
-            let url = format!("{}{}", env.url(), path.replace("{id}", "01J00000000000000000000000"));
-            let req = if method == "get" { env.http.get(&url) } else { env.http.post(&url).body("{}") };
+        for method in item
+            .as_object()
+            .expect("path item")
+            .keys()
+            .filter(|m| ["get", "post"].contains(&m.as_str()))
+        {
+            let url = format!(
+                "{}{}",
+                env.url(),
+                path.replace("{id}", "01J00000000000000000000000")
+            );
+            let req = if method == "get" {
+                env.http.get(&url)
+            } else {
+                env.http.post(&url).body("{}")
+            };
             let r = req.bearer_auth(&env.token).send().await.expect("request");
             let status = r.status().as_u16();
             let body = r.text().await.unwrap_or_default();
             assert_ne!(status, 405, "{method} {path} is documented but not routed");
-            assert!(status != 404 || body.contains("not_found"), "{method} {path} is documented but not routed: {body}");
+            assert!(
+                status != 404 || body.contains("not_found"),
+                "{method} {path} is documented but not routed: {body}"
+            );
         }
     }
     let req = &doc["components"]["schemas"]["GrantRequest"];
-    let props = req["properties"].as_object().expect("GrantRequest properties");
-    for f in ["kind", "users", "resources", "group", "service_account", "duration", "expires_at", "starts_at", "reason"] {
+    let props = req["properties"]
+        .as_object()
+        .expect("GrantRequest properties");
+    for f in [
+        "kind",
+        "users",
+        "resources",
+        "group",
+        "service_account",
+        "duration",
+        "expires_at",
+        "starts_at",
+        "reason",
+    ] {
         assert!(props.contains_key(f), "GrantRequest lacks {f}: {req}");
     }
     assert_eq!(req["required"], serde_json::json!(["kind"]), "{req}");
     assert_eq!(
-        doc["paths"]["/v1/grants"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        doc["paths"]["/v1/grants"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            ["$ref"],
         "#/components/schemas/GrantRequest"
     );
 }
@@ -226,11 +451,16 @@ async fn the_openapi_document_describes_every_route() {
 #[tokio::test]
 async fn the_api_answers_over_https_with_a_configured_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("self-signed certificate");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .expect("self-signed certificate");
     let cert_pem = ck.cert.pem();
     let cert = write(&dir, "cert.pem", &cert_pem);
     let key = write(&dir, "key.pem", &ck.signing_key.serialize_pem());
-    let extra = format!("[server]\ntls_cert = {:?}\ntls_key = {:?}\n", cert.display().to_string(), key.display().to_string());
+    let extra = format!(
+        "[server]\ntls_cert = {:?}\ntls_key = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
     let env = Env::new(&extra).await;
     let log = std::fs::File::create(env.log_path()).expect("log");
     let mut child = Command::new(BIN)
@@ -246,13 +476,23 @@ async fn the_api_answers_over_https_with_a_configured_certificate() {
         .build()
         .expect("client");
     let url = format!("https://localhost:{}", env.port);
-    let ready =
-        eventually(WITHIN, || async { client.get(format!("{url}/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false) })
-            .await;
+    let ready = eventually(WITHIN, || async {
+        client
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+    })
+    .await;
     let _ = child.kill();
     let _ = child.wait();
     assert!(ready, "no HTTPS answer; log:\n{}", tail(&env.log()));
-    assert!(env.log().contains("https"), "the ready line names the scheme:\n{}", env.log());
+    assert!(
+        env.log().contains("https"),
+        "the ready line names the scheme:\n{}",
+        env.log()
+    );
 }
 
 #[tokio::test]
@@ -263,8 +503,14 @@ async fn a_certificate_without_a_key_is_refused() {
     let extra = format!("[server]\ntls_cert = {:?}\n", cert.display().to_string());
     let env = Env::new(&extra).await;
     let (code, text) = config_check(&env.config, &[]);
-    assert_eq!(code, 2, "a certificate without a key must be refused: {text}");
-    assert!(text.contains("server.tls_cert") && text.contains("server.tls_key"), "{text}");
+    assert_eq!(
+        code, 2,
+        "a certificate without a key must be refused: {text}"
+    );
+    assert!(
+        text.contains("server.tls_cert") && text.contains("server.tls_key"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -272,14 +518,28 @@ async fn sighup_is_logged_and_does_not_stop_the_daemon() {
     let mut env = Env::new("").await;
     env.start().await;
     let pid = env.pid().expect("pid");
-    let sent = Command::new("kill").args(["-HUP", &pid.to_string()]).status().expect("kill -HUP");
+    let sent = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill -HUP");
     assert!(sent.success());
     let logged = eventually(WITHIN, || async { env.log().contains("reload requested") }).await;
     assert!(logged, "no reload line:\n{}", tail(&env.log()));
-    let r = env.http.get(format!("{}/readyz", env.url())).send().await.expect("still answering after SIGHUP");
+    let r = env
+        .http
+        .get(format!("{}/readyz", env.url()))
+        .send()
+        .await
+        .expect("still answering after SIGHUP");
     assert!(r.status().is_success());
-    let (status, g) = env.grant(membership("oncall", &["bob@example.com"], "1m")).await;
+    let (status, g) = env
+        .grant(membership("oncall", &["bob@example.com"], "1m"))
+        .await;
     assert_eq!(status, 201, "{g}");
     env.wait_state(&id_of(&g), "active", WITHIN).await;
-    assert_eq!(env.terminate().map(|s| s.success()), Some(true), "SIGTERM after SIGHUP exits 0");
+    assert_eq!(
+        env.terminate().map(|s| s.success()),
+        Some(true),
+        "SIGTERM after SIGHUP exits 0"
+    );
 }

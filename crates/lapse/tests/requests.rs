@@ -36,27 +36,48 @@ impl Hook {
             h.got.lock().expect("hook lock").push(v);
             StatusCode::OK
         }
-        let app = axum::Router::new().route("/hook", post(receive)).with_state(hook.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("test fixture");
+        let app = axum::Router::new()
+            .route("/hook", post(receive))
+            .with_state(hook.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("test fixture");
         let addr = listener.local_addr().expect("test fixture");
         tokio::spawn(async move { axum::serve(listener, app).await });
         (hook, addr)
     }
 
     fn events(&self, event: &str) -> Vec<Value> {
-        self.got.lock().expect("hook lock").iter().filter(|v| v["event"] == event).cloned().collect()
+        self.got
+            .lock()
+            .expect("hook lock")
+            .iter()
+            .filter(|v| v["event"] == event)
+            .cloned()
+            .collect()
     }
 
     /// Waits until exactly `n` `event` notifications about `key` = `value` arrived.
     async fn wait_for(&self, event: &str, key: &str, value: &str, n: usize) -> Vec<Value> {
-        let ok = eventually(WITHIN, || async { self.matching(event, key, value).len() >= n }).await;
+        let ok = eventually(WITHIN, || async {
+            self.matching(event, key, value).len() >= n
+        })
+        .await;
         let found = self.matching(event, key, value);
-        assert!(ok, "{event} for {key}={value}: got {} of {n}; all: {:?}", found.len(), self.got.lock().expect("hook lock"));
+        assert!(
+            ok,
+            "{event} for {key}={value}: got {} of {n}; all: {:?}",
+            found.len(),
+            self.got.lock().expect("hook lock")
+        );
         found
     }
 
     fn matching(&self, event: &str, key: &str, value: &str) -> Vec<Value> {
-        self.events(event).into_iter().filter(|v| v[key] == value).collect()
+        self.events(event)
+            .into_iter()
+            .filter(|v| v[key] == value)
+            .collect()
     }
 }
 
@@ -78,7 +99,8 @@ impl Jit {
             std::fs::write(lists_dir.join(name), text).expect("test fixture");
         }
         let url_file = dir.join("hook.url");
-        std::fs::write(&url_file, format!("http://{addr}/hook?secret=s3cr3t\n")).expect("test fixture");
+        std::fs::write(&url_file, format!("http://{addr}/hook?secret=s3cr3t\n"))
+            .expect("test fixture");
         let extra = format!(
             r#"
 [access]
@@ -96,38 +118,83 @@ format = "json"
             url_file.display()
         );
         let env = Env::new(&extra).await;
-        Jit { env, hook, lists: lists_dir, _dir: tmp }
+        Jit {
+            env,
+            hook,
+            lists: lists_dir,
+            _dir: tmp,
+        }
     }
 
     fn token(&self, name: &str, role: &str, identity: &str) -> String {
         let out = std::process::Command::new(BIN)
-            .args(["token", "create", "--name", name, "--role", role, "--identity", identity, "--config"])
+            .args([
+                "token",
+                "create",
+                "--name",
+                name,
+                "--role",
+                role,
+                "--identity",
+                identity,
+                "--config",
+            ])
             .arg(&self.env.config)
             .output()
             .expect("test fixture");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().last().expect("test fixture").trim().to_owned()
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("test fixture")
+            .trim()
+            .to_owned()
     }
 
     async fn call(&self, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
         let url = format!("{}{}", self.env.url(), path);
-        let req = if method == "GET" { self.env.http.get(url) } else { self.env.http.post(url).json(&body) };
+        let req = if method == "GET" {
+            self.env.http.get(url)
+        } else {
+            self.env.http.post(url).json(&body)
+        };
         let r = req.bearer_auth(token).send().await.expect("test fixture");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     async fn request_state(&self, token: &str, id: &str) -> String {
-        self.call(token, "GET", &format!("/v1/requests/{id}"), Value::Null).await.1["state"].as_str().unwrap_or("").to_owned()
+        self.call(token, "GET", &format!("/v1/requests/{id}"), Value::Null)
+            .await
+            .1["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 
     async fn wait_request(&self, token: &str, id: &str, state: &str) {
-        let ok = eventually(WITHIN, || async { self.request_state(token, id).await == state }).await;
-        assert!(ok, "request {id} did not reach {state} (now {})", self.request_state(token, id).await);
+        let ok = eventually(WITHIN, || async {
+            self.request_state(token, id).await == state
+        })
+        .await;
+        assert!(
+            ok,
+            "request {id} did not reach {state} (now {})",
+            self.request_state(token, id).await
+        );
     }
 
     fn mutations(&self) -> usize {
-        self.env.sim.journal().iter().filter(|e| e.is_mutation).count()
+        self.env
+            .sim
+            .journal()
+            .iter()
+            .filter(|e| e.is_mutation)
+            .count()
     }
 }
 
@@ -154,7 +221,10 @@ approvals = 2
 "#;
 
 fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
+    v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {v}"))
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,36 +237,72 @@ async fn approval_by_one_owner_becomes_access_that_lapses_and_self_approval_is_r
     let alice_padded = jit.token("alice-padded", "operator", "   alice@example.com   ");
     jit.env.start().await;
 
-    let (s, r) = jit.call(&alice, "POST", "/v1/requests", json!({"list": "oncall", "reason": "INC-77 paging"})).await;
+    let (s, r) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "oncall", "reason": "INC-77 paging"}),
+        )
+        .await;
     assert_eq!(s, 201, "{r}");
     assert_eq!(r["state"], "pending");
     let rid = id(&r);
-    assert!(!jit.env.group_has("oncall", "alice@example.com"), "nothing before approval");
+    assert!(
+        !jit.env.group_has("oncall", "alice@example.com"),
+        "nothing before approval"
+    );
 
     // Owners are told of the new request, once, with who asked and why.
-    let created = jit.hook.wait_for("request-created", "request", &rid, 1).await;
-    assert_eq!(created[0]["to"], json!(["bob@example.com", "carol@example.com"]));
+    let created = jit
+        .hook
+        .wait_for("request-created", "request", &rid, 1)
+        .await;
+    assert_eq!(
+        created[0]["to"],
+        json!(["bob@example.com", "carol@example.com"])
+    );
     assert_eq!(created[0]["reason"], "INC-77 paging");
 
     // Self-approval in every form: same identity, other case, padded, holding admin.
     for t in [&alice, &alice_admin, &alice_padded] {
-        let (s, e) = jit.call(t, "POST", &format!("/v1/requests/{rid}/approve"), json!({})).await;
+        let (s, e) = jit
+            .call(t, "POST", &format!("/v1/requests/{rid}/approve"), json!({}))
+            .await;
         assert_eq!(s, 403, "{e}");
         assert_eq!(e["error"]["code"], "self_approval", "{e}");
     }
     assert_eq!(jit.request_state(&alice, &rid).await, "pending");
 
     // One owner's approval (an identity stored with other case and spaces) is enough.
-    let (s, a) = jit.call(&bob, "POST", &format!("/v1/requests/{rid}/approve"), json!({"reason": "ok"})).await;
+    let (s, a) = jit
+        .call(
+            &bob,
+            "POST",
+            &format!("/v1/requests/{rid}/approve"),
+            json!({"reason": "ok"}),
+        )
+        .await;
     assert_eq!(s, 200, "{a}");
     assert_eq!(a["state"], "approved");
     let gid = a["grant_id"].as_str().expect("grant id").to_owned();
     jit.env.wait_state(&gid, "active", WITHIN).await;
     assert!(jit.env.group_has("oncall", "alice@example.com"));
     let g = jit.env.get(&format!("/v1/grants/{gid}")).await;
-    let events: Vec<&str> = g["history"].as_array().expect("test fixture").iter().filter_map(|h| h["event"].as_str()).collect();
+    let events: Vec<&str> = g["history"]
+        .as_array()
+        .expect("test fixture")
+        .iter()
+        .filter_map(|h| h["event"].as_str())
+        .collect();
     assert!(events.contains(&"request-approved"), "{events:?}");
-    let approved_row = g["history"].as_array().expect("test fixture").iter().find(|h| h["event"] == "request-approved").expect("test fixture").clone();
+    let approved_row = g["history"]
+        .as_array()
+        .expect("test fixture")
+        .iter()
+        .find(|h| h["event"] == "request-approved")
+        .expect("test fixture")
+        .clone();
     assert_eq!(approved_row["detail"]["request"], rid.as_str());
 
     // Time counts from activation and the grant lapses on time.
@@ -204,32 +310,75 @@ async fn approval_by_one_owner_becomes_access_that_lapses_and_self_approval_is_r
     assert!(!jit.env.group_has("oncall", "alice@example.com"));
 
     // Notifications: approved (to the requester), expiring soon, ended — each exactly once.
-    let approved = jit.hook.wait_for("request-approved", "request", &rid, 1).await;
+    let approved = jit
+        .hook
+        .wait_for("request-approved", "request", &rid, 1)
+        .await;
     assert_eq!(approved[0]["to"], json!(["alice@example.com"]));
     jit.hook.wait_for("expiring-soon", "grant", &gid, 1).await;
     let ended = jit.hook.wait_for("ended", "grant", &gid, 1).await;
     assert_eq!(ended[0]["how"], "expired");
 
     // A list needing two approvals stays pending after one.
-    let (s, r2) = jit.call(&alice, "POST", "/v1/requests", json!({"list": "prod-two", "duration": "5m", "reason": "migration"})).await;
+    let (s, r2) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "prod-two", "duration": "5m", "reason": "migration"}),
+        )
+        .await;
     assert_eq!(s, 201, "{r2}");
     let r2 = id(&r2);
-    let (s, one) = jit.call(&bob, "POST", &format!("/v1/requests/{r2}/approve"), json!({})).await;
+    let (s, one) = jit
+        .call(
+            &bob,
+            "POST",
+            &format!("/v1/requests/{r2}/approve"),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, 200, "{one}");
     assert_eq!(one["state"], "pending", "{one}");
     assert!(one["grant_id"].is_null());
-    let (s, again) = jit.call(&bob, "POST", &format!("/v1/requests/{r2}/approve"), json!({})).await;
+    let (s, again) = jit
+        .call(
+            &bob,
+            "POST",
+            &format!("/v1/requests/{r2}/approve"),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, 403, "the same owner twice does not count: {again}");
-    let (s, two) = jit.call(&carol, "POST", &format!("/v1/requests/{r2}/approve"), json!({})).await;
+    let (s, two) = jit
+        .call(
+            &carol,
+            "POST",
+            &format!("/v1/requests/{r2}/approve"),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, 200, "{two}");
     assert_eq!(two["state"], "approved");
     assert_eq!(two["approvals"].as_array().expect("test fixture").len(), 2);
 
     // Each notification arrived once.
-    for (event, key, value) in [("request-created", "request", &rid), ("request-approved", "request", &rid), ("expiring-soon", "grant", &gid), ("ended", "grant", &gid)] {
-        assert_eq!(jit.hook.matching(event, key, value).len(), 1, "{event} delivered more than once");
+    for (event, key, value) in [
+        ("request-created", "request", &rid),
+        ("request-approved", "request", &rid),
+        ("expiring-soon", "grant", &gid),
+        ("ended", "grant", &gid),
+    ] {
+        assert_eq!(
+            jit.hook.matching(event, key, value).len(),
+            1,
+            "{event} delivered more than once"
+        );
     }
-    assert!(!jit.env.log().contains("s3cr3t"), "the webhook URL is never logged");
+    assert!(
+        !jit.env.log().contains("s3cr3t"),
+        "the webhook URL is never logged"
+    );
     jit.env.terminate();
 }
 
@@ -271,34 +420,99 @@ async fn lapse_deny_cancel_touch_nothing_and_break_glass_is_immediate_despite_a_
     jit.env.sim.clear_journal();
 
     // A request lapses unreviewed after its wait.
-    let (s, q) = jit.call(&alice, "POST", "/v1/requests", json!({"list": "quick", "reason": "look"})).await;
+    let (s, q) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "quick", "reason": "look"}),
+        )
+        .await;
     assert_eq!(s, 201, "{q}");
     let q = id(&q);
     jit.wait_request(&alice, &q, "lapsed").await;
 
     // Denial and cancellation end a request.
-    let (_, d) = jit.call(&alice, "POST", "/v1/requests", json!({"list": "slow", "reason": "look"})).await;
+    let (_, d) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "slow", "reason": "look"}),
+        )
+        .await;
     let d = id(&d);
-    let (s, e) = jit.call(&bob, "POST", &format!("/v1/requests/{d}/deny"), json!({})).await;
+    let (s, e) = jit
+        .call(&bob, "POST", &format!("/v1/requests/{d}/deny"), json!({}))
+        .await;
     assert_eq!(s, 400, "a denial needs a reason: {e}");
-    let (s, denied) = jit.call(&bob, "POST", &format!("/v1/requests/{d}/deny"), json!({"reason": "not on call"})).await;
+    let (s, denied) = jit
+        .call(
+            &bob,
+            "POST",
+            &format!("/v1/requests/{d}/deny"),
+            json!({"reason": "not on call"}),
+        )
+        .await;
     assert_eq!(s, 200, "{denied}");
     assert_eq!(denied["state"], "denied");
-    let (_, c) = jit.call(&alice, "POST", "/v1/requests", json!({"list": "slow", "reason": "look"})).await;
+    let (_, c) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "slow", "reason": "look"}),
+        )
+        .await;
     let c = id(&c);
-    let (s, e) = jit.call(&bob, "POST", &format!("/v1/requests/{c}/cancel"), json!({})).await;
+    let (s, e) = jit
+        .call(&bob, "POST", &format!("/v1/requests/{c}/cancel"), json!({}))
+        .await;
     assert_eq!(s, 403, "only the requester cancels: {e}");
-    let (s, cancelled) = jit.call(&alice, "POST", &format!("/v1/requests/{c}/cancel"), json!({})).await;
+    let (s, cancelled) = jit
+        .call(
+            &alice,
+            "POST",
+            &format!("/v1/requests/{c}/cancel"),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, 200, "{cancelled}");
     assert_eq!(cancelled["state"], "cancelled");
-    let (s, e) = jit.call(&bob, "POST", &format!("/v1/requests/{c}/approve"), json!({})).await;
+    let (s, e) = jit
+        .call(
+            &bob,
+            "POST",
+            &format!("/v1/requests/{c}/approve"),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, 409, "an ended request cannot be approved: {e}");
-    assert_eq!(jit.mutations(), 0, "no remote call for lapsed, denied or cancelled requests: {:?}", jit.env.sim.journal());
+    assert_eq!(
+        jit.mutations(),
+        0,
+        "no remote call for lapsed, denied or cancelled requests: {:?}",
+        jit.env.sim.journal()
+    );
 
     // Break-glass applies at once, while the webhook still fails.
-    let (s, e) = jit.call(&alice, "POST", "/v1/requests", json!({"list": "slow", "reason": "now", "break_glass": true})).await;
+    let (s, e) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "slow", "reason": "now", "break_glass": true}),
+        )
+        .await;
     assert_eq!(s, 403, "only lists that allow it: {e}");
-    let (s, bg) = jit.call(&alice, "POST", "/v1/requests", json!({"list": "glass", "reason": "prod down", "break_glass": true})).await;
+    let (s, bg) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "glass", "reason": "prod down", "break_glass": true}),
+        )
+        .await;
     assert_eq!(s, 201, "{bg}");
     assert_eq!(bg["state"], "approved");
     assert_eq!(bg["break_glass"], true);
@@ -306,7 +520,13 @@ async fn lapse_deny_cancel_touch_nothing_and_break_glass_is_immediate_despite_a_
     jit.env.wait_state(&gid, "active", WITHIN).await;
     assert!(jit.env.group_has("platform", "alice@example.com"));
     let g = jit.env.get(&format!("/v1/grants/{gid}")).await;
-    let row = g["history"].as_array().expect("test fixture").iter().find(|h| h["event"] == "break-glass-granted").cloned().expect("marked in history");
+    let row = g["history"]
+        .as_array()
+        .expect("test fixture")
+        .iter()
+        .find(|h| h["event"] == "break-glass-granted")
+        .cloned()
+        .expect("marked in history");
     assert_eq!(row["detail"]["break_glass"], true);
     // The grant was applied while the webhook was refusing every delivery.
     let refused_so_far = jit.hook.refused.load(Ordering::SeqCst);
@@ -315,8 +535,14 @@ async fn lapse_deny_cancel_touch_nothing_and_break_glass_is_immediate_despite_a_
 
     // The webhook recovers: nothing was lost, nothing arrives twice.
     jit.hook.failing.store(false, Ordering::SeqCst);
-    let glass = jit.hook.wait_for("break-glass", "request", &id(&bg), 1).await;
-    assert_eq!(glass[0]["to"], json!(["bob@example.com", "carol@example.com"]));
+    let glass = jit
+        .hook
+        .wait_for("break-glass", "request", &id(&bg), 1)
+        .await;
+    assert_eq!(
+        glass[0]["to"],
+        json!(["bob@example.com", "carol@example.com"])
+    );
     assert_eq!(glass[0]["reason"], "prod down");
     let den = jit.hook.wait_for("request-denied", "request", &d, 1).await;
     assert_eq!(den[0]["to"], json!(["alice@example.com"]));
@@ -324,8 +550,17 @@ async fn lapse_deny_cancel_touch_nothing_and_break_glass_is_immediate_despite_a_
     jit.hook.wait_for("request-created", "request", &d, 1).await;
     jit.hook.wait_for("request-created", "request", &c, 1).await;
     jit.hook.wait_for("request-lapsed", "request", &q, 1).await;
-    for (event, r) in [("break-glass", id(&bg)), ("request-denied", d.clone()), ("request-created", c.clone()), ("request-lapsed", q.clone())] {
-        assert_eq!(jit.hook.matching(event, "request", &r).len(), 1, "{event} for {r} arrived more than once");
+    for (event, r) in [
+        ("break-glass", id(&bg)),
+        ("request-denied", d.clone()),
+        ("request-created", c.clone()),
+        ("request-lapsed", q.clone()),
+    ] {
+        assert_eq!(
+            jit.hook.matching(event, "request", &r).len(),
+            1,
+            "{event} for {r} arrived more than once"
+        );
     }
     jit.env.terminate();
 }
@@ -363,66 +598,173 @@ async fn extensions_are_capped_a_missed_review_suspends_and_a_broken_file_keeps_
     jit.env.start().await;
 
     // Auto-approved list: the grant exists at once.
-    let (s, r) = jit.call(&alice, "POST", "/v1/requests", json!({"list": "ext", "reason": "deploy"})).await;
+    let (s, r) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "ext", "reason": "deploy"}),
+        )
+        .await;
     assert_eq!(s, 201, "{r}");
     let gid = r["grant_id"].as_str().expect("auto-approved").to_owned();
     jit.env.wait_state(&gid, "active", WITHIN).await;
-    let before = jit.env.get(&format!("/v1/grants/{gid}")).await["grant"]["expires_at"].as_str().expect("test fixture").to_owned();
+    let before = jit.env.get(&format!("/v1/grants/{gid}")).await["grant"]["expires_at"]
+        .as_str()
+        .expect("test fixture")
+        .to_owned();
     let before = chrono::DateTime::parse_from_rfc3339(&before).expect("test fixture");
 
     // Past the list's maximum total (60s from the start): refused.
-    let (s, e) = jit.call(&alice, "POST", &format!("/v1/grants/{gid}/extend"), json!({"by": "41s", "reason": "more"})).await;
+    let (s, e) = jit
+        .call(
+            &alice,
+            "POST",
+            &format!("/v1/grants/{gid}/extend"),
+            json!({"by": "41s", "reason": "more"}),
+        )
+        .await;
     assert_eq!(s, 400, "{e}");
     assert_eq!(e["error"]["field"], "by");
     // Within it: applied to the same grant, no second group.
-    let (s, x) = jit.call(&alice, "POST", &format!("/v1/grants/{gid}/extend"), json!({"by": "10s", "reason": "more"})).await;
+    let (s, x) = jit
+        .call(
+            &alice,
+            "POST",
+            &format!("/v1/grants/{gid}/extend"),
+            json!({"by": "10s", "reason": "more"}),
+        )
+        .await;
     assert_eq!(s, 201, "{x}");
     assert_eq!(x["state"], "approved");
     let after = jit.env.get(&format!("/v1/grants/{gid}")).await;
-    let after_t = chrono::DateTime::parse_from_rfc3339(after["grant"]["expires_at"].as_str().expect("test fixture")).expect("test fixture");
+    let after_t = chrono::DateTime::parse_from_rfc3339(
+        after["grant"]["expires_at"].as_str().expect("test fixture"),
+    )
+    .expect("test fixture");
     assert_eq!(after_t - before, chrono::Duration::seconds(10));
-    assert!(after["history"].as_array().expect("test fixture").iter().any(|h| h["event"] == "extended"));
-    let ok = eventually(Duration::from_secs(3), || async { jit.env.lapse_groups() > 1 }).await;
+    assert!(
+        after["history"]
+            .as_array()
+            .expect("test fixture")
+            .iter()
+            .any(|h| h["event"] == "extended")
+    );
+    let ok = eventually(Duration::from_secs(3), || async {
+        jit.env.lapse_groups() > 1
+    })
+    .await;
     assert!(!ok, "an extension never creates a second group");
     assert_eq!(jit.env.lapse_groups(), 1);
     assert_eq!(jit.env.state_of(&gid).await, "active");
 
     // A missed review suspends the list...
-    let (s, e) = jit.call(&alice, "POST", "/v1/requests", json!({"list": "audited", "reason": "x"})).await;
+    let (s, e) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "audited", "reason": "x"}),
+        )
+        .await;
     assert_eq!(s, 403, "{e}");
     assert_eq!(e["error"]["code"], "list_suspended");
-    let due = jit.call(&bob, "GET", "/v1/reviews?due=true", Value::Null).await.1;
-    assert!(due["reviews"].as_array().expect("test fixture").iter().any(|r| r["list"] == "audited" && r["suspended"] == true), "{due}");
+    let due = jit
+        .call(&bob, "GET", "/v1/reviews?due=true", Value::Null)
+        .await
+        .1;
+    assert!(
+        due["reviews"]
+            .as_array()
+            .expect("test fixture")
+            .iter()
+            .any(|r| r["list"] == "audited" && r["suspended"] == true),
+        "{due}"
+    );
     jit.hook.wait_for("review-due", "list", "audited", 1).await;
     // ...until an owner records it; the removed member can no longer request.
     let (s, e) = jit.call(&alice, "POST", "/v1/reviews", json!({"list": "audited", "keep": ["alice@example.com"], "remove": ["dave@example.com"]})).await;
     assert_eq!(s, 403, "only owners review: {e}");
     let (s, rv) = jit.call(&bob, "POST", "/v1/reviews", json!({"list": "audited", "keep": ["ALICE@example.com"], "remove": ["dave@example.com"]})).await;
     assert_eq!(s, 200, "{rv}");
-    let (s, ok_req) = jit.call(&alice, "POST", "/v1/requests", json!({"list": "audited", "reason": "x"})).await;
+    let (s, ok_req) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "audited", "reason": "x"}),
+        )
+        .await;
     assert_eq!(s, 201, "{ok_req}");
     let dave = jit.token("dave", "operator", "dave@example.com");
-    let (s, e) = jit.call(&dave, "POST", "/v1/requests", json!({"list": "audited", "reason": "x"})).await;
+    let (s, e) = jit
+        .call(
+            &dave,
+            "POST",
+            "/v1/requests",
+            json!({"list": "audited", "reason": "x"}),
+        )
+        .await;
     assert_eq!(s, 403, "{e}");
 
     // A broken list file is refused with its name and line; the old lists keep working.
-    std::fs::write(jit.lists.join("audited.toml"), "[[list]]\nname = \"audited\"\nowners = = [\"bob@example.com\"]\n").expect("test fixture");
+    std::fs::write(
+        jit.lists.join("audited.toml"),
+        "[[list]]\nname = \"audited\"\nowners = = [\"bob@example.com\"]\n",
+    )
+    .expect("test fixture");
     jit.env.signal("HUP");
     let ok = eventually(WITHIN, || async {
         let l = jit.call(&alice, "GET", "/v1/lists", Value::Null).await.1;
-        l["refused_files"].as_array().is_some_and(|r| r.iter().any(|f| f["file"] == "audited.toml" && f["line"].is_number()))
+        l["refused_files"].as_array().is_some_and(|r| {
+            r.iter()
+                .any(|f| f["file"] == "audited.toml" && f["line"].is_number())
+        })
     })
     .await;
-    assert!(ok, "the broken file is reported: {}", jit.call(&alice, "GET", "/v1/lists", Value::Null).await.1);
+    assert!(
+        ok,
+        "the broken file is reported: {}",
+        jit.call(&alice, "GET", "/v1/lists", Value::Null).await.1
+    );
     let lists = jit.call(&alice, "GET", "/v1/lists", Value::Null).await.1;
-    let refused = lists["refused_files"].as_array().expect("test fixture").iter().find(|f| f["file"] == "audited.toml").expect("test fixture").clone();
+    let refused = lists["refused_files"]
+        .as_array()
+        .expect("test fixture")
+        .iter()
+        .find(|f| f["file"] == "audited.toml")
+        .expect("test fixture")
+        .clone();
     assert_eq!(refused["line"], 3, "{refused}");
-    assert!(lists["lists"].as_array().expect("test fixture").iter().any(|l| l["name"] == "audited"), "the old list stays in force");
-    let (s, still) = jit.call(&alice, "POST", "/v1/requests", json!({"list": "audited", "reason": "y"})).await;
+    assert!(
+        lists["lists"]
+            .as_array()
+            .expect("test fixture")
+            .iter()
+            .any(|l| l["name"] == "audited"),
+        "the old list stays in force"
+    );
+    let (s, still) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "audited", "reason": "y"}),
+        )
+        .await;
     assert_eq!(s, 201, "{still}");
     let hist = jit.env.get("/v1/history").await;
-    let refusal = hist["history"].as_array().expect("test fixture").iter().find(|h| h["event"] == "list-file-refused").cloned().expect("in the history");
+    let refusal = hist["history"]
+        .as_array()
+        .expect("test fixture")
+        .iter()
+        .find(|h| h["event"] == "list-file-refused")
+        .cloned()
+        .expect("in the history");
     assert_eq!(refusal["detail"]["file"], "audited.toml");
-    assert!(jit.env.log().contains("audited.toml"), "the log names the file");
+    assert!(
+        jit.env.log().contains("audited.toml"),
+        "the log names the file"
+    );
     jit.env.terminate();
 }

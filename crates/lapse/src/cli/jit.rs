@@ -74,7 +74,11 @@ async fn post(api: &ApiClient, segments: &[&str], body: Value) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-async fn get(api: &ApiClient, segments: &[&str], query: &[(&str, Option<String>)]) -> Result<ExitCode, Failure> {
+async fn get(
+    api: &ApiClient,
+    segments: &[&str],
+    query: &[(&str, Option<String>)],
+) -> Result<ExitCode, Failure> {
     let url = api.url(segments, query)?;
     let reply = api.send(api.http.get(url)).await?;
     emit(&output::pretty_json(&reply.body)?)?;
@@ -88,22 +92,46 @@ pub(super) async fn request(api: &ApiClient, a: &RequestArgs) -> Result<ExitCode
 
 pub(super) async fn requests(api: &ApiClient, a: &RequestsArgs) -> Result<ExitCode, Failure> {
     let waiting = (!a.all && a.state.is_none()).then(|| "true".to_owned());
-    get(api, &["v1", "requests"], &[("waiting", waiting), ("state", a.state.clone())]).await
+    get(
+        api,
+        &["v1", "requests"],
+        &[("waiting", waiting), ("state", a.state.clone())],
+    )
+    .await
 }
 
-pub(super) async fn decide(api: &ApiClient, verb: &str, a: &DecisionArgs) -> Result<ExitCode, Failure> {
-    post(api, &["v1", "requests", &a.id, verb], json!({ "reason": a.reason })).await
+pub(super) async fn decide(
+    api: &ApiClient,
+    verb: &str,
+    a: &DecisionArgs,
+) -> Result<ExitCode, Failure> {
+    post(
+        api,
+        &["v1", "requests", &a.id, verb],
+        json!({ "reason": a.reason }),
+    )
+    .await
 }
 
 pub(super) async fn extend(api: &ApiClient, a: &ExtendArgs) -> Result<ExitCode, Failure> {
-    post(api, &["v1", "grants", &a.id, "extend"], json!({ "by": a.by, "reason": a.reason })).await
+    post(
+        api,
+        &["v1", "grants", &a.id, "extend"],
+        json!({ "by": a.by, "reason": a.reason }),
+    )
+    .await
 }
 
 pub(super) async fn review(api: &ApiClient, a: &ReviewArgs) -> Result<ExitCode, Failure> {
     if a.target == "due" && a.keep.is_empty() && a.remove.is_empty() {
         return get(api, &["v1", "reviews"], &[("due", Some("true".to_owned()))]).await;
     }
-    post(api, &["v1", "reviews"], json!({ "list": a.target, "keep": a.keep, "remove": a.remove })).await
+    post(
+        api,
+        &["v1", "reviews"],
+        json!({ "list": a.target, "keep": a.keep, "remove": a.remove }),
+    )
+    .await
 }
 
 pub(super) async fn lists(api: &ApiClient) -> Result<ExitCode, Failure> {

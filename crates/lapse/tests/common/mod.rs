@@ -30,7 +30,9 @@ fn free_port() -> u16 {
 impl Env {
     /// A sim with the demo seed and a daemon configured against it (not yet started).
     pub async fn new(extra: &str) -> Env {
-        let sim = twingate_sim::start(SimConfig::default()).await.expect("sim");
+        let sim = twingate_sim::start(SimConfig::default())
+            .await
+            .expect("sim");
         Self::with_sim(sim, extra).await
     }
 
@@ -65,14 +67,42 @@ filter = "info,lapse_engine=debug"
         );
         std::fs::write(&config, merge(&base, extra)).expect("config");
         let out = Command::new(BIN)
-            .args(["token", "create", "--name", "oncall-bot", "--role", "operator", "--config"])
+            .args([
+                "token",
+                "create",
+                "--name",
+                "oncall-bot",
+                "--role",
+                "operator",
+                "--config",
+            ])
             .arg(&config)
             .output()
             .expect("token create");
-        assert!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
-        let token = String::from_utf8_lossy(&out.stdout).lines().last().expect("token line").trim().to_owned();
-        assert!(token.starts_with("lapse_"), "unexpected token output: {token}");
-        Env { sim, dir, config, port, token, child: None, http: reqwest::Client::new() }
+        assert!(
+            out.status.success(),
+            "token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("token line")
+            .trim()
+            .to_owned();
+        assert!(
+            token.starts_with("lapse_"),
+            "unexpected token output: {token}"
+        );
+        Env {
+            sim,
+            dir,
+            config,
+            port,
+            token,
+            child: None,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -94,7 +124,11 @@ filter = "info,lapse_engine=debug"
 
     /// Start `lapse serve` with extra environment variables.
     pub async fn start_with(&mut self, vars: &[(&str, &str)]) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log");
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&self.config)
@@ -110,7 +144,13 @@ filter = "info,lapse_engine=debug"
         let ok = eventually(Duration::from_secs(30), || {
             let http = http.clone();
             let url = url.clone();
-            async move { http.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false) }
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            }
         })
         .await;
         assert!(ok, "lapse did not become ready; log:\n{}", self.log());
@@ -148,7 +188,9 @@ filter = "info,lapse_engine=debug"
     /// SIGTERM and wait for a clean exit; returns the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         c.wait().ok()
     }
 
@@ -170,18 +212,32 @@ filter = "info,lapse_engine=debug"
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let r = self.http.get(format!("{}{}", self.url(), path)).bearer_auth(&self.token).send().await.expect("request");
+        let r = self
+            .http
+            .get(format!("{}{}", self.url(), path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request");
         r.json().await.expect("json")
     }
 
     pub async fn state_of(&self, id: &str) -> String {
-        self.get(&format!("/v1/grants/{id}")).await["grant"]["state"].as_str().unwrap_or("").to_owned()
+        self.get(&format!("/v1/grants/{id}")).await["grant"]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 
     /// Wait until the grant reaches `state`.
     pub async fn wait_state(&self, id: &str, state: &str, within: Duration) {
         let ok = eventually(within, || async { self.state_of(id).await == state }).await;
-        assert!(ok, "grant {id} did not reach {state} (now {}); log tail:\n{}", self.state_of(id).await, tail(&self.log()));
+        assert!(
+            ok,
+            "grant {id} did not reach {state} (now {}); log tail:\n{}",
+            self.state_of(id).await,
+            tail(&self.log())
+        );
     }
 
     pub fn snapshot(&self) -> StateSnapshot {
@@ -189,21 +245,36 @@ filter = "info,lapse_engine=debug"
     }
 
     pub fn user_id(&self, email: &str) -> String {
-        self.snapshot().user_by_email(email).expect("user").id.clone()
+        self.snapshot()
+            .user_by_email(email)
+            .expect("user")
+            .id
+            .clone()
     }
 
     pub fn group_has(&self, group: &str, email: &str) -> bool {
         let s = self.snapshot();
         let uid = s.user_by_email(email).expect("user").id.clone();
-        s.groups.iter().filter(|g| g.name == group).any(|g| g.user_ids.contains(&uid))
+        s.groups
+            .iter()
+            .filter(|g| g.name == group)
+            .any(|g| g.user_ids.contains(&uid))
     }
 
     pub fn groups_named(&self, name: &str) -> usize {
-        self.snapshot().groups.iter().filter(|g| g.name == name).count()
+        self.snapshot()
+            .groups
+            .iter()
+            .filter(|g| g.name == name)
+            .count()
     }
 
     pub fn lapse_groups(&self) -> usize {
-        self.snapshot().groups.iter().filter(|g| g.name.starts_with("lapse-")).count()
+        self.snapshot()
+            .groups
+            .iter()
+            .filter(|g| g.name.starts_with("lapse-"))
+            .count()
     }
 }
 
@@ -256,14 +327,20 @@ pub fn membership(group: &str, users: &[&str], ttl: &str) -> Value {
 }
 
 pub fn id_of(v: &Value) -> String {
-    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
+    v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {v}"))
+        .to_owned()
 }
 
 impl Env {
     /// Sends `signal` (e.g. `HUP`) to the running daemon.
     pub fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().expect("daemon running").id();
-        let ok = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().expect("kill");
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("kill");
         assert!(ok.success(), "kill -{signal} failed");
     }
 }
