@@ -322,3 +322,119 @@ async fn audit_verify_names_an_altered_row() {
     );
     assert!(text.contains('3'), "names the row: {text}");
 }
+
+fn cli(env: &Env, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(BIN)
+        .args(["--url", &env.url(), "--token", &env.token])
+        .args(args)
+        .output()
+        .expect("run the CLI");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_drives_a_grant_through_its_life() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    let (code, out, err) = cli(
+        &env,
+        &[
+            "grant",
+            "--kind",
+            "service-key",
+            "--service-account",
+            "ci-deployer",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-7",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("service key token (shown once"),
+        "the token is printed once: {out}"
+    );
+    assert!(out.contains("active"), "{out}");
+
+    let (code, out, err) = cli(
+        &env,
+        &[
+            "-o",
+            "json",
+            "grant",
+            "--kind",
+            "group-membership",
+            "--group",
+            "oncall",
+            "--user",
+            "alice@example.com",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-8",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let g: serde_json::Value = serde_json::from_str(&out).expect("json output");
+    let id = id_of(&g);
+    env.wait_state(&id, "active", WITHIN).await;
+
+    let (code, out, _) = cli(&env, &["-o", "csv", "list"]);
+    assert_eq!(code, 0);
+    let mut rows = csv::Reader::from_reader(out.as_bytes());
+    let headers = rows.headers().expect("header").clone();
+    assert!(
+        headers.iter().any(|h| h == "id") && headers.iter().any(|h| h == "state"),
+        "{headers:?}"
+    );
+    assert_eq!(rows.records().count(), 2, "{out}");
+    assert!(out.contains(&id));
+
+    let (code, out, _) = cli(&env, &["show", &id]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&id) && out.contains("created"), "{out}");
+
+    let (code, out, err) = cli(&env, &["revoke", &id, "--reason", "done"]);
+    assert_eq!(code, 0, "{out}{err}");
+    env.wait_state(&id, "revoked", WITHIN).await;
+    let (code, out, _) = cli(
+        &env,
+        &["-o", "csv", "history", "--user", "alice@example.com"],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("revoke-requested") && out.contains("revoked"),
+        "{out}"
+    );
+
+    // Bad input: exit 2, the field and the fix on stderr, nothing stored.
+    let (code, out, err) = cli(
+        &env,
+        &[
+            "grant",
+            "--kind",
+            "group-membership",
+            "--group",
+            "oncall",
+            "--user",
+            "bob@example.com",
+            "--for",
+            "0",
+            "--reason",
+            "x",
+        ],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("duration") && err.contains("fix"), "{err}");
+    let (_, out, _) = cli(&env, &["-o", "csv", "list"]);
+    assert_eq!(
+        csv::Reader::from_reader(out.as_bytes()).records().count(),
+        2
+    );
+}
