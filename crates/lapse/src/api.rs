@@ -364,6 +364,14 @@ async fn resolve_group<P: AccessProvider>(p: &P, name: &str) -> ApiResult<Princi
     {
         found.push(g);
     }
+    if found.len() == 1 && found[0].name.starts_with(lapse_core::REMOTE_PREFIX) {
+        // lapse's own groups are wholly managed: a stranger added to one is removed by the sweep.
+        return Err(ApiError::bad(
+            "group",
+            format!("group {name:?} is one of lapse's own ephemeral groups"),
+            "grant access to an ordinary MANUAL group, or submit another ephemeral-group grant",
+        ));
+    }
     if found.len() == 1 && found[0].group_type != GroupType::Manual {
         let t = format!("{:?}", found[0].group_type).to_uppercase();
         return Err(ApiError::bad(

@@ -147,6 +147,22 @@ async fn bad_input_is_refused_and_changes_nothing() {
         assert_eq!(s, 400, "{b} -> {v}");
         assert_eq!(v["error"]["field"], *field, "{b} -> {v}");
     }
+    // lapse's own groups cannot be the target of another grant.
+    env.sim
+        .admin()
+        .create_group("lapse-01abc", twingate_sim::GroupType::Manual)
+        .expect("group");
+    let (s, v) = env
+        .grant(body(
+            "group-membership",
+            json!({"group": "lapse-01abc", "users": ["alice@example.com"]}),
+        ))
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (400, Some("group")),
+        "{v}"
+    );
     assert!(
         env.sim.journal().iter().all(|j| !j.is_mutation),
         "a refused request wrote to Twingate"
