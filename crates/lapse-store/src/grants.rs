@@ -211,7 +211,7 @@ async fn fetch_grant(conn: &mut SqliteConnection, id: &str) -> Result<Option<Gra
 }
 
 /// How inserting one grant inside a shared transaction failed.
-enum ItemError {
+pub(crate) enum ItemError {
     /// Refused before anything of this item was written; the transaction is intact.
     Refused(StoreError),
     /// Anything else: the transaction may hold part of the item (or SQLite may have rolled
@@ -220,7 +220,7 @@ enum ItemError {
 }
 
 impl ItemError {
-    fn into_inner(self) -> StoreError {
+    pub(crate) fn into_inner(self) -> StoreError {
         match self {
             Self::Refused(e) | Self::Failed(e) => e,
         }
@@ -247,7 +247,7 @@ fn is_constraint_violation(e: &sqlx::Error) -> bool {
 /// The grant's row is the first write, so a grant refused by a constraint (a duplicate id)
 /// leaves nothing behind and the other grants of the transaction can still commit; no
 /// savepoint per grant is needed.
-async fn insert_one(
+pub(crate) async fn insert_one(
     conn: &mut SqliteConnection,
     head: &mut ChainHead,
     grant: &Grant,

@@ -5,10 +5,14 @@ use lapse_core::GrantId;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::Store;
+use lapse_core::Grant;
+use sqlx::sqlite::SqliteConnection;
+
 use crate::error::{Step, StoreError};
+use crate::grants::{ItemError, insert_one};
 use crate::history::{ChainHead, HistoryRow, NewHistory};
 use crate::time::{format_ts, parse_ts};
+use crate::{Idempotency, Inserted, Store};
 
 /// A request as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,98 +120,130 @@ type HistoryTuple = (
     String,
 );
 
+/// Writes `change` inside the caller's write transaction.
+async fn write_change(
+    conn: &mut SqliteConnection,
+    head: &mut ChainHead,
+    change: &RequestChange,
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    if let Some(r) = &change.request {
+        sqlx::query(
+            "INSERT OR REPLACE INTO requests (id, list, requester, token_name, reason, \
+             duration_secs, break_glass, extends_grant, state, approvals_needed, created_at, \
+             wait_until, decided_at, decided_by, decision_reason, grant_id, warned_expiry, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.id)
+        .bind(&r.list)
+        .bind(&r.requester)
+        .bind(&r.token_name)
+        .bind(&r.reason)
+        .bind(r.duration_secs)
+        .bind(i64::from(r.break_glass))
+        .bind(&r.extends_grant)
+        .bind(&r.state)
+        .bind(r.approvals_needed)
+        .bind(format_ts(r.created_at))
+        .bind(format_ts(r.wait_until))
+        .bind(r.decided_at.map(format_ts))
+        .bind(&r.decided_by)
+        .bind(&r.decision_reason)
+        .bind(&r.grant_id)
+        .bind(r.warned_expiry.map(format_ts))
+        .bind(format_ts(now))
+        .execute(&mut *conn)
+        .await
+        .step("writing a request")?;
+    }
+    if let Some((request_id, a)) = &change.approval {
+        sqlx::query(
+            "INSERT INTO approvals (request_id, approver, token_name, at, reason) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(request_id)
+        .bind(&a.approver)
+        .bind(&a.token_name)
+        .bind(format_ts(a.at))
+        .bind(&a.reason)
+        .execute(&mut *conn)
+        .await
+        .step("recording an approval")?;
+    }
+    if let Some(r) = &change.review {
+        sqlx::query(
+            "INSERT INTO list_reviews (list, reviewer, at, kept, removed, next_due) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.list)
+        .bind(&r.reviewer)
+        .bind(format_ts(now))
+        .bind(json!(r.kept).to_string())
+        .bind(json!(r.removed).to_string())
+        .bind(format_ts(r.next_due))
+        .execute(&mut *conn)
+        .await
+        .step("recording a review")?;
+    }
+    for (k, v) in &change.marks {
+        sqlx::query("INSERT OR REPLACE INTO marks (key, value) VALUES (?, ?)")
+            .bind(k)
+            .bind(v)
+            .execute(&mut *conn)
+            .await
+            .step("writing a mark")?;
+    }
+    for h in &change.history {
+        head.append(conn, h).await?;
+    }
+    for o in &change.outbox {
+        sqlx::query(
+            "INSERT INTO outbox (sink, event, payload, created_at, next_attempt_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&o.sink)
+        .bind(&o.event)
+        .bind(o.payload.to_string())
+        .bind(format_ts(now))
+        .bind(format_ts(now))
+        .execute(&mut *conn)
+        .await
+        .step("queueing a notification")?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Applies `change` in one write transaction.
     pub async fn commit_requests(&self, change: RequestChange) -> Result<(), StoreError> {
-        let now = Utc::now();
         let mut tx = self.begin_write("starting a request change").await?;
-        if let Some(r) = &change.request {
-            sqlx::query(
-                "INSERT OR REPLACE INTO requests (id, list, requester, token_name, reason, \
-                 duration_secs, break_glass, extends_grant, state, approvals_needed, created_at, \
-                 wait_until, decided_at, decided_by, decision_reason, grant_id, warned_expiry, \
-                 updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&r.id)
-            .bind(&r.list)
-            .bind(&r.requester)
-            .bind(&r.token_name)
-            .bind(&r.reason)
-            .bind(r.duration_secs)
-            .bind(i64::from(r.break_glass))
-            .bind(&r.extends_grant)
-            .bind(&r.state)
-            .bind(r.approvals_needed)
-            .bind(format_ts(r.created_at))
-            .bind(format_ts(r.wait_until))
-            .bind(r.decided_at.map(format_ts))
-            .bind(&r.decided_by)
-            .bind(&r.decision_reason)
-            .bind(&r.grant_id)
-            .bind(r.warned_expiry.map(format_ts))
-            .bind(format_ts(now))
-            .execute(&mut *tx)
-            .await
-            .step("writing a request")?;
-        }
-        if let Some((request_id, a)) = &change.approval {
-            sqlx::query(
-                "INSERT INTO approvals (request_id, approver, token_name, at, reason) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(request_id)
-            .bind(&a.approver)
-            .bind(&a.token_name)
-            .bind(format_ts(a.at))
-            .bind(&a.reason)
-            .execute(&mut *tx)
-            .await
-            .step("recording an approval")?;
-        }
-        if let Some(r) = &change.review {
-            sqlx::query(
-                "INSERT INTO list_reviews (list, reviewer, at, kept, removed, next_due) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&r.list)
-            .bind(&r.reviewer)
-            .bind(format_ts(now))
-            .bind(json!(r.kept).to_string())
-            .bind(json!(r.removed).to_string())
-            .bind(format_ts(r.next_due))
-            .execute(&mut *tx)
-            .await
-            .step("recording a review")?;
-        }
-        for (k, v) in &change.marks {
-            sqlx::query("INSERT OR REPLACE INTO marks (key, value) VALUES (?, ?)")
-                .bind(k)
-                .bind(v)
-                .execute(&mut *tx)
-                .await
-                .step("writing a mark")?;
-        }
-        if !change.history.is_empty() {
-            let mut head = ChainHead::read(&mut tx).await?;
-            for h in &change.history {
-                head.append(&mut tx, h).await?;
-            }
-        }
-        for o in &change.outbox {
-            sqlx::query(
-                "INSERT INTO outbox (sink, event, payload, created_at, next_attempt_at) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&o.sink)
-            .bind(&o.event)
-            .bind(o.payload.to_string())
-            .bind(format_ts(now))
-            .bind(format_ts(now))
-            .execute(&mut *tx)
-            .await
-            .step("queueing a notification")?;
-        }
+        let mut head = ChainHead::read(&mut tx).await?;
+        write_change(&mut tx, &mut head, &change).await?;
         tx.commit().await.step("committing a request change")
+    }
+
+    /// Stores the grant an approved request becomes together with the request's change (its
+    /// row marked approved, the approval, history and notifications) in one transaction, so
+    /// that no crash can leave a grant whose request still reads as pending.
+    ///
+    /// `change` is built from the grant actually stored: with an idempotency key seen before
+    /// that is the grant stored then, whose id the request row must name.
+    pub async fn insert_grant_for_request(
+        &self,
+        grant: &Grant,
+        idempotency: Idempotency,
+        change: impl FnOnce(&Grant) -> RequestChange,
+    ) -> Result<Inserted, StoreError> {
+        let mut tx = self
+            .begin_write("starting to insert a request's grant")
+            .await?;
+        let mut head = ChainHead::read(&mut tx).await?;
+        let inserted = insert_one(&mut tx, &mut head, grant, Some(&idempotency))
+            .await
+            .map_err(ItemError::into_inner)?;
+        write_change(&mut tx, &mut head, &change(inserted.grant())).await?;
+        tx.commit().await.step("committing a request's grant")?;
+        Ok(inserted)
     }
 
     pub async fn get_request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {

@@ -459,44 +459,51 @@ impl<P: AccessProvider + 'static> Requests<P> {
             key: format!("request:{}", req.id),
             request_hash: req.id.clone(),
         };
-        let grant = self
-            .api
-            .store
-            .insert_grant(&grant, Some(idem))
-            .await?
-            .into_grant();
-        let gid = grant.id;
-        req.grant_id = Some(gid.to_string());
         let event = if req.break_glass {
             "break-glass-granted"
         } else {
             "request-approved"
         };
-        change
-            .history
-            .push(history(Some(gid), actor, event, detail));
-        if req.break_glass {
-            change.outbox.extend(self.outbox(
-                "break-glass",
-                &list.owners,
-                format!("BREAK-GLASS: {} took `{}` for {}s without approval: {}", req.requester, list.name, req.duration_secs, req.reason),
-                json!({ "request": req.id, "list": list.name, "grant": gid.to_string(), "requester": req.requester, "reason": req.reason, "expires_at": grant.expires_at }),
-            ));
-        } else {
-            change.outbox.extend(self.outbox(
-                "request-approved",
-                std::slice::from_ref(&req.requester),
-                format!("Your request {} on `{}` was approved; access until {}", req.id, list.name, grant.expires_at.to_rfc3339()),
-                json!({ "request": req.id, "list": list.name, "grant": gid.to_string(), "expires_at": grant.expires_at }),
-            ));
+        // The grant, the request marked approved, its history and notifications commit
+        // together: a crash in between would leave access with a request still pending.
+        let stored = self
+            .api
+            .store
+            .insert_grant_for_request(&grant, idem, |g| {
+                let gid = g.id;
+                let mut req = req.clone();
+                req.grant_id = Some(gid.to_string());
+                change
+                    .history
+                    .push(history(Some(gid), actor, event, detail));
+                if req.break_glass {
+                    change.outbox.extend(self.outbox(
+                        "break-glass",
+                        &list.owners,
+                        format!("BREAK-GLASS: {} took `{}` for {}s without approval: {}", req.requester, list.name, req.duration_secs, req.reason),
+                        json!({ "request": req.id, "list": list.name, "grant": gid.to_string(), "requester": req.requester, "reason": req.reason, "expires_at": g.expires_at }),
+                    ));
+                } else {
+                    change.outbox.extend(self.outbox(
+                        "request-approved",
+                        std::slice::from_ref(&req.requester),
+                        format!("Your request {} on `{}` was approved; access until {}", req.id, list.name, g.expires_at.to_rfc3339()),
+                        json!({ "request": req.id, "list": list.name, "grant": gid.to_string(), "expires_at": g.expires_at }),
+                    ));
+                }
+                change.request = Some(req);
+                change
+            })
+            .await?;
+        req.grant_id = Some(stored.grant().id.to_string());
+        // A grant stored by an earlier attempt is already known to the engine.
+        if stored.is_created() {
+            self.api
+                .engine
+                .submitted(stored.into_grant())
+                .await
+                .map_err(ReqError::internal)?;
         }
-        change.request = Some(req.clone());
-        self.api.store.commit_requests(change).await?;
-        self.api
-            .engine
-            .submitted(grant)
-            .await
-            .map_err(ReqError::internal)?;
         Ok(req)
     }
 

@@ -7,4 +7,5 @@ mod group;
 mod history;
 mod load;
 mod open;
+mod requests;
 mod tokens;

@@ -1,0 +1,208 @@
+//! An approved request and the grant it becomes are stored together, or not at all.
+
+use chrono::Duration;
+use lapse_core::Grant;
+use lapse_store::{
+    ApprovalRecord, HistoryFilter, Idempotency, NewHistory, NewOutbox, RequestChange, RequestRecord,
+};
+use serde_json::json;
+
+use crate::fixture::{GrantBuilder, TestDb, t0};
+
+fn pending(id: &str) -> RequestRecord {
+    RequestRecord {
+        id: id.to_owned(),
+        list: "oncall".into(),
+        requester: "alice@example.com".into(),
+        token_name: "alice".into(),
+        reason: "INC-1".into(),
+        duration_secs: 3600,
+        break_glass: false,
+        extends_grant: None,
+        state: "pending".into(),
+        approvals_needed: 1,
+        created_at: t0(),
+        wait_until: t0() + Duration::hours(1),
+        decided_at: None,
+        decided_by: None,
+        decision_reason: None,
+        grant_id: None,
+        warned_expiry: None,
+    }
+}
+
+fn approval(approver: &str) -> ApprovalRecord {
+    ApprovalRecord {
+        approver: approver.into(),
+        token_name: "bob".into(),
+        at: t0(),
+        reason: String::new(),
+    }
+}
+
+fn idem(request: &str) -> Idempotency {
+    Idempotency {
+        key: format!("request:{request}"),
+        request_hash: request.to_owned(),
+    }
+}
+
+/// The change the approval path commits with the grant: the request approved and naming it.
+fn approved(request: &str, approver: &str) -> impl FnOnce(&Grant) -> RequestChange {
+    let request = request.to_owned();
+    let approver = approver.to_owned();
+    move |g: &Grant| {
+        let mut r = pending(&request);
+        r.state = "approved".into();
+        r.decided_at = Some(t0());
+        r.grant_id = Some(g.id.to_string());
+        RequestChange {
+            request: Some(r),
+            approval: Some((request.clone(), approval(&approver))),
+            history: vec![NewHistory {
+                at: t0(),
+                grant_id: Some(g.id),
+                actor: "bob".into(),
+                event: "request-approved".into(),
+                detail: json!({ "request": request }),
+            }],
+            outbox: vec![NewOutbox {
+                sink: "hook".into(),
+                event: "request-approved".into(),
+                payload: json!({ "request": request }),
+            }],
+            ..RequestChange::default()
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_grant_and_the_approved_request_commit_together() {
+    let db = TestDb::new().await;
+    db.store
+        .commit_requests(RequestChange {
+            request: Some(pending("R1")),
+            ..RequestChange::default()
+        })
+        .await
+        .unwrap();
+    let g = GrantBuilder::new(1).build();
+    let stored = db
+        .store
+        .insert_grant_for_request(&g, idem("R1"), approved("R1", "bob@example.com"))
+        .await
+        .unwrap();
+    assert!(stored.is_created());
+    assert!(db.store.get_grant(g.id).await.unwrap().is_some());
+    let r = db.store.get_request("R1").await.unwrap().unwrap();
+    assert_eq!(r.state, "approved");
+    assert_eq!(r.grant_id, Some(g.id.to_string()));
+    assert_eq!(db.store.approvals("R1").await.unwrap().len(), 1);
+    let events: Vec<String> = db
+        .store
+        .history(&HistoryFilter {
+            grant: Some(g.id),
+            ..HistoryFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.event)
+        .collect();
+    assert_eq!(events, ["created", "request-approved"]);
+    let outbox = db
+        .store
+        .outbox_due(t0() + Duration::days(3650), 10)
+        .await
+        .unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].event, "request-approved");
+    assert!(
+        db.store
+            .verify_history()
+            .await
+            .unwrap()
+            .first_broken
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_failing_request_write_leaves_no_grant_behind() {
+    let db = TestDb::new().await;
+    // The approval row already exists, so writing it again breaks the approvals' primary key
+    // after the grant's rows were written in the same transaction: the stand-in for a crash
+    // between the grant and the request.
+    db.store
+        .commit_requests(RequestChange {
+            request: Some(pending("R2")),
+            approval: Some(("R2".into(), approval("bob@example.com"))),
+            ..RequestChange::default()
+        })
+        .await
+        .unwrap();
+    let g = GrantBuilder::new(2).build();
+    let failed = db
+        .store
+        .insert_grant_for_request(&g, idem("R2"), approved("R2", "bob@example.com"))
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(
+        db.store.get_grant(g.id).await.unwrap().is_none(),
+        "no grant without its approved request"
+    );
+    assert_eq!(
+        db.store.get_request("R2").await.unwrap().unwrap().state,
+        "pending"
+    );
+    assert!(
+        db.store
+            .outbox_due(t0() + Duration::days(3650), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        db.store
+            .verify_history()
+            .await
+            .unwrap()
+            .first_broken
+            .is_none()
+    );
+
+    // The retry stores both, and a replay of the same key names the first grant.
+    db.store
+        .commit_requests(RequestChange {
+            request: Some(pending("R3")),
+            ..RequestChange::default()
+        })
+        .await
+        .unwrap();
+    let first = GrantBuilder::new(3).build();
+    db.store
+        .insert_grant_for_request(&first, idem("R3"), approved("R3", "carol@example.com"))
+        .await
+        .unwrap();
+    let again = GrantBuilder::new(4).build();
+    let replay = db
+        .store
+        .insert_grant_for_request(&again, idem("R3"), |g| {
+            let mut r = pending("R3");
+            r.state = "approved".into();
+            r.grant_id = Some(g.id.to_string());
+            RequestChange {
+                request: Some(r),
+                ..RequestChange::default()
+            }
+        })
+        .await
+        .unwrap();
+    assert!(!replay.is_created());
+    assert_eq!(replay.grant().id, first.id);
+    assert_eq!(
+        db.store.get_request("R3").await.unwrap().unwrap().grant_id,
+        Some(first.id.to_string())
+    );
+    assert!(db.store.get_grant(again.id).await.unwrap().is_none());
+}
