@@ -368,14 +368,14 @@ pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result
         Command::Revoke(args) => revoke(&api, &args, format).await,
         Command::History(args) => history(&api, &args, format).await,
         Command::Audit(AuditCmd::Verify) => audit_verify(&api, format).await,
-        Command::Request(a) => jit::request(&api, &a).await,
-        Command::Requests(a) => jit::requests(&api, &a).await,
-        Command::Approve(a) => jit::decide(&api, "approve", &a).await,
-        Command::Deny(a) => jit::decide(&api, "deny", &a).await,
-        Command::Cancel(a) => jit::decide(&api, "cancel", &a).await,
-        Command::Extend(a) => jit::extend(&api, &a).await,
-        Command::Review(a) => jit::review(&api, &a).await,
-        Command::Lists => jit::lists(&api).await,
+        Command::Request(a) => jit::request(&api, &a, format).await,
+        Command::Requests(a) => jit::requests(&api, &a, format).await,
+        Command::Approve(a) => jit::decide(&api, "approve", &a, format).await,
+        Command::Deny(a) => jit::decide(&api, "deny", &a, format).await,
+        Command::Cancel(a) => jit::decide(&api, "cancel", &a, format).await,
+        Command::Extend(a) => jit::extend(&api, &a, format).await,
+        Command::Review(a) => jit::review(&api, &a, format).await,
+        Command::Lists => jit::lists(&api, format).await,
         Command::Serve(_)
         | Command::Token(_)
         | Command::Demo(_)

@@ -6,6 +6,8 @@ use comfy_table::{ContentArrangement, Table, presets};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod jit;
+
 /// The output formats `-o/--output` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OutputFormat {

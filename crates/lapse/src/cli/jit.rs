@@ -2,11 +2,12 @@
 
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
 use clap::Args;
 use serde_json::{Value, json};
 
 use super::{ApiClient, Failure, emit};
-use crate::output;
+use crate::output::{OutputFormat, jit};
 
 /// Ask for access on an access list.
 #[derive(Debug, Clone, Args)]
@@ -67,10 +68,19 @@ pub struct ReviewArgs {
     pub remove: Vec<String>,
 }
 
-async fn post(api: &ApiClient, segments: &[&str], body: Value) -> Result<ExitCode, Failure> {
+/// How one answer of this flow is shown in the chosen format.
+type Render = fn(OutputFormat, &Value, DateTime<Utc>) -> anyhow::Result<String>;
+
+async fn post(
+    api: &ApiClient,
+    segments: &[&str],
+    body: Value,
+    format: OutputFormat,
+    render: Render,
+) -> Result<ExitCode, Failure> {
     let url = api.url(segments, &[])?;
     let reply = api.send(api.http.post(url).json(&body)).await?;
-    emit(&output::pretty_json(&reply.body)?)?;
+    emit(&render(format, &reply.body, Utc::now())?)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -78,24 +88,36 @@ async fn get(
     api: &ApiClient,
     segments: &[&str],
     query: &[(&str, Option<String>)],
+    format: OutputFormat,
+    render: Render,
 ) -> Result<ExitCode, Failure> {
     let url = api.url(segments, query)?;
     let reply = api.send(api.http.get(url)).await?;
-    emit(&output::pretty_json(&reply.body)?)?;
+    emit(&render(format, &reply.body, Utc::now())?)?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn request(api: &ApiClient, a: &RequestArgs) -> Result<ExitCode, Failure> {
+pub(super) async fn request(
+    api: &ApiClient,
+    a: &RequestArgs,
+    format: OutputFormat,
+) -> Result<ExitCode, Failure> {
     let body = json!({ "list": a.list, "duration": a.duration, "reason": a.reason, "break_glass": a.break_glass });
-    post(api, &["v1", "requests"], body).await
+    post(api, &["v1", "requests"], body, format, jit::render_request).await
 }
 
-pub(super) async fn requests(api: &ApiClient, a: &RequestsArgs) -> Result<ExitCode, Failure> {
+pub(super) async fn requests(
+    api: &ApiClient,
+    a: &RequestsArgs,
+    format: OutputFormat,
+) -> Result<ExitCode, Failure> {
     let waiting = (!a.all && a.state.is_none()).then(|| "true".to_owned());
     get(
         api,
         &["v1", "requests"],
         &[("waiting", waiting), ("state", a.state.clone())],
+        format,
+        jit::render_request_list,
     )
     .await
 }
@@ -104,36 +126,58 @@ pub(super) async fn decide(
     api: &ApiClient,
     verb: &str,
     a: &DecisionArgs,
+    format: OutputFormat,
 ) -> Result<ExitCode, Failure> {
     post(
         api,
         &["v1", "requests", &a.id, verb],
         json!({ "reason": a.reason }),
+        format,
+        jit::render_request,
     )
     .await
 }
 
-pub(super) async fn extend(api: &ApiClient, a: &ExtendArgs) -> Result<ExitCode, Failure> {
+pub(super) async fn extend(
+    api: &ApiClient,
+    a: &ExtendArgs,
+    format: OutputFormat,
+) -> Result<ExitCode, Failure> {
     post(
         api,
         &["v1", "grants", &a.id, "extend"],
         json!({ "by": a.by, "reason": a.reason }),
+        format,
+        jit::render_request,
     )
     .await
 }
 
-pub(super) async fn review(api: &ApiClient, a: &ReviewArgs) -> Result<ExitCode, Failure> {
+pub(super) async fn review(
+    api: &ApiClient,
+    a: &ReviewArgs,
+    format: OutputFormat,
+) -> Result<ExitCode, Failure> {
     if a.target == "due" && a.keep.is_empty() && a.remove.is_empty() {
-        return get(api, &["v1", "reviews"], &[("due", Some("true".to_owned()))]).await;
+        return get(
+            api,
+            &["v1", "reviews"],
+            &[("due", Some("true".to_owned()))],
+            format,
+            jit::render_reviews,
+        )
+        .await;
     }
     post(
         api,
         &["v1", "reviews"],
         json!({ "list": a.target, "keep": a.keep, "remove": a.remove }),
+        format,
+        jit::render_review_recorded,
     )
     .await
 }
 
-pub(super) async fn lists(api: &ApiClient) -> Result<ExitCode, Failure> {
-    get(api, &["v1", "lists"], &[]).await
+pub(super) async fn lists(api: &ApiClient, format: OutputFormat) -> Result<ExitCode, Failure> {
+    get(api, &["v1", "lists"], &[], format, jit::render_lists).await
 }
