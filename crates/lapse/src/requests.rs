@@ -774,7 +774,12 @@ pub async fn run<P: AccessProvider + 'static>(
     }
 }
 
-async fn lists<P: AccessProvider + 'static>(
+#[utoipa::path(
+    get, path = "/v1/lists", tag = "requests",
+    responses((status = 200, body = crate::openapi::ListsReply), (status = 401, body = crate::openapi::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn lists<P: AccessProvider + 'static>(
     State(s): State<Arc<Requests<P>>>,
     headers: HeaderMap,
 ) -> ReqResult<Response> {
@@ -803,18 +808,35 @@ async fn lists<P: AccessProvider + 'static>(
     Ok(Json(json!({ "lists": out, "refused_files": refused })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// A request for access on an access list.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub(crate) struct CreateBody {
+    /// The list's name.
     list: String,
+    /// How long, e.g. `2h`; the list's default when left out, never past its maximum.
     duration: Option<String>,
+    /// Why; the list may require one matching its pattern.
     #[serde(default)]
     reason: String,
+    /// Apply at once without approval, on lists that allow it; the owners are told at once.
     #[serde(default)]
     break_glass: bool,
 }
 
-async fn create<P: AccessProvider + 'static>(
+#[utoipa::path(
+    post, path = "/v1/requests", tag = "requests",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "Pending; or approved at once (break-glass, automatic lists)", body = crate::openapi::RequestView),
+        (status = 400, description = "Bad input: the field and the fix", body = crate::openapi::ErrorBody),
+        (status = 401, body = crate::openapi::ErrorBody),
+        (status = 403, description = "Not a member, no identity, suspended list, or break-glass not allowed", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such list", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn create<P: AccessProvider + 'static>(
     State(s): State<Arc<Requests<P>>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -900,15 +922,23 @@ async fn create<P: AccessProvider + 'static>(
     Ok((StatusCode::CREATED, Json(s.request_view(&req).await?)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only requests in this state: pending, approved, denied, cancelled or lapsed.
     state: Option<String>,
     /// Only pending requests the caller may approve.
     #[serde(default)]
     waiting: bool,
 }
 
-async fn list_requests<P: AccessProvider + 'static>(
+#[utoipa::path(
+    get, path = "/v1/requests", tag = "requests",
+    params(ListQuery),
+    responses((status = 200, description = "Newest first", body = crate::openapi::RequestList), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list_requests<P: AccessProvider + 'static>(
     State(s): State<Arc<Requests<P>>>,
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
@@ -941,7 +971,13 @@ async fn list_requests<P: AccessProvider + 'static>(
     Ok(Json(json!({ "requests": out })).into_response())
 }
 
-async fn show<P: AccessProvider + 'static>(
+#[utoipa::path(
+    get, path = "/v1/requests/{id}", tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, body = crate::openapi::RequestView), (status = 401, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn show<P: AccessProvider + 'static>(
     State(s): State<Arc<Requests<P>>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -957,14 +993,29 @@ async fn show<P: AccessProvider + 'static>(
     Ok(Json(s.request_view(&r).await?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// An approval, denial or cancellation.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DecisionBody {
+pub(crate) struct DecisionBody {
+    /// Why; required to deny.
     #[serde(default)]
     reason: String,
 }
 
-async fn approve<P: AccessProvider + 'static>(
+#[utoipa::path(
+    post, path = "/v1/requests/{id}/approve", tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    request_body = DecisionBody,
+    responses(
+        (status = 200, description = "Still pending until enough owners approve, else approved with its grant", body = crate::openapi::RequestView),
+        (status = 401, body = crate::openapi::ErrorBody),
+        (status = 403, description = "Not an owner, already approved by this owner, or the requester's own request", body = crate::openapi::ErrorBody),
+        (status = 404, body = crate::openapi::ErrorBody),
+        (status = 409, description = "No longer pending", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn approve<P: AccessProvider + 'static>(
     State(s): State<Arc<Requests<P>>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -1034,7 +1085,21 @@ async fn approve<P: AccessProvider + 'static>(
     Ok(Json(s.request_view(&r).await?).into_response())
 }
 
-async fn deny<P: AccessProvider + 'static>(
+#[utoipa::path(
+    post, path = "/v1/requests/{id}/deny", tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    request_body = DecisionBody,
+    responses(
+        (status = 200, body = crate::openapi::RequestView),
+        (status = 400, description = "A denial needs a reason", body = crate::openapi::ErrorBody),
+        (status = 401, body = crate::openapi::ErrorBody),
+        (status = 403, description = "Not an owner of the list", body = crate::openapi::ErrorBody),
+        (status = 404, body = crate::openapi::ErrorBody),
+        (status = 409, description = "No longer pending", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn deny<P: AccessProvider + 'static>(
     State(s): State<Arc<Requests<P>>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -1085,7 +1150,20 @@ async fn deny<P: AccessProvider + 'static>(
     Ok(Json(s.request_view(&r).await?).into_response())
 }
 
-async fn cancel<P: AccessProvider + 'static>(
+#[utoipa::path(
+    post, path = "/v1/requests/{id}/cancel", tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    request_body = DecisionBody,
+    responses(
+        (status = 200, body = crate::openapi::RequestView),
+        (status = 401, body = crate::openapi::ErrorBody),
+        (status = 403, description = "Only the requester cancels", body = crate::openapi::ErrorBody),
+        (status = 404, body = crate::openapi::ErrorBody),
+        (status = 409, description = "No longer pending", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn cancel<P: AccessProvider + 'static>(
     State(s): State<Arc<Requests<P>>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -1125,15 +1203,31 @@ async fn cancel<P: AccessProvider + 'static>(
     Ok(Json(s.request_view(&r).await?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// An extension of a grant that came from an access list.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ExtendBody {
+pub(crate) struct ExtendBody {
+    /// How much longer, e.g. `30m`; never past the list's maximum total duration.
     by: String,
     #[serde(default)]
     reason: String,
 }
 
-async fn extend<P: AccessProvider + 'static>(
+#[utoipa::path(
+    post, path = "/v1/grants/{id}/extend", tag = "requests",
+    params(("id" = String, Path, description = "Grant id")),
+    request_body = ExtendBody,
+    responses(
+        (status = 201, description = "An extension request: pending until the list's owners approve, or applied at once on an automatic list", body = crate::openapi::RequestView),
+        (status = 400, description = "Bad input, or past the list's maximum total duration", body = crate::openapi::ErrorBody),
+        (status = 401, body = crate::openapi::ErrorBody),
+        (status = 403, description = "Neither the requester nor an owner", body = crate::openapi::ErrorBody),
+        (status = 404, body = crate::openapi::ErrorBody),
+        (status = 409, description = "The grant has ended or did not come from an access list", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn extend<P: AccessProvider + 'static>(
     State(s): State<Arc<Requests<P>>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -1253,13 +1347,21 @@ async fn extend<P: AccessProvider + 'static>(
     Ok((StatusCode::CREATED, Json(s.request_view(&req).await?)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct ReviewQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReviewQuery {
+    /// Only lists whose review is due or overdue.
     #[serde(default)]
     due: bool,
 }
 
-async fn reviews<P: AccessProvider + 'static>(
+#[utoipa::path(
+    get, path = "/v1/reviews", tag = "requests",
+    params(ReviewQuery),
+    responses((status = 200, body = crate::openapi::ReviewList), (status = 401, body = crate::openapi::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn reviews<P: AccessProvider + 'static>(
     State(s): State<Arc<Requests<P>>>,
     Query(q): Query<ReviewQuery>,
     headers: HeaderMap,
@@ -1285,17 +1387,33 @@ async fn reviews<P: AccessProvider + 'static>(
     Ok(Json(json!({ "reviews": out })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// An owner's review of a list's membership.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReviewBody {
+pub(crate) struct ReviewBody {
     list: String,
+    /// Members who keep their place.
     #[serde(default)]
     keep: Vec<String>,
+    /// Members taken off the list until its file drops them.
     #[serde(default)]
     remove: Vec<String>,
 }
 
-async fn record_review<P: AccessProvider + 'static>(
+#[utoipa::path(
+    post, path = "/v1/reviews", tag = "requests",
+    request_body = ReviewBody,
+    responses(
+        (status = 200, body = crate::openapi::ReviewRecorded),
+        (status = 400, body = crate::openapi::ErrorBody),
+        (status = 401, body = crate::openapi::ErrorBody),
+        (status = 403, description = "Not an owner of the list", body = crate::openapi::ErrorBody),
+        (status = 404, body = crate::openapi::ErrorBody),
+        (status = 409, description = "The list has no review period", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn record_review<P: AccessProvider + 'static>(
     State(s): State<Arc<Requests<P>>>,
     headers: HeaderMap,
     body: axum::body::Bytes,

@@ -392,6 +392,15 @@ async fn the_openapi_document_describes_every_route() {
         "/v1/history",
         "/v1/openapi.json",
         "/metrics",
+        // The request flow, served by its own router merged into the same server.
+        "/v1/lists",
+        "/v1/requests",
+        "/v1/requests/{id}",
+        "/v1/requests/{id}/approve",
+        "/v1/requests/{id}/deny",
+        "/v1/requests/{id}/cancel",
+        "/v1/grants/{id}/extend",
+        "/v1/reviews",
     ] {
         assert!(paths.contains_key(p), "{p} is not documented");
     }
@@ -446,6 +455,24 @@ async fn the_openapi_document_describes_every_route() {
             ["$ref"],
         "#/components/schemas/GrantRequest"
     );
+    for (path, method, schema) in [
+        ("/v1/requests", "post", "CreateBody"),
+        ("/v1/requests/{id}/deny", "post", "DecisionBody"),
+        ("/v1/grants/{id}/extend", "post", "ExtendBody"),
+        ("/v1/reviews", "post", "ReviewBody"),
+    ] {
+        assert_eq!(
+            doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            format!("#/components/schemas/{schema}"),
+            "{method} {path}"
+        );
+    }
+    let request = doc["components"]["schemas"]["RequestView"]["properties"]
+        .as_object()
+        .expect("RequestView properties");
+    for f in ["id", "list", "state", "requester", "grant_id", "approvals"] {
+        assert!(request.contains_key(f), "RequestView lacks {f}");
+    }
 }
 
 #[tokio::test]
