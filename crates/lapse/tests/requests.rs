@@ -23,6 +23,8 @@ struct Hook {
     got: Arc<Mutex<Vec<Value>>>,
     failing: Arc<AtomicBool>,
     refused: Arc<AtomicU32>,
+    /// Bodies received on `/slack`, the Slack incoming-webhook sink.
+    slack: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Hook {
@@ -36,8 +38,13 @@ impl Hook {
             h.got.lock().expect("hook lock").push(v);
             StatusCode::OK
         }
+        async fn receive_slack(State(h): State<Hook>, Json(v): Json<Value>) -> StatusCode {
+            h.slack.lock().expect("hook lock").push(v);
+            StatusCode::OK
+        }
         let app = axum::Router::new()
             .route("/hook", post(receive))
+            .route("/slack", post(receive_slack))
             .with_state(hook.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -58,6 +65,29 @@ impl Hook {
     }
 
     /// Waits until exactly `n` `event` notifications about `key` = `value` arrived.
+    /// Waits for a Slack body whose text contains every one of `parts`.
+    async fn wait_slack(&self, parts: &[&str]) -> Value {
+        let find = || {
+            self.slack
+                .lock()
+                .expect("hook lock")
+                .iter()
+                .find(|v| {
+                    v["text"]
+                        .as_str()
+                        .is_some_and(|t| parts.iter().all(|p| t.contains(p)))
+                })
+                .cloned()
+        };
+        let ok = eventually(WITHIN, || async { find().is_some() }).await;
+        assert!(
+            ok,
+            "no Slack text with {parts:?}; got {:?}",
+            self.slack.lock().expect("hook lock")
+        );
+        find().expect("found above")
+    }
+
     async fn wait_for(&self, event: &str, key: &str, value: &str, n: usize) -> Vec<Value> {
         let ok = eventually(WITHIN, || async {
             self.matching(event, key, value).len() >= n
@@ -101,6 +131,9 @@ impl Jit {
         let url_file = dir.join("hook.url");
         std::fs::write(&url_file, format!("http://{addr}/hook?secret=s3cr3t\n"))
             .expect("test fixture");
+        let slack_file = dir.join("slack.url");
+        std::fs::write(&slack_file, format!("http://{addr}/slack?secret=sl4ck\n"))
+            .expect("test fixture");
         let extra = format!(
             r#"
 [access]
@@ -113,9 +146,14 @@ retry_cap = "1s"
 name = "test-hook"
 url_file = "{}"
 format = "json"
+[[notify.webhook]]
+name = "test-slack"
+url_file = "{}"
+format = "slack"
 "#,
             lists_dir.display(),
-            url_file.display()
+            url_file.display(),
+            slack_file.display()
         );
         let env = Env::new(&extra).await;
         Jit {
@@ -765,6 +803,161 @@ async fn extensions_are_capped_a_missed_review_suspends_and_a_broken_file_keeps_
     assert!(
         jit.env.log().contains("audited.toml"),
         "the log names the file"
+    );
+    jit.env.terminate();
+}
+
+const OWNED_EXT: &str = r#"
+[[list]]
+name = "owned-ext"
+owners = ["bob@example.com"]
+members = ["alice@example.com"]
+kind = "ephemeral-group"
+resources = ["prod-db"]
+default_duration = "2m"
+max_duration = "10m"
+"#;
+
+fn expiry(g: &Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(g["grant"]["expires_at"].as_str().expect("test fixture"))
+        .expect("test fixture")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_needing_approval_waits_for_an_owner_and_slack_gets_text() {
+    let mut jit = Jit::new(&[("owned.toml", OWNED_EXT)]).await;
+    let alice = jit.token("alice", "operator", "alice@example.com");
+    let bob = jit.token("bob", "operator", "bob@example.com");
+    // Alice also holds admin on a second token: still her own extension.
+    let alice_admin = jit.token("alice-admin", "admin", " Alice@Example.com ");
+    jit.env.start().await;
+
+    let (s, r) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "owned-ext", "reason": "deploy 42"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let rid = id(&r);
+    let (s, a) = jit
+        .call(
+            &bob,
+            "POST",
+            &format!("/v1/requests/{rid}/approve"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{a}");
+    let gid = a["grant_id"].as_str().expect("approved").to_owned();
+    jit.env.wait_state(&gid, "active", WITHIN).await;
+    let before = expiry(&jit.env.get(&format!("/v1/grants/{gid}")).await);
+
+    // The extension waits for an owner: nothing changes yet.
+    let (s, x) = jit
+        .call(
+            &alice,
+            "POST",
+            &format!("/v1/grants/{gid}/extend"),
+            json!({"by": "1m", "reason": "deploy running late"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{x}");
+    assert_eq!(x["state"], "pending", "{x}");
+    assert_eq!(x["extends_grant"], gid.as_str());
+    let xid = id(&x);
+    assert_eq!(
+        expiry(&jit.env.get(&format!("/v1/grants/{gid}")).await),
+        before,
+        "a pending extension does not move the end"
+    );
+    let created = jit
+        .hook
+        .wait_for("request-created", "request", &xid, 1)
+        .await;
+    assert_eq!(created[0]["to"], json!(["bob@example.com"]));
+    assert_eq!(created[0]["grant"], gid.as_str());
+
+    // The requester cannot approve her own extension, under any of her tokens.
+    for token in [&alice, &alice_admin] {
+        let (s, e) = jit
+            .call(
+                token,
+                "POST",
+                &format!("/v1/requests/{xid}/approve"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, 403, "{e}");
+        assert_eq!(e["error"]["code"], "self_approval", "{e}");
+    }
+    assert_eq!(jit.request_state(&bob, &xid).await, "pending");
+
+    // The owner approves: the same grant ends a minute later.
+    let (s, ok) = jit
+        .call(
+            &bob,
+            "POST",
+            &format!("/v1/requests/{xid}/approve"),
+            json!({"reason": "fine"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{ok}");
+    assert_eq!(ok["state"], "approved", "{ok}");
+    let after = jit.env.get(&format!("/v1/grants/{gid}")).await;
+    assert_eq!(expiry(&after) - before, chrono::Duration::seconds(60));
+    let events: Vec<&str> = after["history"]
+        .as_array()
+        .expect("test fixture")
+        .iter()
+        .filter_map(|h| h["event"].as_str())
+        .collect();
+    assert!(events.contains(&"extension-approved"), "{events:?}");
+    assert!(events.contains(&"extended"), "{events:?}");
+    assert_eq!(
+        jit.env.lapse_groups(),
+        1,
+        "an extension never makes a second group"
+    );
+    let approved = jit
+        .hook
+        .wait_for("request-approved", "request", &xid, 1)
+        .await;
+    assert_eq!(approved[0]["to"], json!(["alice@example.com"]));
+    assert_eq!(approved[0]["extension"], true);
+
+    // The Slack sink got the same notices as Slack text and nothing else.
+    let asked = jit
+        .hook
+        .wait_slack(&[
+            "alice@example.com asks to extend grant",
+            &gid,
+            &format!("lapse approve {xid}"),
+        ])
+        .await;
+    assert_eq!(
+        asked
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["text".to_owned()]),
+        "a Slack body is only text: {asked}"
+    );
+    jit.hook
+        .wait_slack(&[
+            &format!("Extension of grant {gid}"),
+            "`owned-ext`",
+            "approved",
+        ])
+        .await;
+    jit.hook
+        .wait_slack(&[&format!("Your request {rid}"), "was approved"])
+        .await;
+    let log = jit.env.log();
+    assert!(
+        !log.contains("sl4ck") && !log.contains("s3cr3t"),
+        "webhook URLs are never logged"
     );
     jit.env.terminate();
 }
