@@ -87,6 +87,11 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         tick: s.engine.tick,
         sweep_reads_per_minute: s.engine.sweep_reads_per_minute,
         concurrency: s.engine.concurrency,
+        backoff_base: chrono::Duration::from_std(s.engine.retry_base)
+            .unwrap_or(chrono::Duration::seconds(2)),
+        backoff_cap: chrono::Duration::from_std(s.engine.retry_cap)
+            .unwrap_or(chrono::Duration::minutes(5)),
+        revoke_alarm_after: s.engine.revoke_alarm_after.max(1),
         ..EngineConfig::default()
     }
 }

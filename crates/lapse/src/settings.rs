@@ -95,6 +95,14 @@ pub struct EngineSettings {
     pub sweep_interval: Duration,
     pub sweep_reads_per_minute: u32,
     pub concurrency: usize,
+    /// First retry delay after a failed call; doubles per attempt (with full jitter) up to
+    /// `retry_cap`.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_cap: Duration,
+    /// Failed attempts after which a revocation raises its alarm (it keeps retrying).
+    pub revoke_alarm_after: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +140,9 @@ tick = "1s"
 sweep_interval = "5m"
 sweep_reads_per_minute = 30
 concurrency = 16
+retry_base = "2s"
+retry_cap = "5m"
+revoke_alarm_after = 5
 
 [log]
 filter = "info"
@@ -281,6 +292,14 @@ impl Settings {
                 "0".to_owned(),
                 "must be at least 1",
                 "a number such as 16",
+            ));
+        }
+        if self.engine.retry_base.is_zero() || self.engine.retry_base > self.engine.retry_cap {
+            return Err(invalid(
+                "engine.retry_base",
+                humantime::format_duration(self.engine.retry_base).to_string(),
+                "must be longer than zero and no longer than engine.retry_cap",
+                "a duration such as 2s, with retry_cap such as 5m",
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {

@@ -58,6 +58,8 @@ writes_per_minute = 100000
 tick = "200ms"
 sweep_interval = "2s"
 sweep_reads_per_minute = 100000
+retry_base = "200ms"
+retry_cap = "2s"
 [log]
 filter = "info,lapse_engine=debug"
 "#,
