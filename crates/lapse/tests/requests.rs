@@ -961,3 +961,62 @@ async fn an_extension_needing_approval_waits_for_an_owner_and_slack_gets_text() 
     );
     jit.env.terminate();
 }
+
+/// A revocation that keeps failing raises the alarm to the list's owners and the requester,
+/// keeps retrying, and completes once Twingate answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_revocation_alarms_the_owners_and_still_completes() {
+    let mut jit = Jit::new(&[("flow.toml", FLOW)]).await;
+    let alice = jit.token("alice", "operator", "alice@example.com");
+    jit.env.start().await;
+    let (s, bg) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "glass", "reason": "prod down", "break_glass": true}),
+        )
+        .await;
+    assert_eq!(s, 201, "{bg}");
+    let gid = bg["grant_id"].as_str().expect("grant id").to_owned();
+    jit.env.wait_state(&gid, "active", WITHIN).await;
+    // Every call now fails; the requester ends the grant early.
+    jit.env.sim.set_faults(twingate_sim::Faults {
+        error_5xx_rate: 1.0,
+        ..twingate_sim::Faults::none()
+    });
+    let (s, r) = jit
+        .call(
+            &alice,
+            "POST",
+            &format!("/v1/grants/{gid}/revoke"),
+            json!({"reason": "mitigated"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let alarm = jit
+        .hook
+        .wait_for("revocation-failing", "grant", &gid, 1)
+        .await;
+    let to = alarm[0].to_string();
+    assert!(
+        to.contains("bob@example.com") && to.contains("carol@example.com"),
+        "owners are alarmed: {to}"
+    );
+    assert!(
+        jit.env.group_has("platform", "alice@example.com"),
+        "not yet revoked"
+    );
+    assert_eq!(jit.env.state_of(&gid).await, "revoking");
+    // Twingate recovers: the revocation, never given up, completes.
+    jit.env.sim.set_faults(twingate_sim::Faults::none());
+    jit.env.wait_state(&gid, "revoked", WITHIN).await;
+    assert!(!jit.env.group_has("platform", "alice@example.com"));
+    jit.hook.wait_for("ended", "grant", &gid, 1).await;
+    assert_eq!(
+        jit.hook.matching("revocation-failing", "grant", &gid).len(),
+        1,
+        "the alarm is raised once"
+    );
+    jit.env.terminate();
+}
