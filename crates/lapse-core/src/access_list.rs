@@ -31,6 +31,7 @@ pub enum MissedReview {
 /// A list's periodic review of its membership.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReviewRule {
+    #[serde(serialize_with = "ser_duration")]
     pub every: Duration,
     /// The due date written in the file; a recorded review moves it on.
     pub next_due: DateTime<Utc>,
@@ -66,7 +67,9 @@ pub struct AccessList {
     /// Normalised identities.
     pub members: Vec<String>,
     pub target: ListTarget,
+    #[serde(serialize_with = "ser_duration")]
     pub default_duration: Duration,
+    #[serde(serialize_with = "ser_duration")]
     pub max_duration: Duration,
     pub reason_required: bool,
     pub reason_pattern: Option<String>,
@@ -75,6 +78,7 @@ pub struct AccessList {
     pub auto_approve: bool,
     pub break_glass: bool,
     /// How long a pending request waits before it lapses; `None` takes the daemon's default.
+    #[serde(serialize_with = "ser_opt_duration")]
     pub pending_wait: Option<Duration>,
     pub review: Option<ReviewRule>,
     /// The file it came from.
@@ -548,6 +552,18 @@ impl AccessList {
             all.len()
         };
         Ok(distinct >= self.approvals as usize)
+    }
+}
+
+/// Durations are shown the way they are written in list files (`1h 30m`), not as a tuple.
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&human(*d))
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&human(*d)),
+        None => s.serialize_none(),
     }
 }
 

@@ -146,8 +146,8 @@ pub struct ListTargetView {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ReviewRuleView {
-    /// `[seconds, nanoseconds]`.
-    every: Vec<i64>,
+    /// As written in list files, e.g. `90days`.
+    every: String,
     next_due: DateTime<Utc>,
     /// `notify` or `suspend`.
     on_missed: String,
@@ -162,18 +162,18 @@ pub struct AccessListView {
     owners: Vec<String>,
     members: Vec<String>,
     target: ListTargetView,
-    /// `[seconds, nanoseconds]`.
-    default_duration: Vec<i64>,
-    /// `[seconds, nanoseconds]`.
-    max_duration: Vec<i64>,
+    /// As written in list files, e.g. `1h 30m`.
+    default_duration: String,
+    /// As written in list files, e.g. `4h`.
+    max_duration: String,
     reason_required: bool,
     reason_pattern: Option<String>,
     /// Distinct owner approvals needed.
     approvals: u32,
     auto_approve: bool,
     break_glass: bool,
-    /// `[seconds, nanoseconds]`; the daemon's default when absent.
-    pending_wait: Option<Vec<i64>>,
+    /// As written in list files, e.g. `1h`; the daemon's default when absent.
+    pending_wait: Option<String>,
     review: Option<ReviewRuleView>,
     /// The file it came from.
     file: String,

@@ -86,7 +86,7 @@ pub struct ListView {
     #[serde(default)]
     pub members: Vec<String>,
     pub target: TargetView,
-    /// A duration as the daemon encodes it: `[seconds, nanoseconds]`.
+    /// A duration as the daemon writes it (`4h`, `1h 30m`).
     #[serde(default)]
     pub max_duration: Value,
     #[serde(default)]
@@ -390,10 +390,13 @@ pub fn requests_csv(requests: &[RequestView]) -> anyhow::Result<String> {
     finish_csv(w)
 }
 
-/// The seconds of a duration the daemon sends as `[seconds, nanoseconds]` (or plain seconds).
+/// The seconds of a duration the daemon sends as text (`4h`, `1h 30m`) or plain seconds.
 fn duration_secs(v: &Value) -> Option<i64> {
-    v.as_i64()
-        .or_else(|| v.as_array().and_then(|a| a.first()).and_then(Value::as_i64))
+    v.as_i64().or_else(|| {
+        v.as_str()
+            .and_then(|s| humantime::parse_duration(s).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+    })
 }
 
 fn target(t: &TargetView) -> String {
@@ -707,7 +710,7 @@ mod tests {
                 "members": ["alice@example.com"],
                 "target": {"kind": "group-membership", "group": "oncall", "resources": [],
                            "service_account": null},
-                "default_duration": [3600, 0], "max_duration": [14400, 0],
+                "default_duration": "1h", "max_duration": "4h",
                 "reason_required": true, "reason_pattern": "^INC-", "approvals": 2,
                 "auto_approve": false, "break_glass": true, "pending_wait": null,
                 "review": null, "file": "oncall.toml", "review_due": "2026-03-02T10:00:00Z",
