@@ -231,9 +231,12 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 new_expires_at,
                 actor,
                 reason,
+                request,
                 reply,
             } => {
-                let result = self.extend(id, new_expires_at, &actor, &reason).await;
+                let result = self
+                    .extend(id, new_expires_at, &actor, &reason, request.as_deref())
+                    .await;
                 let _ = reply.send(result);
             }
         }
@@ -282,6 +285,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
         new_expires_at: DateTime<Utc>,
         actor: &str,
         reason: &str,
+        request: Option<&str>,
     ) -> Result<Grant, EngineError> {
         let now = Utc::now();
         let Some(current) = self.grants.get(&id) else {
@@ -306,7 +310,8 @@ impl<P: AccessProvider + 'static> Engine<P> {
         let mut g = current.clone();
         let from = g.expires_at;
         g.expires_at = new_expires_at;
-        let detail = json!({ "reason": reason, "from": from, "to": new_expires_at });
+        let detail =
+            json!({ "reason": reason, "from": from, "to": new_expires_at, "request": request });
         let batch = Batch {
             grants: vec![g.clone()],
             history: vec![history(Some(id), actor, "extended", detail, now)],

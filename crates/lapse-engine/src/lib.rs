@@ -91,6 +91,8 @@ pub(crate) enum Command {
         new_expires_at: DateTime<Utc>,
         actor: String,
         reason: String,
+        /// The extension request this carries out, recorded so a retry can see it was done.
+        request: Option<String>,
         reply: oneshot::Sender<Result<Grant, EngineError>>,
     },
 }
@@ -161,6 +163,7 @@ impl EngineHandle {
         new_expires_at: DateTime<Utc>,
         actor: &str,
         reason: &str,
+        request: Option<&str>,
     ) -> Result<Grant, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -169,6 +172,7 @@ impl EngineHandle {
                 new_expires_at,
                 actor: actor.to_owned(),
                 reason: reason.to_owned(),
+                request: request.map(str::to_owned),
                 reply,
             })
             .await

@@ -390,17 +390,33 @@ impl<P: AccessProvider + 'static> Requests<P> {
                 .get_grant(id)
                 .await?
                 .ok_or_else(|| ReqError::conflict(format!("grant {id} is gone")))?;
-            let end = list
-                .extension_end(
-                    g.starts_at,
-                    g.expires_at,
-                    Duration::seconds(req.duration_secs),
-                )
-                .map_err(ReqError::field)?;
+            // An approval retried after a crash must not extend twice: the engine records the
+            // request on its `extended` event, so a done extension is found and reused.
+            let done = self
+                .api
+                .store
+                .history(&lapse_store::HistoryFilter {
+                    grant: Some(id),
+                    ..lapse_store::HistoryFilter::default()
+                })
+                .await?
+                .into_iter()
+                .find(|h| h.event == "extended" && h.detail["request"] == req.id.as_str())
+                .and_then(|h| serde_json::from_value(h.detail["to"].clone()).ok());
+            let end = match done {
+                Some(end) => end,
+                None => list
+                    .extension_end(
+                        g.starts_at,
+                        g.expires_at,
+                        Duration::seconds(req.duration_secs),
+                    )
+                    .map_err(ReqError::field)?,
+            };
             match self
                 .api
                 .engine
-                .extend(id, end, &req.token_name, &req.reason)
+                .extend(id, end, &req.token_name, &req.reason, Some(req.id.as_str()))
                 .await
             {
                 Ok(_) => {}
