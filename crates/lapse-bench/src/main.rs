@@ -53,6 +53,10 @@ pub struct Args {
     /// Lateness: the window the expiries are spread over, in seconds.
     #[arg(long)]
     pub spread_secs: Option<u64>,
+    /// Lateness: seconds from the end of calibration to the first expiry (default: estimated
+    /// from the calibration rate; submission slows as the database grows, so large runs set it).
+    #[arg(long)]
+    pub lead_secs: Option<u64>,
     /// Latency the sim adds to every API call, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub latency_ms: u64,

@@ -226,7 +226,10 @@ async fn lateness(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     }
     let rate = cal as f64 / t.elapsed().as_secs_f64();
     let est = n as f64 / rate;
-    let lead = (est * 1.5 + if ctx.quick { 3.0 } else { 15.0 }).ceil() as i64;
+    let lead = a.lead_secs.map_or(
+        (est * 1.5 + if ctx.quick { 3.0 } else { 15.0 }).ceil() as i64,
+        |s| s as i64,
+    );
     let base = (Utc::now() + chrono::Duration::seconds(lead)).trunc_subsecs(0);
     report.note(format!(
         "calibration: {cal} grants at {rate:.0}/s; first expiry set {lead} s ahead ({n} more to submit), plus {cal} long grants stay active"
@@ -565,7 +568,7 @@ async fn baseline_job(
 async fn economy(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     let k = ctx.pick(ctx.args.grants, 20, 2);
     let coalesce = if ctx.quick { 20 } else { 500 };
-    let lead = if ctx.quick { 2 } else { 4 };
+    let lead = if ctx.quick { 1 } else { 4 };
     let mut report = Report::new(
         "economy",
         json!({ "grants_per_kind": k, "coalesce_grants": coalesce, "sim_latency_ms": ctx.args.latency_ms, "sim_rate_limit": "off",
@@ -772,7 +775,7 @@ async fn economy_kind(
         report.note(format!("{label}: not every grant finished within 90 s"));
     }
     // Writes that follow the end (a key's later delete) get a few seconds to show up.
-    tokio::time::sleep(Duration::from_millis(if quick { 1000 } else { 3000 })).await;
+    tokio::time::sleep(Duration::from_millis(if quick { 500 } else { 3000 })).await;
     let j = sim.journal().await?;
     let ours: Vec<&JournalEntry> = j
         .iter()
@@ -788,6 +791,26 @@ async fn economy_kind(
     let mut ops: Vec<_> = by_op.into_iter().collect();
     ops.sort();
     let kf = k as f64;
+    if attempted as f64 > min * kf {
+        // Show the writes beyond the minimum in order, so the reader can see what was repeated.
+        let shown: Vec<String> = ours
+            .iter()
+            .filter(|e| e.is_mutation)
+            .take(12)
+            .map(|e| {
+                format!(
+                    "{} {} {}",
+                    e.at.format("%H:%M:%S%.3f"),
+                    e.root_fields.join("+"),
+                    e.variables
+                )
+            })
+            .collect();
+        report.note(format!(
+            "{label}: first writes in order: {}",
+            shown.join(" | ")
+        ));
+    }
     report.at_most(
         format!("writes per grant life, {label}"),
         Some(attempted as f64 / kf),
