@@ -14,6 +14,8 @@ use crate::cli::DemoArgs;
 use crate::serve;
 use crate::settings::Settings;
 
+const DEMO_LIST: &str = include_str!("../../../deploy/access-lists.d/prod-db-oncall.toml");
+
 pub async fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
     crate::telemetry::init_logging("warn,lapse=info,lapse_engine=info", false);
     let sim = start(SimConfig::default())
@@ -23,8 +25,20 @@ pub async fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::defaults().context("loading demo settings")?;
     settings.twingate.base_url = sim.base_url();
     settings.database.path = dir.path().join("lapse.db");
+    // The access list shipped in deploy/, so the request flow can be tried too.
+    let lists = dir.path().join("access-lists.d");
+    std::fs::create_dir_all(&lists).context("creating the demo access-list directory")?;
+    std::fs::write(lists.join("prod-db-oncall.toml"), DEMO_LIST)
+        .context("writing the demo access list")?;
+    settings.access.lists_dir = lists;
     let store = serve::open_store(&settings).await?;
     let token = store.create_token("demo-admin", Role::Admin).await?;
+    let mut people = Vec::new();
+    for (name, email) in [("alice", "alice@example.com"), ("bob", "bob@example.com")] {
+        let t = store.create_token(name, Role::Operator).await?;
+        store.set_token_identity(name, email).await?;
+        people.push(t);
+    }
     let client = TwingateClient::new(serve::client_config(
         &settings,
         SecretString::from(twingate_sim::DEMO_ADMIN_KEY),
@@ -48,6 +62,13 @@ pub async fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
         "  lapse grant --kind ephemeral-group --user bob@example.com --resource prod-db --for 1m --reason 'deploy check' --wait"
     );
     println!("  lapse list");
+    println!("\nThe request flow (access list `prod-db-oncall`: alice may ask, bob approves):");
+    println!(
+        "  LAPSE_TOKEN={} lapse request prod-db-oncall --for 30m --reason INC-4211",
+        people[0]
+    );
+    println!("  LAPSE_TOKEN={} lapse requests", people[1]);
+    println!("  LAPSE_TOKEN={} lapse approve <REQUEST ID>", people[1]);
     println!("\nPress Ctrl-C to stop.\n");
     let mut events = app.engine().subscribe();
     let feed = tokio::spawn(async move {
