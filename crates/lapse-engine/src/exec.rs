@@ -181,11 +181,23 @@ impl<P: AccessProvider + 'static> Engine<P> {
             let span = info_span!("pass", n = self.passes + 1);
             let report = self.pass().instrument(span).await?;
             if report.progressed {
+                // After writes, a short pause lets revocations that fall due together share one
+                // call per group; a new command still wakes the loop at once.
+                let pause = if report.writes > 0 {
+                    self.cfg.batch_window
+                } else {
+                    std::time::Duration::ZERO
+                };
                 tokio::select! {
                     biased;
                     _ = &mut shutdown => return Ok(()),
-                    _ = tokio::task::yield_now() => continue,
+                    cmd = self.rx.recv(), if !pause.is_zero() => match cmd {
+                        Some(cmd) => self.command(cmd).await?,
+                        None => return Ok(()),
+                    },
+                    _ = tokio::time::sleep(pause) => {}
                 }
+                continue;
             }
             let now = Utc::now();
             let tick = Duration::from_std(self.cfg.tick).unwrap_or(Duration::seconds(1));
@@ -893,6 +905,13 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 self.backoff(&grants, &err, now, revoking, batch);
             }
             ErrorClass::Retry => self.backoff(&grants, &err, now, revoking, batch),
+            ErrorClass::Gone if !revoking && !self.own_groups_in(&action).is_empty() => {
+                // lapse's own group was deleted behind its back (drift): that is not the grant's
+                // failure. Mark the group gone so the next pass forgets it and recreates it.
+                for group in self.own_groups_in(&action) {
+                    observe::group_deleted(&mut self.observed, &group, now);
+                }
+            }
             ErrorClass::Gone | ErrorClass::Permanent => {
                 let config_problem = matches!(
                     err,
@@ -907,6 +926,25 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     }
                 }
             }
+        }
+    }
+
+    /// The ephemeral groups of lapse's own that an action writes to.
+    fn own_groups_in(&self, action: &Action) -> Vec<RemoteId> {
+        let own = |id: &RemoteId| {
+            self.objects
+                .items
+                .iter()
+                .any(|o| o.kind == ObjectKind::Group && o.remote_id.as_ref() == Some(id))
+        };
+        match action {
+            Action::AddAccess { add, .. } => add
+                .iter()
+                .filter(|a| own(&a.principal))
+                .map(|a| a.principal.clone())
+                .collect(),
+            Action::UpdateGroupUsers { group, .. } if own(group) => vec![group.clone()],
+            _ => Vec::new(),
         }
     }
 

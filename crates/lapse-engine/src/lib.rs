@@ -33,6 +33,9 @@ pub struct EngineConfig {
     pub sweep_reads_per_minute: u32,
     /// Remote calls in flight at once.
     pub concurrency: usize,
+    /// Pause after a pass that wrote, so that changes falling due together are batched into one
+    /// call per group (Twingate allows 20 writes a minute). Adds at most this to a revocation.
+    pub batch_window: StdDuration,
     /// How long a service key's token waits in memory for its requester before it is dropped.
     pub token_hold: StdDuration,
 }
@@ -47,6 +50,7 @@ impl Default for EngineConfig {
             revoke_alarm_after: 5,
             sweep_reads_per_minute: 30,
             concurrency: 16,
+            batch_window: StdDuration::from_millis(200),
             token_hold: StdDuration::from_secs(600),
         }
     }

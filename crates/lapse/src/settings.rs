@@ -95,6 +95,9 @@ pub struct EngineSettings {
     pub sweep_interval: Duration,
     pub sweep_reads_per_minute: u32,
     pub concurrency: usize,
+    /// Pause after a pass that wrote, so changes falling due together share one call per group.
+    #[serde(with = "humantime_serde")]
+    pub batch_window: Duration,
     /// First retry delay after a failed call; doubles per attempt (with full jitter) up to
     /// `retry_cap`.
     #[serde(with = "humantime_serde")]
@@ -140,6 +143,7 @@ tick = "1s"
 sweep_interval = "5m"
 sweep_reads_per_minute = 30
 concurrency = 16
+batch_window = "200ms"
 retry_base = "2s"
 retry_cap = "5m"
 revoke_alarm_after = 5
@@ -292,6 +296,14 @@ impl Settings {
                 "0".to_owned(),
                 "must be at least 1",
                 "a number such as 16",
+            ));
+        }
+        if self.engine.batch_window > Duration::from_secs(1) {
+            return Err(invalid(
+                "engine.batch_window",
+                humantime::format_duration(self.engine.batch_window).to_string(),
+                "would make revocations later than a second",
+                "a duration from 0s to 1s, such as 200ms",
             ));
         }
         if self.engine.retry_base.is_zero() || self.engine.retry_base > self.engine.retry_cap {

@@ -239,7 +239,8 @@ async fn drift_is_repaired_or_reported_within_a_sweep() {
             env.groups_named(&name) == 1 && env.group_has(&name, "bob@example.com")
         })
         .await,
-        "group recreated"
+        "group recreated; log tail:\n{}",
+        tail(&env.log())
     );
     let hist = env.get("/v1/history").await;
     assert!(
