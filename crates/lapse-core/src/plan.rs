@@ -17,6 +17,10 @@ use crate::provider::{
     AccessToAdd, GroupInfo, KeyStatus, Priority, RemoteId, ResourceInfo, ServiceAccountInfo,
 };
 
+/// How far a remote or stored expiry may fall short of the wanted one and still count as set:
+/// both sides round timestamps, and rewriting an edge for less than this would waste a write.
+const EXPIRY_SLACK: Duration = Duration::seconds(1);
+
 /// Tunables of the planner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanConfig {
@@ -555,9 +559,12 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
         match owned.get(edge) {
             Some(oe) => {
                 let present = seen.unwrap_or(oe.confirmed);
+                // Remote and stored timestamps are rounded (to microseconds, or less): an expiry
+                // only counts as stale when it is short of the wanted one by more than that.
+                let short = |s: DateTime<Utc>, want: DateTime<Utc>| s + EXPIRY_SLACK < want;
                 let stale_expiry = match (observed_expiry(world.observed, edge), expiry) {
-                    (Some(seen_exp), Some(want)) => seen_exp.is_some_and(|s| s < *want),
-                    (None, Some(want)) => oe.expires_at.is_some_and(|s| s < *want),
+                    (Some(seen_exp), Some(want)) => seen_exp.is_some_and(|s| short(s, *want)),
+                    (None, Some(want)) => oe.expires_at.is_some_and(|s| short(s, *want)),
                     _ => false,
                 };
                 // An unconfirmed claim is a write whose answer never came (or a crash before
