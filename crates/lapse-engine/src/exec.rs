@@ -337,6 +337,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
     /// One reconcile pass. Public so tests can step the loop.
     pub async fn pass(&mut self) -> Result<PassReport, EngineError> {
         self.passes += 1;
+        self.handle.beat();
         let now = Utc::now();
         let planned = plan::plan(
             World {
@@ -583,8 +584,10 @@ impl<P: AccessProvider + 'static> Engine<P> {
         futures::stream::iter(actions)
             .map(|a| {
                 let p = provider.clone();
+                let handle = self.handle.clone();
                 async move {
                     let r = perform(p.as_ref(), &a).await;
+                    handle.beat();
                     (a, r)
                 }
             })

@@ -6,6 +6,7 @@ mod exec;
 mod observe;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -111,6 +112,9 @@ pub struct EngineHandle {
     events: broadcast::Sender<GrantEvent>,
     tokens: TokenBox,
     health: Arc<Mutex<Health>>,
+    /// Milliseconds since the epoch of the loop's last sign of life: a pass starting or a remote
+    /// call finishing. A pass that spends minutes on a rate-limited backlog still beats.
+    heartbeat: Arc<AtomicI64>,
 }
 
 /// The loop's own account of itself, for readiness, the watchdog and metrics.
@@ -184,6 +188,19 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
+    /// The loop's last sign of life (a pass starting or a remote call finishing).
+    pub fn heartbeat(&self) -> Option<DateTime<Utc>> {
+        match self.heartbeat.load(Ordering::Relaxed) {
+            0 => None,
+            ms => DateTime::from_timestamp_millis(ms),
+        }
+    }
+
+    pub(crate) fn beat(&self) {
+        self.heartbeat
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
     /// State changes as they happen.
     pub fn subscribe(&self) -> broadcast::Receiver<GrantEvent> {
         self.events.subscribe()
@@ -212,6 +229,7 @@ pub async fn build<P: AccessProvider + 'static>(
         events: events.clone(),
         tokens: Arc::new(Mutex::new(HashMap::new())),
         health: Arc::new(Mutex::new(Health::default())),
+        heartbeat: Arc::new(AtomicI64::new(0)),
     };
     let engine = Engine::load(store, provider, config, rx, handle.clone()).await?;
     Ok((engine, handle))

@@ -940,9 +940,11 @@ pub(crate) async fn readyz<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
 ) -> Response {
     let h = state.engine.health();
-    let loop_alive = h
-        .last_pass
-        .is_some_and(|t| Utc::now() - t < chrono::Duration::seconds(30));
+    // Alive while passes start and remote calls finish, even in a long rate-limited pass.
+    let loop_alive = state
+        .engine
+        .heartbeat()
+        .is_some_and(|t| Utc::now() - t < chrono::Duration::seconds(120));
     if state.ready.load(Ordering::Relaxed) && loop_alive {
         (
             StatusCode::OK,

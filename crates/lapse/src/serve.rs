@@ -292,10 +292,14 @@ async fn pet_watchdog(engine: EngineHandle, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(period) => {}
         }
-        let fresh = engine.health().last_pass.is_some_and(|t| {
-            chrono::Utc::now() - t
-                < chrono::Duration::from_std(period * 2).unwrap_or(chrono::Duration::seconds(30))
-        });
+        // A call may legitimately wait out Twingate's rate limit for up to its patience (3 min)
+        // without a beat; beyond that the loop is taken to be wedged and left to systemd.
+        let window = chrono::Duration::from_std(period * 2)
+            .unwrap_or(chrono::Duration::seconds(30))
+            .max(chrono::Duration::seconds(200));
+        let fresh = engine
+            .heartbeat()
+            .is_some_and(|t| chrono::Utc::now() - t < window);
         if fresh {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         }
