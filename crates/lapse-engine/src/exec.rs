@@ -26,6 +26,9 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::observe::{self, Reading};
 use crate::{Command, EngineConfig, EngineError, EngineHandle, GrantEvent};
 
+/// New-access writes per pass, per unit of concurrency (see `Engine::pass`).
+const APPLIES_PER_SLOT: usize = 8;
+
 /// The actor recorded in the history for the engine's own changes.
 const ENGINE: &str = "lapse";
 
@@ -80,6 +83,8 @@ enum Effect {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassReport {
     pub writes: usize,
+    /// Writes that took access away.
+    pub revocations: usize,
     pub reads: usize,
     pub transitions: usize,
     pub failures: usize,
@@ -181,9 +186,9 @@ impl<P: AccessProvider + 'static> Engine<P> {
             let span = info_span!("pass", n = self.passes + 1);
             let report = self.pass().instrument(span).await?;
             if report.progressed {
-                // After writes, a short pause lets revocations that fall due together share one
+                // After revoking, a short pause lets revocations that fall due together share one
                 // call per group; a new command still wakes the loop at once.
-                let pause = if report.writes > 0 {
+                let pause = if report.revocations > 0 {
                     self.cfg.batch_window
                 } else {
                     std::time::Duration::ZERO
@@ -409,12 +414,16 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     reads.push(Action::Observe { container, sweep });
                 }
                 a => {
-                    self.record_intent(&a, &mut batch);
                     if a.priority() == Priority::Revoke {
+                        self.record_intent(&a, &mut batch);
                         revokes.push(a);
-                    } else {
+                    } else if applies.len() < self.cfg.concurrency.max(1) * APPLIES_PER_SLOT {
+                        self.record_intent(&a, &mut batch);
                         applies.push(a);
                     }
+                    // Beyond the cap, new access waits for the next pass (its intent is not
+                    // recorded): deadlines are checked between passes, so a large backlog of
+                    // applies never delays a revocation by more than one bounded pass.
                 }
             }
         }
@@ -432,10 +441,13 @@ impl<P: AccessProvider + 'static> Engine<P> {
             }
             report.progressed = true;
             let n = actions.len();
-            if phase == "read" {
-                report.reads += n;
-            } else {
-                report.writes += n;
+            match phase {
+                "read" => report.reads += n,
+                "revoke" => {
+                    report.writes += n;
+                    report.revocations += n;
+                }
+                _ => report.writes += n,
             }
             debug!(phase, n, "performing");
             crate::crash::point("before-call");

@@ -34,7 +34,7 @@ pub struct EngineConfig {
     pub sweep_reads_per_minute: u32,
     /// Remote calls in flight at once.
     pub concurrency: usize,
-    /// Pause after a pass that wrote, so that changes falling due together are batched into one
+    /// Pause after a pass that revoked, so that changes falling due together are batched into one
     /// call per group (Twingate allows 20 writes a minute). Adds at most this to a revocation.
     pub batch_window: StdDuration,
     /// How long a service key's token waits in memory for its requester before it is dropped.
