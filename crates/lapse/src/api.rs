@@ -1,6 +1,7 @@
 //! The JSON HTTP API: grant submission with validation and name resolution, listing, revocation,
 //! history and audit, behind bearer tokens with roles.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use lapse_core::policy::{self, FieldError, Limits};
-use lapse_core::provider::{GroupType, NamedRef};
+use lapse_core::provider::{GroupInfo, GroupType, NamedRef};
 use lapse_core::{
     AccessProvider, Grant, GrantId, GrantKind, GrantSpec, GrantState, Principal, RemoteId,
 };
@@ -31,6 +32,7 @@ pub struct ApiState<P> {
     pub store: Store,
     /// Submissions share durable commits (group commit) instead of one fsync each.
     pub inserter: lapse_store::GrantInserter,
+    pub group_names: GroupNames,
     pub engine: EngineHandle,
     pub provider: Arc<P>,
     pub limits: Limits,
@@ -356,13 +358,55 @@ async fn resolve_resource<P: AccessProvider>(p: &P, name: &str) -> ApiResult<Pri
     one_named("resources", "resource", name, found)
 }
 
-async fn resolve_group<P: AccessProvider>(p: &P, name: &str) -> ApiResult<Principal> {
+/// Groups resolved by name recently. Resolving reads every member page of the group, and
+/// submissions name the same few groups again and again; only what identifies a group (id, name,
+/// type) is kept, for a minute, and only when something was found.
+#[derive(Default)]
+pub struct GroupNames {
+    map: std::sync::Mutex<HashMap<String, (std::time::Instant, Vec<GroupInfo>)>>,
+}
+
+const GROUP_NAME_TTL: Duration = Duration::from_secs(60);
+
+impl GroupNames {
+    fn get(&self, name: &str) -> Option<Vec<GroupInfo>> {
+        let map = self.map.lock().ok()?;
+        let (at, groups) = map.get(name)?;
+        (at.elapsed() < GROUP_NAME_TTL).then(|| groups.clone())
+    }
+
+    fn put(&self, name: &str, groups: &[GroupInfo]) {
+        if let Ok(mut map) = self.map.lock() {
+            let slim = groups
+                .iter()
+                .map(|g| GroupInfo {
+                    users: Vec::new(),
+                    resources: Vec::new(),
+                    ..g.clone()
+                })
+                .collect();
+            map.insert(name.to_owned(), (std::time::Instant::now(), slim));
+        }
+    }
+}
+
+async fn resolve_group<P: AccessProvider>(
+    p: &P,
+    cache: &GroupNames,
+    name: &str,
+) -> ApiResult<Principal> {
     let name = name.trim();
-    let mut found = p.groups_by_name(name).await.map_err(provider_down)?;
+    let mut found = match cache.get(name) {
+        Some(found) => found,
+        None => p.groups_by_name(name).await.map_err(provider_down)?,
+    };
     if found.is_empty()
         && let Some(g) = p.group(&RemoteId::new(name)).await.ok().flatten()
     {
         found.push(g);
+    }
+    if !found.is_empty() {
+        cache.put(name, &found);
     }
     if found.len() == 1 && found[0].name.starts_with(lapse_core::REMOTE_PREFIX) {
         // lapse's own groups are wholly managed: a stranger added to one is removed by the sweep.
@@ -540,7 +584,7 @@ pub(crate) async fn build_grant<P: AccessProvider>(
         }
     }
     let group = match (&req.group, has_group) {
-        (Some(g), true) => Some(resolve_group(p, g).await?),
+        (Some(g), true) => Some(resolve_group(p, &state.group_names, g).await?),
         _ => None,
     };
     let sa = match (&req.service_account, has_sa) {

@@ -183,6 +183,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
     }
     let state = Arc::new(ApiState {
         inserter: lapse_store::GrantInserter::spawn(store.clone()),
+        group_names: Default::default(),
         store,
         engine: handle,
         provider,
