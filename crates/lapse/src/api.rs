@@ -67,7 +67,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -76,7 +76,7 @@ impl ApiError {
             fix: None,
         }
     }
-    fn field(e: FieldError) -> Self {
+    pub(crate) fn field(e: FieldError) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_field",
@@ -88,7 +88,7 @@ impl ApiError {
     fn bad(field: &str, message: impl Into<String>, fix: impl Into<String>) -> Self {
         Self::field(FieldError::new(field, message, fix))
     }
-    fn internal(e: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     }

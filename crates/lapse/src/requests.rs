@@ -85,39 +85,10 @@ pub struct Requests<P> {
     flow: tokio::sync::Mutex<()>,
 }
 
-/// An error answer in the same shape as the rest of the API.
-#[derive(Debug)]
-pub struct ReqError {
-    status: StatusCode,
-    code: &'static str,
-    field: Option<String>,
-    message: String,
-    fix: Option<String>,
-}
+/// Errors of the request flow answer in the same shape as the rest of the API.
+pub(crate) use crate::api::ApiError as ReqError;
 
 impl ReqError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            field: None,
-            message: message.into(),
-            fix: None,
-        }
-    }
-    fn field(e: FieldError) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_field",
-            field: Some(e.field),
-            message: e.message,
-            fix: Some(e.fix),
-        }
-    }
-    fn internal(e: impl std::fmt::Display) -> Self {
-        error!(error = %e, "request flow failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    }
     fn forbidden(r: Refusal) -> Self {
         let code = match r {
             Refusal::SelfApproval => "self_approval",
@@ -128,19 +99,6 @@ impl ReqError {
     }
     fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
-    }
-}
-
-impl IntoResponse for ReqError {
-    fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "field": self.field, "message": self.message, "fix": self.fix } });
-        (self.status, Json(body)).into_response()
-    }
-}
-
-impl From<StoreError> for ReqError {
-    fn from(e: StoreError) -> Self {
-        ReqError::internal(e)
     }
 }
 
