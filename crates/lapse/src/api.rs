@@ -119,12 +119,12 @@ impl From<StoreError> for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 /// Who is calling, from the bearer token.
-struct Caller {
-    name: String,
-    role: Role,
+pub(crate) struct Caller {
+    pub(crate) name: String,
+    pub(crate) role: Role,
 }
 
-async fn authenticate<P>(state: &ApiState<P>, headers: &HeaderMap) -> ApiResult<Caller> {
+pub(crate) async fn authenticate<P>(state: &ApiState<P>, headers: &HeaderMap) -> ApiResult<Caller> {
     let missing = || ApiError {
         status: StatusCode::UNAUTHORIZED,
         code: "unauthorized",

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration as StdDuration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -290,25 +290,7 @@ impl<P: AccessProvider + 'static> Requests<P> {
     }
 
     async fn who(&self, headers: &HeaderMap) -> ReqResult<Who> {
-        let missing = || {
-            ReqError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or unknown bearer token",
-            )
-        };
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(missing)?;
-        let info = self
-            .api
-            .store
-            .authenticate(token)
-            .await?
-            .ok_or_else(missing)?;
+        let info = crate::api::authenticate(&self.api, headers).await?;
         let identity = self
             .api
             .store
