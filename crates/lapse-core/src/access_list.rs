@@ -384,6 +384,12 @@ pub enum Refusal {
     Suspended { list: String, due: DateTime<Utc> },
     #[error("the token has no identity; an admin creates tokens with `--identity EMAIL`")]
     NoIdentity,
+    #[error("the request is {state}, no longer pending")]
+    NotPending { state: crate::request::RequestState },
+    #[error("only the requester may cancel a request")]
+    NotRequester,
+    #[error("the request waits until {until}")]
+    NotDue { until: DateTime<Utc> },
 }
 
 impl AccessList {

@@ -8,6 +8,7 @@ pub mod ownership;
 pub mod plan;
 pub mod policy;
 pub mod provider;
+pub mod request;
 
 pub use grant::{Grant, GrantId, GrantKind, GrantSpec, GrantState, Principal, RetryState};
 pub use ownership::{Edge, EdgeKind, OwnedEdge};
@@ -15,3 +16,4 @@ pub const REMOTE_PREFIX: &str = "lapse-";
 
 pub use ownership::{ObjectKind, OwnedObject};
 pub use provider::{AccessProvider, ProviderError, RemoteId};
+pub use request::{RequestState, Transition};
