@@ -315,14 +315,15 @@ impl Store {
         at.map(|a| parse_ts("requests.wait_until", &a)).transpose()
     }
 
-    /// Approved requests (not extensions) whose grant is live and ends before `before`, with
-    /// that end, leaving out those already warned for it; the soonest end first.
-    pub async fn approved_ending_before(
+    /// Approved requests (not extensions) whose grant is live and ends after `after` and
+    /// before `before`, with that end, leaving out those already warned for it; soonest first.
+    pub async fn approved_ending_between(
         &self,
+        after: DateTime<Utc>,
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(RequestRecord, DateTime<Utc>)>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(concat!(
+        let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT json_object('id', r.id, 'list', r.list, 'requester', r.requester, \
              'token_name', r.token_name, 'reason', r.reason, 'duration_secs', r.duration_secs, \
              'break_glass', json(CASE r.break_glass WHEN 1 THEN 'true' ELSE 'false' END), \
@@ -334,12 +335,13 @@ impl Store {
              FROM grants g JOIN requests r ON r.grant_id = g.id \
              AND r.state = 'approved' AND r.extends_grant IS NULL \
              WHERE g.state IN ('active', 'applying') AND g.revoked_at IS NULL \
-             AND g.expires_at < ?1 \
+             AND g.expires_at > ?3 AND g.expires_at < ?1 \
              AND (r.warned_expiry IS NULL OR r.warned_expiry != g.expires_at) \
-             ORDER BY g.expires_at LIMIT ?2"
-        ))
+             ORDER BY g.expires_at LIMIT ?2",
+        )
         .bind(format_ts(before))
         .bind(i64::from(limit))
+        .bind(format_ts(after))
         .fetch_all(&self.readers)
         .await
         .step("reading grants ending soon")?;
@@ -348,14 +350,20 @@ impl Store {
             .collect()
     }
 
-    /// The soonest end of a live grant that came from a request and has not been warned for it.
-    pub async fn next_approved_end(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    /// The soonest end after `after` of a live grant that came from a request and has not been
+    /// warned for it.
+    pub async fn next_approved_end(
+        &self,
+        after: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let at: Option<String> = sqlx::query_scalar(
             "SELECT min(g.expires_at) FROM grants g JOIN requests r ON r.grant_id = g.id \
              AND r.state = 'approved' AND r.extends_grant IS NULL \
              WHERE g.state IN ('active', 'applying') AND g.revoked_at IS NULL \
+             AND g.expires_at > ?1 \
              AND (r.warned_expiry IS NULL OR r.warned_expiry != g.expires_at)",
         )
+        .bind(format_ts(after))
         .fetch_one(&self.readers)
         .await
         .step("reading the next end of a requested grant")?;

@@ -4,7 +4,6 @@ mod api;
 mod cli;
 mod demo;
 mod local;
-mod notify;
 mod openapi;
 mod output;
 mod requests;

@@ -285,18 +285,24 @@ async fn approved_grants_ending_before_a_time_are_found_once_per_end() {
         .insert_grant_for_request(&g, idem("E1"), approved("E1", "bob@example.com"))
         .await
         .unwrap();
-    assert_eq!(db.store.next_approved_end().await.unwrap(), Some(end));
+    assert_eq!(
+        db.store
+            .next_approved_end(t0() - Duration::days(1))
+            .await
+            .unwrap(),
+        Some(end)
+    );
     let before = end - Duration::seconds(1);
     assert!(
         db.store
-            .approved_ending_before(before, 10)
+            .approved_ending_between(t0() - Duration::days(1), before, 10)
             .await
             .unwrap()
             .is_empty()
     );
     let found = db
         .store
-        .approved_ending_before(end + Duration::seconds(1), 10)
+        .approved_ending_between(t0() - Duration::days(1), end + Duration::seconds(1), 10)
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
@@ -313,10 +319,16 @@ async fn approved_grants_ending_before_a_time_are_found_once_per_end() {
         .unwrap();
     assert!(
         db.store
-            .approved_ending_before(end + Duration::seconds(1), 10)
+            .approved_ending_between(t0() - Duration::days(1), end + Duration::seconds(1), 10)
             .await
             .unwrap()
             .is_empty()
     );
-    assert_eq!(db.store.next_approved_end().await.unwrap(), None);
+    assert_eq!(
+        db.store
+            .next_approved_end(t0() - Duration::days(1))
+            .await
+            .unwrap(),
+        None
+    );
 }
