@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grant::GrantKind;
 use crate::policy::FieldError;
+pub use crate::policy::human_duration;
 
 /// Identities (emails) compare case- and whitespace-insensitively everywhere.
 pub fn normalize_identity(s: &str) -> String {
@@ -573,13 +574,6 @@ fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<
         Some(d) => s.serialize_str(&human_duration(*d)),
         None => s.serialize_none(),
     }
-}
-
-/// A duration the way list files and the CLI write it (`1h 30m`).
-pub fn human_duration(d: Duration) -> String {
-    d.to_std()
-        .map(|s| humantime::format_duration(s).to_string())
-        .unwrap_or_else(|_| d.to_string())
 }
 
 impl fmt::Display for MissedReview {

@@ -123,10 +123,6 @@ fn approvals_cell(r: &RequestView) -> String {
     format!("{}/{}", r.approvals.len(), r.approvals_needed)
 }
 
-fn span(secs: i64) -> String {
-    human_span(secs.unsigned_abs())
-}
-
 /// Requests, newest first as the server sent them.
 pub fn requests_table(requests: &[RequestView], now: DateTime<Utc>) -> String {
     if requests.is_empty() {
@@ -150,7 +146,7 @@ pub fn requests_table(requests: &[RequestView], now: DateTime<Utc>) -> String {
             r.list.clone(),
             request_state(r),
             r.requester.clone(),
-            span(r.duration_secs),
+            human_span(r.duration_secs.unsigned_abs()),
             approvals_cell(r),
             r.grant_id.clone().unwrap_or_else(|| "-".to_owned()),
             super::relative(r.created_at, now),
@@ -176,7 +172,7 @@ pub fn request_detail_table(r: &RequestView, now: DateTime<Utc>) -> String {
     } else {
         "for"
     };
-    field(how_long, span(r.duration_secs));
+    field(how_long, human_span(r.duration_secs.unsigned_abs()));
     if let Some(g) = &r.extends_grant {
         field("extends", g.clone());
     } else if let Some(g) = &r.grant_id {
@@ -327,7 +323,8 @@ pub fn lists_table(v: &ListsReply, now: DateTime<Utc>) -> String {
                 target(&l.target),
                 names(&l.owners),
                 names(&l.members),
-                duration_secs(&l.max_duration).map_or_else(|| "-".to_owned(), span),
+                duration_secs(&l.max_duration)
+                    .map_or_else(|| "-".to_owned(), |s| human_span(s.unsigned_abs())),
                 l.approvals.to_string(),
                 list_flags(l),
                 l.review_due
