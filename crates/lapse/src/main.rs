@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+#[cfg(feature = "demo")]
 mod demo;
 mod local;
 mod openapi;
@@ -32,7 +33,12 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => local::serve(args.config.as_deref()).await,
+            #[cfg(feature = "demo")]
             Command::Demo(args) => demo::run(args).await,
+            #[cfg(not(feature = "demo"))]
+            Command::Demo(_) => Err(anyhow::anyhow!(
+                "this build of lapse has no demo; build it with the `demo` feature (on by default)"
+            )),
             Command::Token(cmd) => local::token(cmd).await,
             Command::Config(cmd) => local::config(cmd),
             Command::Doctor(args) => local::doctor(args.config.as_deref()).await,

@@ -214,15 +214,18 @@ pub async fn build_with<P: AccessProvider + 'static>(
 }
 
 impl<P: AccessProvider + 'static> Application<P> {
+    #[cfg(feature = "demo")]
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    #[cfg(feature = "demo")]
     pub fn engine(&self) -> EngineHandle {
         self.state.engine.clone()
     }
 
     /// `https` when a certificate is configured.
+    #[cfg(feature = "demo")]
     pub fn scheme(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }
     }

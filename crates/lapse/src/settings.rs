@@ -219,6 +219,7 @@ impl Settings {
     }
 
     /// Built-in defaults and the environment only (the demo).
+    #[cfg(feature = "demo")]
     pub fn defaults() -> Result<Self, SettingsError> {
         finish(
             config::Config::builder()
