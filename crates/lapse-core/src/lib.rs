@@ -8,6 +8,8 @@ pub mod ownership;
 pub mod plan;
 pub mod policy;
 pub mod provider;
+pub mod role;
+pub mod text;
 
 pub use grant::{Grant, GrantId, GrantKind, GrantSpec, GrantState, Principal, RetryState};
 pub use ownership::{Edge, EdgeKind, OwnedEdge};
@@ -15,3 +17,5 @@ pub const REMOTE_PREFIX: &str = "lapse-";
 
 pub use ownership::{ObjectKind, OwnedObject};
 pub use provider::{AccessProvider, ProviderError, RemoteId};
+pub use role::{Role, UnknownRole};
+pub use text::{TextError, TextKind, TextProblem};
