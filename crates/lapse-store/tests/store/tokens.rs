@@ -66,12 +66,15 @@ async fn names_are_unique_and_tokens_can_be_listed_and_revoked() {
         list.iter()
             .map(|t| (t.name.as_str(), t.role))
             .collect::<Vec<_>>(),
-        [("root", Role::Admin), ("audit", Role::Auditor)]
+        [
+            ("root", lapse_core::Role::Admin),
+            ("audit", lapse_core::Role::Auditor)
+        ]
     );
     assert!(list.iter().all(|t| t.revoked_at.is_none()));
 
-    assert!(db.store.revoke_token("audit").await.unwrap());
-    assert!(!db.store.revoke_token("audit").await.unwrap());
+    assert!(db.store.revoke_token("audit", "root").await.unwrap());
+    assert!(!db.store.revoke_token("audit", "root").await.unwrap());
     assert_eq!(db.store.authenticate(&auditor).await.unwrap(), None);
     assert!(db.store.authenticate(&admin).await.unwrap().is_some());
     let events: Vec<String> = db
