@@ -331,14 +331,14 @@ impl Store {
             expected.insert(c.seq, (c.hash.clone(), index));
         }
         let checkpoints_genuine = expected.len();
-        if let Some((hash, _)) = expected.remove(&0) {
-            if hash != GENESIS_HASH {
-                findings.push(Finding::Rewritten {
-                    seq: 0,
-                    checkpointed: hash,
-                    found: GENESIS_HASH.to_owned(),
-                });
-            }
+        if let Some((hash, _)) = expected.remove(&0)
+            && hash != GENESIS_HASH
+        {
+            findings.push(Finding::Rewritten {
+                seq: 0,
+                checkpointed: hash,
+                found: GENESIS_HASH.to_owned(),
+            });
         }
         let walk = self
             .walk_chain(&expected.iter().map(|(s, (h, _))| (*s, h.clone())).collect())
@@ -445,15 +445,15 @@ impl Store {
         }
         tx.rollback().await.step(STEP)?;
         let last_seq = prev.map_or(0, |(s, _)| s);
-        if first_broken.is_none() {
-            if let Some(mark) = mark.filter(|m| *m > last_seq) {
-                first_broken = Some(BrokenRow {
-                    seq: last_seq + 1,
-                    reason: format!(
-                        "rows after {last_seq} were removed: the store has written up to row {mark}"
-                    ),
-                });
-            }
+        if first_broken.is_none()
+            && let Some(mark) = mark.filter(|m| *m > last_seq)
+        {
+            first_broken = Some(BrokenRow {
+                seq: last_seq + 1,
+                reason: format!(
+                    "rows after {last_seq} were removed: the store has written up to row {mark}"
+                ),
+            });
         }
         Ok(Walk {
             report: VerifyReport {

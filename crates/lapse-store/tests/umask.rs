@@ -6,7 +6,11 @@ use lapse_store::Store;
 use rustix::fs::Mode;
 
 fn mode(p: &std::path::Path) -> u32 {
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    std::fs::metadata(p)
+        .expect("the file exists")
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 #[tokio::test]

@@ -316,7 +316,7 @@ async fn tamper(db: &TestDb, statements: &[&str]) {
             .await
             .unwrap_or_else(|e| panic!("{s}: {e}"));
     }
-    conn.close().await.unwrap();
+    conn.close().await.expect("closing the raw connection");
 }
 
 #[tokio::test]

@@ -100,7 +100,7 @@ async fn events(store: &Store) -> Vec<String> {
     store
         .history(&HistoryFilter::default())
         .await
-        .unwrap()
+        .expect("reading the history")
         .into_iter()
         .map(|h| h.event)
         .collect()
