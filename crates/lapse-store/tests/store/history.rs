@@ -605,3 +605,45 @@ async fn a_row_is_never_earlier_than_the_row_before_it_under_concurrent_appends(
     assert_eq!(rows[0].at, t0() - Duration::microseconds(first_n));
     assert!(db.store.verify_history().await.unwrap().is_ok());
 }
+
+#[tokio::test]
+async fn a_checkpointed_row_removed_from_the_middle_and_disagreeing_checkpoints_are_named() {
+    let db = TestDb::new().await;
+    populate(&db).await;
+    let k = key(1);
+    let rows = db.store.history(&HistoryFilter::default()).await.unwrap();
+    let five = Checkpoint::new(5, rows[4].hash.clone(), t0(), &k);
+    let five_other = Checkpoint::new(5, rows[5].hash.clone(), t0(), &k);
+    tamper(
+        &db,
+        &[
+            "DROP TRIGGER history_no_delete",
+            "DELETE FROM history WHERE seq = 5",
+        ],
+    )
+    .await;
+    let checked = db
+        .store
+        .verify_history_with(&[five, five_other], &k)
+        .await
+        .unwrap();
+    assert_eq!(checked.chain.first_broken.as_ref().map(|b| b.seq), Some(6));
+    assert_eq!(
+        checked.findings,
+        [
+            Finding::ConflictingCheckpoints {
+                seq: 5,
+                first: 0,
+                second: 1
+            },
+            Finding::Missing { seq: 5 },
+        ]
+    );
+    assert!(
+        checked.findings[1]
+            .to_string()
+            .contains("row 5, which a checkpoint recorded, was removed"),
+        "{}",
+        checked.findings[1]
+    );
+}
