@@ -9,6 +9,8 @@ pub mod plan;
 pub mod policy;
 pub mod provider;
 pub mod request;
+pub mod role;
+pub mod text;
 
 pub use grant::{Grant, GrantId, GrantKind, GrantSpec, GrantState, Principal, RetryState};
 pub use ownership::{Edge, EdgeKind, OwnedEdge};
@@ -17,3 +19,5 @@ pub const REMOTE_PREFIX: &str = "lapse-";
 pub use ownership::{ObjectKind, OwnedObject};
 pub use provider::{AccessProvider, ProviderError, RemoteId};
 pub use request::{RequestState, Transition};
+pub use role::{Role, UnknownRole};
+pub use text::{TextError, TextKind, TextProblem};

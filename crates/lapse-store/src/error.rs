@@ -12,6 +12,13 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    /// The database was to be opened without creating it, and it is not there.
+    #[error(
+        "no database at {path}; check `database.path` in the settings, or start the daemon \
+         once to create it"
+    )]
+    Missing { path: PathBuf },
+
     /// A setting read back after connecting is not what lapse's durability relies on.
     #[error(
         "refusing to use the database: {what} is `{found}`, expected `{expected}` \
@@ -40,6 +47,21 @@ pub enum StoreError {
 
     #[error("a token named `{name}` already exists")]
     TokenNameTaken { name: String },
+
+    /// A token's expiry is not in the future.
+    #[error("expires_at: {expires_at} is not in the future; give the token an expiry after now")]
+    TokenExpiry { expires_at: String },
+
+    /// A free-text field (a name, an identity, a reason) was refused.
+    #[error("{0}")]
+    Text(#[from] lapse_core::TextError),
+
+    /// An idempotency key given by a caller is not one lapse accepts.
+    #[error("Idempotency-Key: {problem}; {fix}")]
+    IdempotencyKey {
+        problem: &'static str,
+        fix: &'static str,
+    },
 
     /// A row the operation must change is not there.
     #[error("{step}: no {what} `{key}`")]

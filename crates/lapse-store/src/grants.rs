@@ -11,11 +11,80 @@ use crate::error::{Step, StoreError};
 use crate::history::{ChainHead, NewHistory};
 use crate::time::{format_ts, parse_opt_ts, parse_ts};
 
-/// A submission's idempotency key and a hash of its body, chosen by the caller.
+/// A submission's idempotency key and a hash of its body.
+///
+/// `key` is what the store compares, across all callers. Build it with
+/// [`Idempotency::for_caller`] for a key a caller sent, so that the same key from two callers
+/// never meets, and with [`Idempotency::for_request`] for lapse's own grants of approved
+/// requests, in the `request:` namespace no caller can reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotency {
     pub key: String,
     pub request_hash: String,
+}
+
+/// The namespace of lapse's own idempotency keys.
+const REQUEST_PREFIX: &str = "request:";
+/// The namespace of callers' keys: `caller:<length of name>:<name>:<key>`. The length makes
+/// the split unambiguous whatever the name holds.
+const CALLER_PREFIX: &str = "caller:";
+/// The longest key a caller may send, in characters.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
+
+impl Idempotency {
+    /// A key sent by `caller` (the token's name), scoped to that caller. Refuses an empty or
+    /// over-long key, control characters, and keys in lapse's own `request:` namespace.
+    pub fn for_caller(
+        caller: &str,
+        key: &str,
+        request_hash: impl Into<String>,
+    ) -> Result<Self, StoreError> {
+        let refuse = |problem, fix| Err(StoreError::IdempotencyKey { problem, fix });
+        const FIX: &str = "use a short printable key such as a UUID";
+        if key.is_empty() {
+            return refuse("is empty", FIX);
+        }
+        if key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
+            return refuse("is longer than 200 characters", FIX);
+        }
+        if key.chars().any(lapse_core::text::is_forbidden_char) {
+            return refuse("contains a control character", FIX);
+        }
+        if key.starts_with(REQUEST_PREFIX) {
+            return refuse(
+                "starts with `request:`, which lapse keeps for its own use",
+                "choose a key that does not start with `request:`, such as a UUID",
+            );
+        }
+        Ok(Self {
+            key: format!("{CALLER_PREFIX}{}:{caller}:{key}", caller.len()),
+            request_hash: request_hash.into(),
+        })
+    }
+
+    /// lapse's own key for the grant of request `request_id`, so that retrying an approval
+    /// finds the grant already made.
+    pub fn for_request(request_id: &str) -> Self {
+        Self {
+            key: format!("{REQUEST_PREFIX}{request_id}"),
+            request_hash: request_id.to_owned(),
+        }
+    }
+
+    /// The key as its sender wrote it: without the caller scope of [`Idempotency::for_caller`].
+    pub fn shown_key(&self) -> &str {
+        let Some(rest) = self.key.strip_prefix(CALLER_PREFIX) else {
+            return &self.key;
+        };
+        let Some((len, rest)) = rest.split_once(':') else {
+            return &self.key;
+        };
+        len.parse::<usize>()
+            .ok()
+            .and_then(|n| rest.get(n..))
+            .and_then(|r| r.strip_prefix(':'))
+            .unwrap_or(&self.key)
+    }
 }
 
 /// What an insert did.
@@ -264,7 +333,7 @@ pub(crate) async fn insert_one(
         if let Some((id, hash)) = previous {
             if hash.as_deref() != Some(idem.request_hash.as_str()) {
                 return Err(ItemError::Refused(StoreError::IdempotencyConflict {
-                    key: idem.key.clone(),
+                    key: idem.shown_key().to_owned(),
                 }));
             }
             let existing = fetch_grant(conn, &id)

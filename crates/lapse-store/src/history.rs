@@ -1,4 +1,7 @@
-//! The append-only history: appending inside write transactions, the hash chain, queries and verification.
+//! The append-only history: appending inside write transactions, the hash chain, queries, and verification with or without checkpoints.
+
+use std::collections::BTreeMap;
+use std::fmt;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -6,6 +9,7 @@ use lapse_core::GrantId;
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
+use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::error::{Step, StoreError};
 use crate::time::{format_ts, parse_ts};
 use crate::{Store, col};
@@ -115,36 +119,64 @@ pub fn history_hash(
 /// The last row of the chain as seen inside the current write transaction.
 #[derive(Debug, Clone)]
 pub(crate) struct ChainHead {
-    seq: i64,
+    /// The number the next row takes: one past the highest ever written, whether or not that
+    /// row is still there.
+    next_seq: i64,
+    /// The hash of the last row present, which the next row links to.
     hash: String,
+    /// No row is written with an earlier time than this.
+    floor: Option<DateTime<Utc>>,
 }
 
 impl ChainHead {
     /// Must be called inside a `BEGIN IMMEDIATE` transaction, so no other writer can append
     /// between this read and our append (the chain never forks).
     pub(crate) async fn read(conn: &mut SqliteConnection) -> Result<Self, StoreError> {
-        let last: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM history ORDER BY seq DESC LIMIT 1")
+        const STEP: &str = "reading the history's last row";
+        let last: Option<(i64, String, String)> =
+            sqlx::query_as("SELECT seq, hash, at FROM history ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *conn)
                 .await
-                .step("reading the history's last hash")?;
-        Ok(match last {
-            Some((seq, hash)) => Self { seq, hash },
-            None => Self {
-                seq: 0,
-                hash: GENESIS_HASH.to_owned(),
-            },
+                .step(STEP)?;
+        // The mark outlives deleted rows; if it was deleted too, the rows are all there is.
+        let mark: Option<(i64, Option<String>)> =
+            sqlx::query_as("SELECT last_seq, last_at FROM history_head WHERE id = 1")
+                .fetch_optional(&mut *conn)
+                .await
+                .step("reading the history's high-water mark")?;
+        let (row_seq, hash, row_at) = match last {
+            Some((seq, hash, at)) => (seq, hash, Some(parse_ts("history.at", &at)?)),
+            None => (0, GENESIS_HASH.to_owned(), None),
+        };
+        let (mark_seq, mark_at) = match mark {
+            Some((seq, at)) => (
+                seq,
+                at.map(|at| parse_ts("history_head.last_at", &at))
+                    .transpose()?,
+            ),
+            None => (0, None),
+        };
+        Ok(Self {
+            next_seq: row_seq.max(mark_seq) + 1,
+            hash,
+            floor: row_at.max(mark_at),
         })
     }
 
-    /// Appends `entry` after this head and advances it.
+    /// Appends `entry` after this head and advances it. The row's time is `entry.at`, or the
+    /// previous row's time if that is later: clocks read in different tasks can be a few
+    /// microseconds apart, and history time never runs backwards.
     pub(crate) async fn append(
         &mut self,
         conn: &mut SqliteConnection,
         entry: &NewHistory,
     ) -> Result<i64, StoreError> {
-        let seq = self.seq + 1;
-        let at = format_ts(entry.at);
+        let seq = self.next_seq;
+        let at_time = match self.floor {
+            Some(floor) if floor > entry.at => floor,
+            _ => entry.at,
+        };
+        let at = format_ts(at_time);
         let grant_id = entry.grant_id.map(|g| g.to_string());
         let detail = serde_json::to_string(&entry.detail).step("encoding a history detail")?;
         let hash = history_hash(
@@ -171,8 +203,19 @@ impl ChainHead {
         .execute(&mut *conn)
         .await
         .step("appending to the history")?;
-        self.seq = seq;
+        sqlx::query(
+            "INSERT INTO history_head (id, last_seq, last_at) VALUES (1, ?1, ?2) \
+             ON CONFLICT (id) DO UPDATE SET last_seq = ?1, last_at = ?2",
+        )
+        .bind(seq)
+        .bind(&at)
+        .execute(&mut *conn)
+        .await
+        .step("advancing the history's high-water mark")?;
+        self.next_seq = seq + 1;
         self.hash = hash;
+        // Re-read from the stored text so the floor has the stored precision.
+        self.floor = Some(parse_ts("history.at", &at)?);
         Ok(seq)
     }
 }
@@ -245,64 +288,285 @@ impl Store {
     }
 
     /// Walks the whole chain in one consistent snapshot and names the first row whose hash
-    /// does not match its contents or whose `prev_hash` does not match the row before it.
+    /// does not match its contents or whose `prev_hash` does not match the row before it, or
+    /// rows missing at the end that the high-water mark says were written.
+    ///
+    /// Without checkpoints this cannot see a history cut at the end by someone who also
+    /// rewound the mark, nor one recomputed from an edited row onwards; see
+    /// [`Store::verify_history_with`].
     pub async fn verify_history(&self) -> Result<VerifyReport, StoreError> {
+        Ok(self.walk_chain(&BTreeMap::new()).await?.report)
+    }
+
+    /// [`Store::verify_history`], and then the chain against `checkpoints` made with `key`.
+    ///
+    /// A checkpoint whose MAC does not verify under `key` is named as forged and otherwise
+    /// ignored. Each genuine checkpoint must find its row with the hash it recorded: a
+    /// checkpoint beyond the last row names truncation, a checkpointed row with another hash
+    /// names rewriting (even when the chain links up again after it), and a checkpointed row
+    /// missing from the middle names removal.
+    pub async fn verify_history_with(
+        &self,
+        checkpoints: &[Checkpoint],
+        key: &CheckpointKey,
+    ) -> Result<CheckedHistory, StoreError> {
+        let mut findings = Vec::new();
+        // seq -> (hash, index in `checkpoints`); a later checkpoint of the same row must agree.
+        let mut expected: BTreeMap<i64, (String, usize)> = BTreeMap::new();
+        for (index, c) in checkpoints.iter().enumerate() {
+            if !c.verify_mac(key) {
+                findings.push(Finding::ForgedCheckpoint { index, seq: c.seq });
+                continue;
+            }
+            if let Some((hash, first)) = expected.get(&c.seq) {
+                if *hash != c.hash {
+                    findings.push(Finding::ConflictingCheckpoints {
+                        seq: c.seq,
+                        first: *first,
+                        second: index,
+                    });
+                }
+                continue;
+            }
+            expected.insert(c.seq, (c.hash.clone(), index));
+        }
+        let checkpoints_genuine = expected.len();
+        if let Some((hash, _)) = expected.remove(&0)
+            && hash != GENESIS_HASH
+        {
+            findings.push(Finding::Rewritten {
+                seq: 0,
+                checkpointed: hash,
+                found: GENESIS_HASH.to_owned(),
+            });
+        }
+        let walk = self
+            .walk_chain(&expected.iter().map(|(s, (h, _))| (*s, h.clone())).collect())
+            .await?;
+        findings.extend(walk.rewritten);
+        let last_seq = walk.last_seq;
+        let mut beyond = None;
+        for seq in expected.keys().filter(|s| !walk.seen.contains(s)) {
+            if *seq > last_seq {
+                beyond = beyond.max(Some(*seq));
+            } else {
+                findings.push(Finding::Missing { seq: *seq });
+            }
+        }
+        if let Some(checkpoint_seq) = beyond {
+            findings.push(Finding::Truncated {
+                checkpoint_seq,
+                last_seq,
+            });
+        }
+        Ok(CheckedHistory {
+            chain: walk.report,
+            checkpoints_genuine,
+            findings,
+        })
+    }
+
+    /// Walks every row in order, checking links and hashes, and compares the rows named in
+    /// `expected` with the hash recorded for them.
+    async fn walk_chain(&self, expected: &BTreeMap<i64, String>) -> Result<Walk, StoreError> {
         const STEP: &str = "verifying the history";
-        let mut rows = sqlx::query(
-            "SELECT seq, at, grant_id, actor, event, detail, prev_hash, hash \
-             FROM history ORDER BY seq",
-        )
-        .fetch(&self.readers);
+        // One read transaction: the rows and the mark come from the same snapshot.
+        let mut tx = self.readers.begin().await.step(STEP)?;
+        let mark: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM history_head WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .step(STEP)?;
         let mut rows_checked = 0u64;
         let mut first_broken = None;
+        let mut rewritten = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
         let mut prev: Option<(i64, String)> = None;
-        while let Some(row) = rows.try_next().await.step(STEP)? {
-            rows_checked += 1;
-            let seq: i64 = col(&row, "seq", STEP)?;
-            let prev_hash: String = col(&row, "prev_hash", STEP)?;
-            let hash: String = col(&row, "hash", STEP)?;
-            let (expected_seq, expected_prev) = match &prev {
-                Some((s, h)) => (s + 1, h.as_str()),
-                None => (1, GENESIS_HASH),
-            };
-            if first_broken.is_none() {
-                // Checked in this order so that the reason names the most direct cause.
-                let reason = if seq != expected_seq {
-                    Some(format!(
-                        "expected row {expected_seq} here: rows are missing"
-                    ))
-                } else if prev_hash != expected_prev {
-                    Some(match &prev {
-                        Some((s, _)) => format!(
-                            "prev_hash does not match the hash of row {s}: a row was changed, \
-                             removed or inserted before it"
-                        ),
-                        None => "the first row's prev_hash is not the genesis hash".to_owned(),
-                    })
-                } else {
-                    let grant_id: Option<String> = col(&row, "grant_id", STEP)?;
-                    let recomputed = history_hash(
-                        &prev_hash,
-                        seq,
-                        &col::<String>(&row, "at", STEP)?,
-                        grant_id.as_deref(),
-                        &col::<String>(&row, "actor", STEP)?,
-                        &col::<String>(&row, "event", STEP)?,
-                        &col::<String>(&row, "detail", STEP)?,
-                    );
-                    (recomputed != hash).then(|| {
-                        "hash does not match the row's contents: the row was altered".to_owned()
-                    })
-                };
-                if let Some(reason) = reason {
-                    first_broken = Some(BrokenRow { seq, reason });
+        {
+            let mut rows = sqlx::query(
+                "SELECT seq, at, grant_id, actor, event, detail, prev_hash, hash \
+                 FROM history ORDER BY seq",
+            )
+            .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await.step(STEP)? {
+                rows_checked += 1;
+                let seq: i64 = col(&row, "seq", STEP)?;
+                let prev_hash: String = col(&row, "prev_hash", STEP)?;
+                let hash: String = col(&row, "hash", STEP)?;
+                if let Some(checkpointed) = expected.get(&seq) {
+                    seen.insert(seq);
+                    if *checkpointed != hash {
+                        rewritten.push(Finding::Rewritten {
+                            seq,
+                            checkpointed: checkpointed.clone(),
+                            found: hash.clone(),
+                        });
+                    }
                 }
+                let (expected_seq, expected_prev) = match &prev {
+                    Some((s, h)) => (s + 1, h.as_str()),
+                    None => (1, GENESIS_HASH),
+                };
+                if first_broken.is_none() {
+                    // Checked in this order so that the reason names the most direct cause.
+                    let reason = if seq != expected_seq {
+                        Some(format!(
+                            "expected row {expected_seq} here: rows are missing"
+                        ))
+                    } else if prev_hash != expected_prev {
+                        Some(match &prev {
+                            Some((s, _)) => format!(
+                                "prev_hash does not match the hash of row {s}: a row was changed, \
+                                 removed or inserted before it"
+                            ),
+                            None => "the first row's prev_hash is not the genesis hash".to_owned(),
+                        })
+                    } else {
+                        let grant_id: Option<String> = col(&row, "grant_id", STEP)?;
+                        let recomputed = history_hash(
+                            &prev_hash,
+                            seq,
+                            &col::<String>(&row, "at", STEP)?,
+                            grant_id.as_deref(),
+                            &col::<String>(&row, "actor", STEP)?,
+                            &col::<String>(&row, "event", STEP)?,
+                            &col::<String>(&row, "detail", STEP)?,
+                        );
+                        (recomputed != hash).then(|| {
+                            "hash does not match the row's contents: the row was altered".to_owned()
+                        })
+                    };
+                    if let Some(reason) = reason {
+                        first_broken = Some(BrokenRow { seq, reason });
+                    }
+                }
+                prev = Some((seq, hash));
             }
-            prev = Some((seq, hash));
         }
-        Ok(VerifyReport {
-            rows_checked,
-            first_broken,
+        tx.rollback().await.step(STEP)?;
+        let last_seq = prev.map_or(0, |(s, _)| s);
+        if first_broken.is_none()
+            && let Some(mark) = mark.filter(|m| *m > last_seq)
+        {
+            first_broken = Some(BrokenRow {
+                seq: last_seq + 1,
+                reason: format!(
+                    "rows after {last_seq} were removed: the store has written up to row {mark}"
+                ),
+            });
+        }
+        Ok(Walk {
+            report: VerifyReport {
+                rows_checked,
+                first_broken,
+            },
+            rewritten,
+            seen,
+            last_seq,
         })
+    }
+
+    /// A checkpoint of the chain's head now: the last row's sequence number and hash (0 and
+    /// [`GENESIS_HASH`] for an empty history), taken at `at`, keyed with `key`.
+    pub async fn checkpoint(
+        &self,
+        key: &CheckpointKey,
+        at: DateTime<Utc>,
+    ) -> Result<Checkpoint, StoreError> {
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM history ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.readers)
+                .await
+                .step("reading the history's head for a checkpoint")?;
+        let (seq, hash) = last.unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
+        Ok(Checkpoint::new(seq, hash, at, key))
+    }
+}
+
+/// What one walk over the chain found.
+struct Walk {
+    report: VerifyReport,
+    rewritten: Vec<Finding>,
+    /// The checkpointed rows that were found.
+    seen: std::collections::BTreeSet<i64>,
+    last_seq: i64,
+}
+
+/// The outcome of [`Store::verify_history_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedHistory {
+    /// The walk of the chain itself, as [`Store::verify_history`] reports it.
+    pub chain: VerifyReport,
+    /// Distinct rows named by checkpoints whose MAC verified.
+    pub checkpoints_genuine: usize,
+    /// Everything the checkpoints show, in the order found; empty when they all hold.
+    pub findings: Vec<Finding>,
+}
+
+impl CheckedHistory {
+    pub fn is_ok(&self) -> bool {
+        self.chain.is_ok() && self.findings.is_empty()
+    }
+}
+
+/// One thing the checkpoints show about the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// The checkpoint at `index` (0-based, in the order given) does not verify under the key.
+    ForgedCheckpoint { index: usize, seq: i64 },
+    /// Two genuine checkpoints record different hashes for the same row.
+    ConflictingCheckpoints {
+        seq: i64,
+        first: usize,
+        second: usize,
+    },
+    /// A genuine checkpoint names a row beyond the last one present.
+    Truncated { checkpoint_seq: i64, last_seq: i64 },
+    /// A checkpointed row is there with another hash than the checkpoint recorded.
+    Rewritten {
+        seq: i64,
+        checkpointed: String,
+        found: String,
+    },
+    /// A checkpointed row below the last row is gone.
+    Missing { seq: i64 },
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ForgedCheckpoint { index, seq } => write!(
+                f,
+                "checkpoint {} (row {seq}) is forged: its MAC does not verify with this key",
+                index + 1
+            ),
+            Self::ConflictingCheckpoints { seq, first, second } => write!(
+                f,
+                "checkpoints {} and {} record different hashes for row {seq}: the history was \
+                 rewritten between them",
+                first + 1,
+                second + 1
+            ),
+            Self::Truncated {
+                checkpoint_seq,
+                last_seq,
+            } => write!(
+                f,
+                "the history was truncated: rows after {last_seq} were removed (a checkpoint \
+                 recorded row {checkpoint_seq})"
+            ),
+            Self::Rewritten {
+                seq,
+                checkpointed,
+                found,
+            } => write!(
+                f,
+                "the history was rewritten: row {seq} has hash {found}, the checkpoint \
+                 recorded {checkpointed}"
+            ),
+            Self::Missing { seq } => {
+                write!(f, "row {seq}, which a checkpoint recorded, was removed")
+            }
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! lapse's persistence: grants, the ownership record, the hash-chained history and API tokens in SQLite; the only place SQL lives.
 
+mod checkpoint;
 mod error;
+mod files;
 mod grants;
 mod group;
 mod history;
@@ -20,18 +22,24 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+pub use checkpoint::{
+    Checkpoint, CheckpointError, CheckpointKey, append_checkpoint, checkpoint_mac, read_checkpoints,
+};
 pub use error::StoreError;
-pub use grants::{GrantFilter, Idempotency, Inserted};
+pub use grants::{GrantFilter, Idempotency, Inserted, MAX_IDEMPOTENCY_KEY_CHARS};
 pub use group::GrantInserter;
 pub use history::{
-    BrokenRow, GENESIS_HASH, HistoryFilter, HistoryRow, NewHistory, VerifyReport, history_hash,
+    BrokenRow, CheckedHistory, Finding, GENESIS_HASH, HistoryFilter, HistoryRow, NewHistory,
+    VerifyReport, history_hash,
 };
 pub use ownership::Batch;
 pub use requests::{
     ApprovalRecord, NewOutbox, NewReview, OutboxItem, RequestChange, RequestRecord,
 };
 pub use time::{format_ts, parse_ts};
-pub use tokens::{Role, TokenInfo, TokenRecord};
+pub use tokens::{
+    AuthRefusal, DEFAULT_TOKEN_LIFETIME, NewToken, Role, TokenInfo, TokenRecord, ValidToken,
+};
 
 use error::Step;
 
@@ -122,13 +130,42 @@ pub struct Store {
     pragmas: Arc<Pragmas>,
 }
 
+/// Whether [`Store::open_with`] may create the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the file (0600) and any missing directories (0700) whatever the umask, and run
+    /// the migrations: what the daemon does.
+    Create,
+    /// Never create or change anything at open: a missing file is [`StoreError::Missing`], and
+    /// the migrations are not run (the schema is used as found). For checks such as `lapse
+    /// doctor`, which read the settings and prove the write lock can be taken.
+    Existing,
+}
+
 impl Store {
-    /// Opens (creating if missing) the database at `path`, checks its settings and runs the
-    /// embedded migrations.
+    /// Opens (creating if missing, see [`OpenMode::Create`]) the database at `path`, checks its
+    /// settings and runs the embedded migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, OpenMode::Create).await
+    }
+
+    /// Opens the database at `path` as `mode` says, checks its settings and runs the embedded
+    /// migrations.
+    pub async fn open_with(path: &Path, mode: OpenMode) -> Result<Self, StoreError> {
+        match mode {
+            OpenMode::Create => files::create_private(path)?,
+            OpenMode::Existing => {
+                if !path.is_file() {
+                    return Err(StoreError::Missing {
+                        path: path.to_owned(),
+                    });
+                }
+            }
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
+            // Created above with its mode, or required to exist: SQLite never creates it.
+            .create_if_missing(false)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
@@ -155,7 +192,9 @@ impl Store {
         };
         pragmas.check()?;
 
-        run_migrations(&writer).await?;
+        if mode == OpenMode::Create {
+            run_migrations(&writer).await?;
+        }
 
         // Readers open read-only: nothing on the read path can change the file.
         let readers = SqlitePoolOptions::new()
@@ -169,12 +208,16 @@ impl Store {
         }
 
         tracing::debug!(path = %path.display(), ?pragmas, "store opened");
-        Ok(Self {
+        let store = Self {
             path: Arc::new(path.to_owned()),
             writer,
             readers,
             pragmas: Arc::new(pragmas),
-        })
+        };
+        if mode == OpenMode::Create {
+            store.bind_migrated_tokens().await?;
+        }
+        Ok(store)
     }
 
     /// The database file.

@@ -522,6 +522,7 @@ impl Store {
 
     /// Binds a token to a person's identity (stored normalised), with a history row.
     pub async fn set_token_identity(&self, name: &str, identity: &str) -> Result<(), StoreError> {
+        lapse_core::text::check_name("identity", identity)?;
         let identity = lapse_core::access_list::normalize_identity(identity);
         let now = Utc::now();
         let mut tx = self

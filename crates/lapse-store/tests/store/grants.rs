@@ -287,3 +287,64 @@ async fn created_history_row_describes_the_grant() {
         lapse_store::format_ts(g.expires_at)
     );
 }
+
+#[tokio::test]
+async fn the_same_key_from_two_callers_never_meets() {
+    let db = TestDb::new().await;
+    let a = GrantBuilder::new(1).build();
+    let b = GrantBuilder::new(2).build();
+    let key = |caller: &str| Some(Idempotency::for_caller(caller, "k1", "body").unwrap());
+    assert!(matches!(
+        db.store.insert_grant(&a, key("op-a")).await.unwrap(),
+        Inserted::Created(_)
+    ));
+    // Operator B replays A's key and body: B gets a grant of its own, never A's.
+    let got = db.store.insert_grant(&b, key("op-b")).await.unwrap();
+    assert_eq!(got, Inserted::Created(b.clone()));
+    // A's own retry still finds A's grant.
+    let retry = GrantBuilder::new(3).build();
+    assert_eq!(
+        db.store.insert_grant(&retry, key("op-a")).await.unwrap(),
+        Inserted::Existing(a)
+    );
+    // A conflict names the key as the caller sent it.
+    let other_body = Some(Idempotency::for_caller("op-b", "k1", "another body").unwrap());
+    let err = db
+        .store
+        .insert_grant(&GrantBuilder::new(4).build(), other_body)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::IdempotencyConflict { key } if key == "k1"),
+        "{err:?}"
+    );
+    // Callers whose names differ only in where a separator falls stay apart.
+    let x = Idempotency::for_caller("a:b", "c", "h").unwrap();
+    let y = Idempotency::for_caller("a", "b:c", "h").unwrap();
+    assert_ne!(x.key, y.key);
+    assert_eq!((x.shown_key(), y.shown_key()), ("c", "b:c"));
+}
+
+#[tokio::test]
+async fn the_request_namespace_is_lapses_own() {
+    let db = TestDb::new().await;
+    let err = Idempotency::for_caller("op", "request:01J0000000000000000000000", "h").unwrap_err();
+    assert!(matches!(err, StoreError::IdempotencyKey { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("Idempotency-Key: starts with `request:`"),
+        "{err}"
+    );
+    for bad in ["", "k\n1", &"k".repeat(201)] {
+        assert!(Idempotency::for_caller("op", bad, "h").is_err(), "{bad:?}");
+    }
+    // lapse's own key for a request is stored as is, and a caller's key cannot equal it.
+    let own = Idempotency::for_request("01J0000000000000000000000");
+    assert_eq!(own.key, "request:01J0000000000000000000000");
+    assert_eq!(own.shown_key(), own.key);
+    let g = GrantBuilder::new(1).build();
+    assert!(matches!(
+        db.store.insert_grant(&g, Some(own)).await.unwrap(),
+        Inserted::Created(_)
+    ));
+}

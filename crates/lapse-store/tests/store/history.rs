@@ -2,7 +2,10 @@
 
 use chrono::Duration;
 use lapse_core::GrantKind;
-use lapse_store::{Batch, GENESIS_HASH, HistoryFilter, NewHistory, Role, history_hash};
+use lapse_store::{
+    Batch, Checkpoint, CheckpointKey, Finding, GENESIS_HASH, HistoryFilter, NewHistory, Role,
+    append_checkpoint, history_hash, read_checkpoints,
+};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -297,5 +300,350 @@ fn the_hash_encoding_has_no_ambiguous_boundaries() {
             "c",
             "{}"
         )
+    );
+}
+
+fn key(byte: u8) -> CheckpointKey {
+    CheckpointKey::new(vec![byte; 32]).expect("a 32-byte key")
+}
+
+/// Runs SQL on the file behind the store's back, as someone with the sqlite3 shell would.
+async fn tamper(db: &TestDb, statements: &[&str]) {
+    let mut conn = raw(&db.path()).await;
+    for s in statements {
+        sqlx::query(sqlx::AssertSqlSafe(*s))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+    conn.close().await.expect("closing the raw connection");
+}
+
+#[tokio::test]
+async fn deleting_the_last_rows_is_named_by_the_mark_and_by_a_checkpoint_after_the_mark_is_rewound()
+{
+    let db = TestDb::new().await;
+    let n = populate(&db).await;
+    let k = key(1);
+    let cp = db.store.checkpoint(&k, t0()).await.unwrap();
+    assert_eq!(cp.seq, n);
+
+    tamper(
+        &db,
+        &[
+            "DROP TRIGGER history_no_delete",
+            "DELETE FROM history WHERE seq > 6",
+        ],
+    )
+    .await;
+    // The high-water mark still says row 9 was written.
+    let broken = db
+        .store
+        .verify_history()
+        .await
+        .unwrap()
+        .first_broken
+        .unwrap();
+    assert_eq!(broken.seq, 7);
+    assert!(
+        broken.reason.contains("rows after 6 were removed"),
+        "{}",
+        broken.reason
+    );
+
+    // Someone who knows about the mark rewinds it too: the chain alone now looks whole.
+    tamper(
+        &db,
+        &[
+            "DROP TRIGGER history_head_forward_only",
+            "UPDATE history_head SET last_seq = 6, \
+             last_at = (SELECT at FROM history WHERE seq = 6)",
+        ],
+    )
+    .await;
+    let report = db.store.verify_history().await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.rows_checked, 6);
+
+    let checked = db.store.verify_history_with(&[cp], &k).await.unwrap();
+    assert!(!checked.is_ok());
+    assert_eq!(
+        checked.findings,
+        [Finding::Truncated {
+            checkpoint_seq: 9,
+            last_seq: 6
+        }]
+    );
+    assert!(
+        checked.findings[0]
+            .to_string()
+            .contains("rows after 6 were removed"),
+        "{}",
+        checked.findings[0]
+    );
+}
+
+#[tokio::test]
+async fn an_edited_row_with_the_whole_chain_recomputed_is_named_by_a_checkpoint() {
+    let db = TestDb::new().await;
+    populate(&db).await;
+    let k = key(1);
+    let rows = db.store.history(&HistoryFilter::default()).await.unwrap();
+    // One checkpoint made along the way (row 5) and one of the head (row 9).
+    let mid = Checkpoint::new(5, rows[4].hash.clone(), t0(), &k);
+    let head = db.store.checkpoint(&k, t0()).await.unwrap();
+
+    // Edit row 4's actor, then recompute every hash from there on so the chain links up.
+    let mut conn = raw(&db.path()).await;
+    sqlx::query("DROP TRIGGER history_no_update")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut prev = rows[2].hash.clone();
+    for r in &rows[3..] {
+        let actor = if r.seq == 4 {
+            "mallory"
+        } else {
+            r.actor.as_str()
+        };
+        let detail = serde_json::to_string(&r.detail).unwrap();
+        let grant = r.grant_id.map(|g| g.to_string());
+        let hash = history_hash(
+            &prev,
+            r.seq,
+            &lapse_store::format_ts(r.at),
+            grant.as_deref(),
+            actor,
+            &r.event,
+            &detail,
+        );
+        sqlx::query("UPDATE history SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?")
+            .bind(actor)
+            .bind(&prev)
+            .bind(&hash)
+            .bind(r.seq)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    conn.close().await.unwrap();
+
+    // Without checkpoints the rewrite is invisible.
+    assert!(db.store.verify_history().await.unwrap().is_ok());
+
+    let checked = db
+        .store
+        .verify_history_with(&[mid, head], &k)
+        .await
+        .unwrap();
+    assert!(checked.chain.is_ok());
+    assert_eq!(checked.checkpoints_genuine, 2);
+    let rewritten: Vec<i64> = checked
+        .findings
+        .iter()
+        .map(|f| match f {
+            Finding::Rewritten { seq, .. } => *seq,
+            other => panic!("expected only rewrites, got {other}"),
+        })
+        .collect();
+    assert_eq!(rewritten, [5, 9]);
+    assert!(
+        checked.findings[0].to_string().contains("rewritten: row 5"),
+        "{}",
+        checked.findings[0]
+    );
+}
+
+#[tokio::test]
+async fn a_checkpoint_not_made_with_the_key_is_named_as_forged() {
+    let db = TestDb::new().await;
+    populate(&db).await;
+    let genuine = db.store.checkpoint(&key(1), t0()).await.unwrap();
+    let wrong_key = db.store.checkpoint(&key(2), t0()).await.unwrap();
+    let mut moved = genuine.clone();
+    moved.seq = 100;
+
+    let checked = db
+        .store
+        .verify_history_with(&[genuine.clone(), wrong_key, moved], &key(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        checked.findings,
+        [
+            Finding::ForgedCheckpoint { index: 1, seq: 9 },
+            Finding::ForgedCheckpoint { index: 2, seq: 100 },
+        ]
+    );
+    assert!(
+        checked.findings[0]
+            .to_string()
+            .contains("checkpoint 2 (row 9) is forged")
+    );
+    // The forged one claiming row 100 is not read as truncation.
+    assert_eq!(checked.checkpoints_genuine, 1);
+
+    // And an intact history with its genuine checkpoint is whole.
+    let ok = db
+        .store
+        .verify_history_with(&[genuine], &key(1))
+        .await
+        .unwrap();
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[tokio::test]
+async fn checkpoints_written_to_a_file_verify_the_history_they_were_made_of() {
+    let db = TestDb::new().await;
+    let k = key(3);
+    let file = db.dir.path().join("checkpoints.jsonl");
+    // An empty history checkpoints as row 0 with the genesis hash.
+    let empty = db.store.checkpoint(&k, t0()).await.unwrap();
+    assert_eq!((empty.seq, empty.hash.as_str()), (0, GENESIS_HASH));
+    append_checkpoint(&file, &empty).unwrap();
+    populate(&db).await;
+    append_checkpoint(&file, &db.store.checkpoint(&k, t0()).await.unwrap()).unwrap();
+
+    let read = read_checkpoints(&file).unwrap();
+    assert_eq!(read.len(), 2);
+    let checked = db.store.verify_history_with(&read, &k).await.unwrap();
+    assert!(checked.is_ok(), "{checked:?}");
+    assert_eq!(checked.checkpoints_genuine, 2);
+}
+
+#[tokio::test]
+async fn the_next_append_after_deleted_rows_takes_a_fresh_number_and_verify_names_the_gap() {
+    let db = TestDb::new().await;
+    populate(&db).await;
+    tamper(
+        &db,
+        &[
+            "DROP TRIGGER history_no_delete",
+            "DELETE FROM history WHERE seq > 6",
+        ],
+    )
+    .await;
+    db.store
+        .commit(Batch {
+            history: vec![NewHistory {
+                at: t0(),
+                grant_id: None,
+                actor: "lapse".into(),
+                event: "note".into(),
+                detail: json!({}),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = db
+        .store
+        .history(&HistoryFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 10]);
+    let broken = db
+        .store
+        .verify_history()
+        .await
+        .unwrap()
+        .first_broken
+        .unwrap();
+    assert_eq!(broken.seq, 10);
+    assert!(
+        broken.reason.contains("expected row 7 here"),
+        "{}",
+        broken.reason
+    );
+}
+
+#[tokio::test]
+async fn a_row_is_never_earlier_than_the_row_before_it_under_concurrent_appends() {
+    let db = TestDb::new().await;
+    let mut tasks = Vec::new();
+    // Each writer's clock reads earlier than the one before: whatever order the writes land
+    // in, most arrive with a time before the head's.
+    for n in 0..40i64 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .commit(Batch {
+                    history: vec![NewHistory {
+                        at: t0() - Duration::microseconds(n),
+                        grant_id: None,
+                        actor: "lapse".into(),
+                        event: "tick".into(),
+                        detail: json!({ "n": n }),
+                    }],
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rows = db.store.history(&HistoryFilter::default()).await.unwrap();
+    assert_eq!(rows.len(), 40);
+    for pair in rows.windows(2) {
+        assert!(
+            pair[1].at >= pair[0].at,
+            "row {} at {} is earlier than row {} at {}",
+            pair[1].seq,
+            pair[1].at,
+            pair[0].seq,
+            pair[0].at
+        );
+    }
+    // The first row keeps its own time; later ones are never moved earlier than their own.
+    let first_n = rows[0].detail["n"].as_i64().unwrap();
+    assert_eq!(rows[0].at, t0() - Duration::microseconds(first_n));
+    assert!(db.store.verify_history().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_checkpointed_row_removed_from_the_middle_and_disagreeing_checkpoints_are_named() {
+    let db = TestDb::new().await;
+    populate(&db).await;
+    let k = key(1);
+    let rows = db.store.history(&HistoryFilter::default()).await.unwrap();
+    let five = Checkpoint::new(5, rows[4].hash.clone(), t0(), &k);
+    let five_other = Checkpoint::new(5, rows[5].hash.clone(), t0(), &k);
+    tamper(
+        &db,
+        &[
+            "DROP TRIGGER history_no_delete",
+            "DELETE FROM history WHERE seq = 5",
+        ],
+    )
+    .await;
+    let checked = db
+        .store
+        .verify_history_with(&[five, five_other], &k)
+        .await
+        .unwrap();
+    assert_eq!(checked.chain.first_broken.as_ref().map(|b| b.seq), Some(6));
+    assert_eq!(
+        checked.findings,
+        [
+            Finding::ConflictingCheckpoints {
+                seq: 5,
+                first: 0,
+                second: 1
+            },
+            Finding::Missing { seq: 5 },
+        ]
+    );
+    assert!(
+        checked.findings[1]
+            .to_string()
+            .contains("row 5, which a checkpoint recorded, was removed"),
+        "{}",
+        checked.findings[1]
     );
 }

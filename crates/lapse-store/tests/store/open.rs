@@ -1,6 +1,6 @@
 //! Opening: settings read back and enforced, migrations run once and never silently changed.
 
-use lapse_store::{Pragmas, Store, StoreError};
+use lapse_store::{OpenMode, Pragmas, Store, StoreError};
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 
@@ -168,4 +168,24 @@ async fn an_applied_migration_unknown_to_this_build_is_refused() {
         matches!(err, StoreError::MigrationChanged { version: 9999, .. }),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn opening_an_existing_database_never_creates_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state").join("lapse.db");
+    let err = Store::open_with(&path, OpenMode::Existing)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Missing { path: p } if *p == path),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("database.path"), "{err}");
+    assert!(!path.exists() && !path.parent().unwrap().exists());
+
+    Store::open(&path).await.unwrap().close().await;
+    let store = Store::open_with(&path, OpenMode::Existing).await.unwrap();
+    assert_eq!(store.pragmas().journal_mode, "wal");
+    store.check_writable().await.unwrap();
 }
