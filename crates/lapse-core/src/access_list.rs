@@ -272,6 +272,16 @@ fn check_list(raw: RawList, file: &str) -> Result<AccessList, String> {
 
 /// Parses one list file. Any mistake refuses the whole file, naming the line.
 pub fn parse_file(file: &str, contents: &str) -> Result<Vec<AccessList>, ListFileError> {
+    parse_capped(file, contents, None)
+}
+
+/// [`parse_file`], also refusing a list whose maximum passes `cap` (`grants.max_duration`):
+/// an extension could otherwise take a grant past the global cap.
+pub fn parse_capped(
+    file: &str,
+    contents: &str,
+    cap: Option<Duration>,
+) -> Result<Vec<AccessList>, ListFileError> {
     let err = |line: Option<usize>, problem: String| ListFileError {
         file: file.to_owned(),
         line,
@@ -285,6 +295,19 @@ pub fn parse_file(file: &str, contents: &str) -> Result<Vec<AccessList>, ListFil
     for spanned in raw.list {
         let line = line_of(contents, spanned.span().start);
         let list = check_list(spanned.into_inner(), file).map_err(|m| err(Some(line), m))?;
+        if let Some(cap) = cap
+            && list.max_duration > cap
+        {
+            return Err(err(
+                Some(line),
+                format!(
+                    "list `{}`: max_duration = {} is longer than grants.max_duration ({})",
+                    list.name,
+                    crate::policy::human_duration(list.max_duration),
+                    crate::policy::human_duration(cap)
+                ),
+            ));
+        }
         if lists.iter().any(|l| l.name == list.name) {
             return Err(err(
                 Some(line),
@@ -308,13 +331,14 @@ pub struct Loaded {
 
 /// Loads `files` (name, contents) over `previous`: a refused file keeps the lists it had
 /// before in force, so a typo never takes access lists away.
-pub fn load(files: &[(String, String)], previous: &ListSet) -> Loaded {
+/// Each list's maximum must not pass `cap` (`grants.max_duration`).
+pub fn load(files: &[(String, String)], previous: &ListSet, cap: Duration) -> Loaded {
     let mut lists = ListSet::new();
     let mut errors = Vec::new();
     let mut sorted: Vec<&(String, String)> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, contents) in sorted {
-        let parsed = parse_file(name, contents).and_then(|ls| {
+        let parsed = parse_capped(name, contents, Some(cap)).and_then(|ls| {
             match ls.iter().find(|l| lists.contains_key(&l.name)) {
                 Some(dup) => Err(ListFileError {
                     file: name.clone(),
@@ -675,9 +699,33 @@ review_due = "2026-03-01T00:00:00Z"
         }
     }
 
+    const CAP: Duration = Duration::hours(24);
+
+    #[test]
+    fn a_list_longer_than_the_global_cap_is_refused_with_file_and_line() {
+        let text = format!(
+            "\n\n{}",
+            GOOD.replace("max_duration = \"4h\"", "max_duration = \"72h\"")
+        );
+        assert!(
+            text.contains("\"72h\""),
+            "the fixture names a maximum to raise"
+        );
+        let loaded = load(&[("long.toml".into(), text)], &ListSet::new(), CAP);
+        assert!(loaded.lists.is_empty());
+        let e = &loaded.errors[0];
+        assert_eq!(e.file, "long.toml");
+        assert!(e.line.is_some_and(|l| l >= 3), "{e:?}");
+        assert!(
+            e.problem.contains("3days") && e.problem.contains("grants.max_duration (1day)"),
+            "{}",
+            e.problem
+        );
+    }
+
     #[test]
     fn a_refused_file_keeps_its_old_lists() {
-        let first = load(&[("prod.toml".into(), GOOD.into())], &ListSet::new());
+        let first = load(&[("prod.toml".into(), GOOD.into())], &ListSet::new(), CAP);
         assert!(first.errors.is_empty());
         let broken = load(
             &[
@@ -685,6 +733,7 @@ review_due = "2026-03-01T00:00:00Z"
                 ("other.toml".into(), GOOD.replace("prod-db", "other")),
             ],
             &first.lists,
+            CAP,
         );
         assert_eq!(broken.errors.len(), 1);
         assert_eq!(broken.errors[0].file, "prod.toml");
@@ -697,7 +746,7 @@ review_due = "2026-03-01T00:00:00Z"
         assert_eq!(changes.added, ["other"]);
         assert!(changes.removed.is_empty() && changes.changed.is_empty());
         // Removing the file removes its lists.
-        let gone = load(&[], &broken.lists);
+        let gone = load(&[], &broken.lists, CAP);
         assert_eq!(
             diff(&broken.lists, &gone.lists).removed,
             ["other", "prod-db"]

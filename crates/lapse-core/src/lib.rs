@@ -4,6 +4,7 @@
 
 pub mod access_list;
 pub mod grant;
+pub mod grant_policy;
 pub mod ownership;
 pub mod plan;
 pub mod policy;

@@ -158,9 +158,20 @@ pub fn window(
     }
 }
 
-/// Check the reason: present, not blank, not over the limit.
+impl From<crate::text::TextError> for FieldError {
+    fn from(e: crate::text::TextError) -> Self {
+        FieldError::new(
+            &e.field,
+            e.problem.to_string(),
+            "send one line of plain text within the limit",
+        )
+    }
+}
+
+/// Check the reason: present, not blank, not over the limit, no control characters.
 pub fn check_reason(reason: &str, limits: &Limits) -> Result<String, FieldError> {
     let r = reason.trim();
+    crate::text::check_text("reason", r, crate::text::TextKind::Reason)?;
     if r.is_empty() {
         return Err(FieldError::new(
             "reason",

@@ -11,6 +11,9 @@ pub enum FlowError {
     /// The rules of the list or the request's state forbid it.
     #[error("{0}")]
     Refused(Refusal),
+    /// No rule allows a direct grant; the message names what would.
+    #[error("{0}")]
+    NotAuthorized(lapse_core::grant_policy::DirectRefusal),
     /// Bad input: the field and the fix.
     #[error("{}: {} ({})", .0.field, .0.message, .0.fix)]
     Field(FieldError),

@@ -14,8 +14,9 @@ use chrono::{DateTime, Duration, Utc};
 use lapse_core::access_list::{
     self, AccessList, ListFileError, ListSet, Refusal, normalize_identity,
 };
+use lapse_core::grant_policy::{self, DirectRule, Granter, PolicySet};
 use lapse_core::request::{self as lifecycle, RequestState, Transition};
-use lapse_core::{AccessProvider, GrantId};
+use lapse_core::{AccessProvider, Grant, GrantId};
 use lapse_engine::EngineError;
 use lapse_store::{
     ApprovalRecord, HistoryFilter, Idempotency, NewHistory, NewOutbox, NewReview, RequestChange,
@@ -81,6 +82,7 @@ pub struct RequestService<P, E> {
     notify: NotifySettings,
     notifier: Notifier,
     lists: RwLock<ListSet>,
+    policies: RwLock<PolicySet>,
     refused: Mutex<Vec<ListFileError>>,
     flow: tokio::sync::Mutex<()>,
     /// A new pending request may be due before the planned wake-up.
@@ -145,6 +147,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             notify,
             notifier,
             lists: RwLock::new(ListSet::new()),
+            policies: RwLock::new(PolicySet::new()),
             refused: Mutex::new(Vec::new()),
             flow: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
@@ -164,12 +167,11 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         ));
     }
 
-    fn read_dir(&self) -> Vec<(String, String)> {
-        let dir = &self.settings.lists_dir;
+    fn read_dir(dir: &std::path::Path) -> Vec<(String, String)> {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) => {
-                warn!(dir = %dir.display(), error = %e, "no access lists loaded: cannot read the directory");
+                warn!(dir = %dir.display(), error = %e, "nothing loaded: cannot read the directory");
                 return Vec::new();
             }
         };
@@ -195,9 +197,10 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
     /// Re-reads the lists directory. A refused file keeps its old lists in force; every change
     /// of the loaded set and every refusal is written to the history.
     pub async fn reload(&self) {
-        let files = self.read_dir();
+        let files = Self::read_dir(&self.settings.lists_dir);
         let previous = self.lists.read().map(|l| l.clone()).unwrap_or_default();
-        let loaded = access_list::load(&files, &previous);
+        let cap = self.submitter.limits().max_ttl;
+        let loaded = access_list::load(&files, &previous, cap);
         let changes = access_list::diff(&previous, &loaded.lists);
         let mut rows = Vec::new();
         for e in &loaded.errors {
@@ -213,6 +216,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             info!(added = ?changes.added, changed = ?changes.changed, removed = ?changes.removed, "access lists changed");
             rows.push(history(None, DAEMON, "lists-loaded", json!({ "added": changes.added, "changed": changes.changed, "removed": changes.removed, "lists": loaded.lists.keys().collect::<Vec<_>>() })));
         }
+        rows.extend(self.reload_policies(cap));
         if !rows.is_empty()
             && let Err(e) = self
                 .store
@@ -231,6 +235,51 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             *r = loaded.errors;
         }
         self.wake.notify_one();
+    }
+
+    /// Re-reads the grant policies; the history rows saying what changed or was refused.
+    fn reload_policies(&self, cap: Duration) -> Vec<NewHistory> {
+        let files = Self::read_dir(&self.settings.policies_dir);
+        let previous = self.policies.read().map(|p| p.clone()).unwrap_or_default();
+        let (set, errors) = grant_policy::load(&files, &previous, cap);
+        let mut rows = Vec::new();
+        for e in &errors {
+            error!(file = %e.file, line = ?e.line, problem = %e.problem, "grant policy file refused; its previous policies stay in force");
+            rows.push(history(
+                None,
+                DAEMON,
+                "policy-file-refused",
+                json!({ "file": e.file, "line": e.line, "problem": e.problem }),
+            ));
+        }
+        let changed = |a: &PolicySet, b: &PolicySet| -> Vec<String> {
+            a.iter()
+                .filter(|(k, v)| b.get(*k).is_some_and(|o| o != *v))
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        let added: Vec<&String> = set.keys().filter(|k| !previous.contains_key(*k)).collect();
+        let removed: Vec<&String> = previous.keys().filter(|k| !set.contains_key(*k)).collect();
+        let changed = changed(&set, &previous);
+        if !added.is_empty() || !removed.is_empty() || !changed.is_empty() {
+            info!(?added, ?changed, ?removed, "grant policies changed");
+            rows.push(history(None, DAEMON, "policies-loaded", json!({ "added": added, "changed": changed, "removed": removed, "policies": set.values().collect::<Vec<_>>() })));
+        }
+        if let Ok(mut r) = self.refused.lock() {
+            r.extend(errors);
+        }
+        if let Ok(mut p) = self.policies.write() {
+            *p = set;
+        }
+        rows
+    }
+
+    /// The rule that allows `grant` to be granted directly by `who`, or why nothing does.
+    pub fn authorize_direct(&self, who: Granter<'_>, grant: &Grant) -> FlowResult<DirectRule> {
+        let lists = self.all_lists();
+        let policies = self.policies.read().map(|p| p.clone()).unwrap_or_default();
+        grant_policy::authorize_direct(who, grant, &lists, &policies)
+            .map_err(FlowError::NotAuthorized)
     }
 
     fn list(&self, name: &str) -> FlowResult<AccessList> {
@@ -444,7 +493,22 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             .into_iter()
             .map(|a| a.approver)
             .collect();
-        let enough = match lifecycle::approve(state_of(&r)?, &list, &r.requester, &me, &earlier) {
+        // An extension is asked for by a token that may belong to an owner, not the grant's
+        // requester: whoever asked may not approve it either.
+        let asked_by_me = r.extends_grant.is_some()
+            && self
+                .store
+                .token_identity(&r.token_name)
+                .await?
+                .map(|i| normalize_identity(&i))
+                .as_deref()
+                == Some(me.as_str());
+        let decision = if asked_by_me {
+            Err(Refusal::SelfApproval)
+        } else {
+            lifecycle::approve(state_of(&r)?, &list, &r.requester, &me, &earlier)
+        };
+        let enough = match decision {
             Ok(t) => t == Transition::To(RequestState::Approved),
             Err(refusal) => {
                 // A refused approval is itself worth an auditor's eye.
@@ -464,6 +528,8 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             }
         };
         let reason = b.reason.trim().to_owned();
+        lapse_core::text::check_reason("reason", &reason)
+            .map_err(lapse_core::policy::FieldError::from)?;
         let approval = ApprovalRecord {
             approver: me.clone(),
             token_name: who.token.clone(),
@@ -533,6 +599,8 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
 
     /// A cancellation by the requester.
     pub async fn cancel(&self, who: &Actor, id: &str, b: &DecisionBody) -> FlowResult<RequestView> {
+        lapse_core::text::check_reason("reason", b.reason.trim())
+            .map_err(lapse_core::policy::FieldError::from)?;
         let _flow = self.flow.lock().await;
         let (mut r, list) = self.find(id).await?;
         let Transition::To(to) = lifecycle::cancel(state_of(&r)?, &r.requester, &who.identity)
@@ -845,9 +913,11 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 FlowError::GrantRefused(Box::new(e))
             })?;
         // Keyed by the request, so a retry after a lost answer finds the same grant.
-        let idem = Idempotency {
-            key: format!("request:{}", req.id),
-            request_hash: req.id.clone(),
+        let idem = Idempotency::for_request(&req.id);
+        let rule = if req.break_glass {
+            format!("break-glass:{}", list.name)
+        } else {
+            format!("list:{}", list.name)
         };
         let event = if req.break_glass {
             "break-glass-granted"
@@ -858,7 +928,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         // together: a crash in between would leave access with a request still pending.
         let stored = self
             .store
-            .insert_grant_for_request(&grant, idem, |g| {
+            .insert_grant_for_request(&grant, idem, &rule, |g| {
                 let gid = g.id;
                 let mut req = req.clone();
                 req.grant_id = Some(gid.to_string());

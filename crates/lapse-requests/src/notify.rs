@@ -174,7 +174,14 @@ fn body(format: Format, item: &OutboxItem) -> Value {
             v
         }
         Format::Slack => {
-            json!({ "text": item.payload.get("text").and_then(Value::as_str).unwrap_or(&item.event) })
+            // Reasons and names are the sender's text: Slack must not read `<!channel>` or
+            // `<https://...|label>` in them as mentions or links.
+            let text = item
+                .payload
+                .get("text")
+                .and_then(Value::as_str)
+                .unwrap_or(&item.event);
+            json!({ "text": lapse_core::text::slack_escape(text) })
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `[access]`: where access lists live and the request flow's defaults.
+//! `[access]`: where access lists and grant policies live, and the request flow's defaults.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +10,9 @@ use serde::Deserialize;
 pub struct AccessSettings {
     #[serde(default = "default_lists_dir")]
     pub lists_dir: PathBuf,
+    /// Grant policies: who may grant what directly, to whom, for how long.
+    #[serde(default = "default_policies_dir")]
+    pub policies_dir: PathBuf,
     /// How long before a grant's end its requester is warned.
     #[serde(default = "default_lead", with = "humantime_serde")]
     pub expiring_soon_lead: Duration,
@@ -22,6 +25,7 @@ impl Default for AccessSettings {
     fn default() -> Self {
         Self {
             lists_dir: default_lists_dir(),
+            policies_dir: default_policies_dir(),
             expiring_soon_lead: default_lead(),
             pending_wait: default_pending(),
         }
@@ -30,6 +34,10 @@ impl Default for AccessSettings {
 
 fn default_lists_dir() -> PathBuf {
     PathBuf::from("/etc/lapse/access-lists.d")
+}
+
+fn default_policies_dir() -> PathBuf {
+    PathBuf::from("/etc/lapse/grant-policies.d")
 }
 
 fn default_lead() -> Duration {

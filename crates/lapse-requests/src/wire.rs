@@ -188,6 +188,17 @@ pub struct RevokeRequest {
     pub reason: String,
 }
 
+/// `GET /v1/whoami`: who the bearer token speaks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    /// The token's name: the actor recorded in the history.
+    pub name: String,
+    /// requester, operator, admin or auditor.
+    pub role: String,
+    /// The person (email) the token acts for, if bound to one.
+    pub identity: Option<String>,
+}
+
 /// `POST /v1/grants/{id}/token`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TokenView {

@@ -245,7 +245,8 @@ fn principals(spec: &GrantSpec) -> Vec<(&'static str, &Principal)> {
 }
 
 /// The `created` history detail: who receives access (subjects), to what (targets), and why.
-fn created_detail(grant: &Grant) -> serde_json::Value {
+/// `rule` is what authorized the grant: `admin`, `policy:<name>` or `list:<name>`.
+fn created_detail(grant: &Grant, rule: Option<&str>) -> serde_json::Value {
     let (subjects, targets): (Vec<&Principal>, Vec<&Principal>) = match &grant.spec {
         GrantSpec::EphemeralGroup { users, resources } => {
             (users.iter().collect(), resources.iter().collect())
@@ -265,6 +266,7 @@ fn created_detail(grant: &Grant) -> serde_json::Value {
         "reason": grant.reason,
         "starts_at": format_ts(grant.starts_at),
         "expires_at": format_ts(grant.expires_at),
+        "rule": rule,
     })
 }
 
@@ -321,6 +323,7 @@ pub(crate) async fn insert_one(
     head: &mut ChainHead,
     grant: &Grant,
     idempotency: Option<&Idempotency>,
+    rule: Option<&str>,
 ) -> Result<Inserted, ItemError> {
     if let Some(idem) = idempotency {
         let previous: Option<(String, Option<String>)> =
@@ -421,7 +424,7 @@ pub(crate) async fn insert_one(
             grant_id: Some(grant.id),
             actor: grant.requester.clone(),
             event: "created".to_owned(),
-            detail: created_detail(grant),
+            detail: created_detail(grant, rule),
         },
     )
     .await
@@ -441,7 +444,7 @@ impl Store {
     ) -> Result<Inserted, StoreError> {
         let mut tx = self.begin_write("starting to insert a grant").await?;
         let mut head = ChainHead::read(&mut tx).await?;
-        let inserted = insert_one(&mut tx, &mut head, grant, idempotency.as_ref())
+        let inserted = insert_one(&mut tx, &mut head, grant, idempotency.as_ref(), None)
             .await
             .map_err(ItemError::into_inner)?;
         tx.commit().await.step("committing a new grant")?;
@@ -456,11 +459,28 @@ impl Store {
         &self,
         items: Vec<(Grant, Option<Idempotency>)>,
     ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
+        self.insert_authorized(items.into_iter().map(|(g, i)| (g, i, None)).collect())
+            .await
+    }
+
+    /// [`Store::insert_grants`], each grant's `created` row naming the rule that authorized it.
+    pub async fn insert_authorized(
+        &self,
+        items: Vec<(Grant, Option<Idempotency>, Option<String>)>,
+    ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
         let mut tx = self.begin_write("starting to insert grants").await?;
         let mut head = ChainHead::read(&mut tx).await?;
         let mut results = Vec::with_capacity(items.len());
-        for (grant, idempotency) in &items {
-            match insert_one(&mut tx, &mut head, grant, idempotency.as_ref()).await {
+        for (grant, idempotency, rule) in &items {
+            match insert_one(
+                &mut tx,
+                &mut head,
+                grant,
+                idempotency.as_ref(),
+                rule.as_deref(),
+            )
+            .await
+            {
                 Ok(inserted) => results.push(Ok(inserted)),
                 Err(ItemError::Refused(e)) => results.push(Err(e)),
                 // Dropping the transaction rolls back every item, as the caller is told.

@@ -12,11 +12,13 @@ use crate::{Idempotency, Inserted, Store, StoreError};
 const MAX_BATCH: usize = 512;
 
 type Reply = oneshot::Sender<Result<Inserted, StoreError>>;
+/// A grant, its key, the rule that authorized it, and where to answer.
+type Job = (Grant, Option<Idempotency>, Option<String>, Reply);
 
 /// A handle that inserts grants through a background group-commit task.
 #[derive(Clone)]
 pub struct GrantInserter {
-    tx: mpsc::Sender<(Grant, Option<Idempotency>, Reply)>,
+    tx: mpsc::Sender<Job>,
 }
 
 impl GrantInserter {
@@ -32,6 +34,7 @@ impl GrantInserter {
         &self,
         grant: Grant,
         idempotency: Option<Idempotency>,
+        rule: &str,
     ) -> Result<Inserted, StoreError> {
         let (reply, rx) = oneshot::channel();
         let closed = || StoreError::Io {
@@ -39,19 +42,19 @@ impl GrantInserter {
             source: std::io::Error::other("the store's commit task has stopped"),
         };
         self.tx
-            .send((grant, idempotency, reply))
+            .send((grant, idempotency, Some(rule.to_owned()), reply))
             .await
             .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<(Grant, Option<Idempotency>, Reply)>) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (items, replies): (Vec<_>, Vec<_>) =
-            jobs.drain(..).map(|(g, i, r)| ((g, i), r)).unzip();
-        match store.insert_grants(items).await {
+            jobs.drain(..).map(|(g, i, a, r)| ((g, i, a), r)).unzip();
+        match store.insert_authorized(items).await {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);

@@ -466,6 +466,16 @@ impl Store {
         })
     }
 
+    /// The last row's sequence number (0 for an empty history): cheap, for deciding when a
+    /// checkpoint is due.
+    pub async fn history_head_seq(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM history")
+            .fetch_one(&self.readers)
+            .await
+            .step("reading the history's head")?;
+        Ok(seq.unwrap_or(0))
+    }
+
     /// A checkpoint of the chain's head now: the last row's sequence number and hash (0 and
     /// [`GENESIS_HASH`] for an empty history), taken at `at`, keyed with `key`.
     pub async fn checkpoint(

@@ -246,13 +246,14 @@ impl Store {
         &self,
         grant: &Grant,
         idempotency: Idempotency,
+        rule: &str,
         change: impl FnOnce(&Grant) -> RequestChange,
     ) -> Result<Inserted, StoreError> {
         let mut tx = self
             .begin_write("starting to insert a request's grant")
             .await?;
         let mut head = ChainHead::read(&mut tx).await?;
-        let inserted = insert_one(&mut tx, &mut head, grant, Some(&idempotency))
+        let inserted = insert_one(&mut tx, &mut head, grant, Some(&idempotency), Some(rule))
             .await
             .map_err(ItemError::into_inner)?;
         write_change(&mut tx, &mut head, &change(inserted.grant())).await?;

@@ -1,13 +1,10 @@
 //! API bearer tokens: stored only as a SHA-256 hash, each with an expiry and bound to its creation event in the history.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -34,59 +31,7 @@ const LAST_USED_GRANULARITY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// The expiry [`Store::create_token`] gives, and that migration 0005 gave tokens made before it.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 
-/// The three roles the API checked before `requester` existed.
-///
-/// Kept so that code matching on it exhaustively still builds; new code uses
-/// [`lapse_core::Role`] through [`Store::check_token`] and [`Store::create_token_with`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Everything, including approving and revoking others' grants.
-    Admin,
-    /// Submit and revoke grants.
-    Operator,
-    /// Read only.
-    Auditor,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Self::Admin, Self::Operator, Self::Auditor];
-
-    pub fn as_str(&self) -> &'static str {
-        lapse_core::Role::from(*self).as_str()
-    }
-}
-
-impl From<Role> for lapse_core::Role {
-    fn from(r: Role) -> Self {
-        match r {
-            Role::Admin => Self::Admin,
-            Role::Operator => Self::Operator,
-            Role::Auditor => Self::Auditor,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown role `{s}`; expected one of: {}",
-                    Self::ALL.map(|r| r.as_str()).join(", ")
-                )
-            })
-    }
-}
+pub use lapse_core::Role;
 
 /// Who a valid token belongs to, in [`Role`]'s terms ([`Store::authenticate`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,7 +149,7 @@ impl Store {
         self.create_token_with(
             &NewToken {
                 name: name.to_owned(),
-                role: role.into(),
+                role,
                 identity: None,
                 expires_at: now + lifetime,
                 actor: LOCAL_ADMIN.to_owned(),
@@ -403,22 +348,14 @@ impl Store {
         }))
     }
 
-    /// Who `token` belongs to, if [`Store::check_token`] accepts it now and its role is one of
-    /// [`Role`]'s; a `requester` token is refused here (it would otherwise be read as more
-    /// than it is).
+    /// Who `token` belongs to, if [`Store::check_token`] accepts it now.
     pub async fn authenticate(&self, token: &str) -> Result<Option<TokenInfo>, StoreError> {
         let Ok(valid) = self.check_token(token, Utc::now()).await? else {
             return Ok(None);
         };
-        let role = match valid.role {
-            lapse_core::Role::Admin => Role::Admin,
-            lapse_core::Role::Operator => Role::Operator,
-            lapse_core::Role::Auditor => Role::Auditor,
-            lapse_core::Role::Requester => return Ok(None),
-        };
         Ok(Some(TokenInfo {
             name: valid.name,
-            role,
+            role: valid.role,
         }))
     }
 
@@ -527,16 +464,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn legacy_roles_round_trip_and_map_onto_core_roles() {
-        for r in Role::ALL {
-            assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
-            assert_eq!(lapse_core::Role::from(r).as_str(), r.as_str());
-        }
-        assert!("root".parse::<Role>().is_err());
-        assert!("requester".parse::<Role>().is_err());
-    }
 
     #[test]
     fn a_row_is_recorded_only_by_its_own_event() {

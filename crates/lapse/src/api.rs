@@ -14,16 +14,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use lapse_core::Role;
 use lapse_core::access_list::Refusal;
+use lapse_core::grant_policy::Granter;
 use lapse_core::policy::{self, FieldError};
 use lapse_core::{AccessProvider, GrantId, GrantKind, GrantState};
 use lapse_engine::{EngineError, EngineHandle};
 use lapse_requests::wire::{
     BrokenRow, ErrorBody, ErrorDetail, GrantDetail, GrantList, GrantRequest, GrantView,
-    HistoryList, HistoryView, Readiness, RevokeRequest, TokenView, VerifyReport,
+    HistoryList, HistoryView, Readiness, RevokeRequest, TokenView, VerifyReport, WhoAmI,
 };
 use lapse_requests::{FlowError, RequestService, Submitter};
-use lapse_store::{GrantFilter, HistoryFilter, Idempotency, Inserted, Role, Store, StoreError};
+use lapse_store::{
+    AuthRefusal, GrantFilter, HistoryFilter, Idempotency, Inserted, NewHistory, Store, StoreError,
+};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -40,6 +44,8 @@ pub struct ApiState<P> {
     /// Set once start-up has fully succeeded.
     pub ready: AtomicBool,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Rate-limits the log lines of failed authentications.
+    pub auth_log: AuthLog,
 }
 
 pub fn router<P: AccessProvider + 'static>(state: Arc<ApiState<P>>) -> Router {
@@ -49,6 +55,7 @@ pub fn router<P: AccessProvider + 'static>(state: Arc<ApiState<P>>) -> Router {
         .route("/v1/grants/{id}/revoke", post(revoke::<P>))
         .route("/v1/grants/{id}/token", post(take_token::<P>))
         .route("/v1/history", get(history::<P>))
+        .route("/v1/whoami", get(whoami))
         .route("/v1/audit/verify", get(verify::<P>))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<P>))
@@ -118,6 +125,9 @@ impl From<StoreError> for ApiError {
                 message: format!("key {key:?} was already used with a different request"),
                 fix: Some("use a new key for a different request".into()),
             },
+            StoreError::IdempotencyKey { problem, fix } => {
+                ApiError::bad("Idempotency-Key", problem, fix)
+            }
             other => ApiError::internal(other),
         }
     }
@@ -134,6 +144,13 @@ impl From<FlowError> for ApiError {
                 };
                 Self::new(StatusCode::FORBIDDEN, code, r.to_string())
             }
+            FlowError::NotAuthorized(r) => ApiError {
+                status: StatusCode::FORBIDDEN,
+                code: "not_authorized",
+                field: None,
+                message: r.to_string(),
+                fix: None,
+            },
             FlowError::Field(f) => Self::field(f),
             FlowError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
             FlowError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
@@ -161,13 +178,79 @@ impl From<FlowError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Who is calling, from the bearer token: any role may read.
+/// Every error body in the JSON error shape: axum's own rejections (413, a query that does not
+/// parse, an unknown route or method) are plain text, and are rewritten here.
+pub async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let (code, fix) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "send a smaller body"),
+        StatusCode::NOT_FOUND => ("not_found", "see /openapi.json for the routes"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "see /openapi.json for the routes")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send application/json"),
+        s if s.is_client_error() => ("bad_request", "check the query parameters and the body"),
+        _ => ("internal", "see the daemon log"),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    ApiError {
+        status,
+        code,
+        field: None,
+        message,
+        fix: Some(fix.to_owned()),
+    }
+    .into_response()
+}
+
+/// Who is calling, from the bearer token: every role may call the read routes, which narrow
+/// what a requester sees to their own.
 pub(crate) struct Caller {
     pub(crate) name: String,
     pub(crate) role: Role,
+    /// The person the token speaks for, normalised.
+    pub(crate) identity: Option<String>,
 }
 
-/// A caller whose role may write (operator or admin).
+impl Caller {
+    /// Whether the caller sees only their own grants and requests.
+    pub(crate) fn own_only(&self) -> bool {
+        self.role == Role::Requester
+    }
+
+    /// An answer for a route this role may not use.
+    pub(crate) fn refuse(&self, fix: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            field: None,
+            message: format!(
+                "token {:?} has the {} role, which may not do this",
+                self.name, self.role
+            ),
+            fix: Some(fix.to_owned()),
+        }
+    }
+}
+
+/// A caller whose role may write (everyone but auditors); what they may write is decided by
+/// the route's rule (list membership and ownership, grant policies, their own grants).
 pub(crate) struct Writer(pub(crate) Caller);
 
 impl<P: Send + Sync> FromRequestParts<Arc<ApiState<P>>> for Caller {
@@ -177,7 +260,11 @@ impl<P: Send + Sync> FromRequestParts<Arc<ApiState<P>>> for Caller {
         parts: &mut Parts,
         state: &Arc<ApiState<P>>,
     ) -> Result<Self, ApiError> {
-        authenticate(state, &parts.headers).await
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0);
+        authenticate(state, &parts.headers, peer).await
     }
 }
 
@@ -190,7 +277,7 @@ impl<P: Send + Sync> FromRequestParts<Arc<ApiState<P>>> for Writer {
     ) -> Result<Self, ApiError> {
         let c = Caller::from_request_parts(parts, state).await?;
         match c.role {
-            Role::Admin | Role::Operator => Ok(Writer(c)),
+            Role::Admin | Role::Operator | Role::Requester => Ok(Writer(c)),
             // The one answer for "this role may not write", whatever the route.
             Role::Auditor => Err(ApiError {
                 status: StatusCode::FORBIDDEN,
@@ -200,33 +287,100 @@ impl<P: Send + Sync> FromRequestParts<Arc<ApiState<P>>> for Writer {
                     "token {:?} has the auditor role, which may only read",
                     c.name
                 ),
-                fix: Some("use an operator or admin token".into()),
+                fix: Some("use a requester, operator or admin token".into()),
             }),
         }
     }
 }
 
-async fn authenticate<P>(state: &ApiState<P>, headers: &HeaderMap) -> ApiResult<Caller> {
-    let missing = || ApiError {
-        status: StatusCode::UNAUTHORIZED,
-        code: "unauthorized",
-        field: Some("Authorization".into()),
-        message: "missing or unknown bearer token".into(),
-        fix: Some(
-            "pass --token or set LAPSE_TOKEN; an admin creates one with `lapse token create`"
-                .into(),
-        ),
+/// The token of an `Authorization` header; the scheme is case-insensitive (RFC 7235).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+async fn authenticate<P>(
+    state: &ApiState<P>,
+    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+) -> ApiResult<Caller> {
+    let refuse = |why: &str| {
+        metrics::counter!("lapse_auth_failures_total").increment(1);
+        if state.auth_log.allow() {
+            // Never the token: only why, and from where.
+            tracing::warn!(peer = ?peer, why, "authentication failed");
+        }
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            field: Some("Authorization".into()),
+            message: format!("bearer token refused: {why}"),
+            fix: Some(
+                "pass --token or set LAPSE_TOKEN; an admin creates one with `lapse token create`"
+                    .into(),
+            ),
+        }
     };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(missing)?;
-    let info = state.store.authenticate(token).await?.ok_or_else(missing)?;
-    Ok(Caller {
-        name: info.name,
-        role: info.role,
+    let Some(token) = bearer(headers) else {
+        return Err(refuse("missing"));
+    };
+    match state.store.check_token(token, Utc::now()).await? {
+        Ok(t) => Ok(Caller {
+            name: t.name,
+            role: t.role,
+            identity: t
+                .identity
+                .map(|i| lapse_core::access_list::normalize_identity(&i)),
+        }),
+        Err(AuthRefusal::Unknown) => Err(refuse("unknown token")),
+        Err(r @ (AuthRefusal::Revoked { .. } | AuthRefusal::Expired { .. })) => {
+            Err(refuse(&r.to_string()))
+        }
+        Err(r @ AuthRefusal::Unrecorded { .. }) => {
+            tracing::error!(refusal = %r, "a token row not in the history was presented");
+            Err(refuse(&r.to_string()))
+        }
+    }
+}
+
+/// At most a few authentication-failure lines a second, so a flood cannot fill the journal;
+/// the counter in `/metrics` still counts every one.
+#[derive(Default)]
+pub struct AuthLog {
+    window: std::sync::Mutex<(i64, u32)>,
+}
+
+impl AuthLog {
+    const PER_SECOND: u32 = 5;
+
+    fn allow(&self) -> bool {
+        let now = Utc::now().timestamp();
+        let Ok(mut w) = self.window.lock() else {
+            return false;
+        };
+        if w.0 != now {
+            *w = (now, 0);
+        }
+        w.1 += 1;
+        w.1 <= Self::PER_SECOND
+    }
+}
+
+/// `GET /v1/whoami`: the token's name, role and identity.
+#[utoipa::path(
+    get, path = "/v1/whoami", tag = "tokens",
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn whoami(caller: Caller) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        name: caller.name,
+        role: caller.role.as_str().to_owned(),
+        identity: caller.identity,
     })
 }
 
@@ -270,29 +424,32 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
     })?;
     let idempotency = match headers.get("idempotency-key") {
         Some(v) => {
-            let key = v
-                .to_str()
-                .ok()
-                .map(str::trim)
-                .filter(|k| !k.is_empty() && k.len() <= 200)
-                .ok_or_else(|| {
-                    ApiError::bad(
-                        "Idempotency-Key",
-                        "is empty, too long or not text",
-                        "use a short printable key such as a UUID",
-                    )
-                })?;
-            Some(Idempotency {
-                key: key.to_owned(),
-                request_hash: hex::encode(Sha256::digest(&body)),
-            })
+            let key = v.to_str().map(str::trim).map_err(|_| {
+                ApiError::bad(
+                    "Idempotency-Key",
+                    "is not text",
+                    "use a short printable key such as a UUID",
+                )
+            })?;
+            // Scoped to the caller: the same key from two callers never meets.
+            Some(Idempotency::for_caller(
+                &caller.name,
+                key,
+                hex::encode(Sha256::digest(&body)),
+            )?)
         }
         None => None,
     };
     let now = Utc::now();
     let grant = state.submitter.build(&req, &caller.name, now).await?;
+    let who = Granter {
+        token: &caller.name,
+        role: caller.role,
+        identity: caller.identity.as_deref(),
+    };
+    let rule = state.flow.authorize_direct(who, &grant)?.label();
     let mut events = state.engine.subscribe();
-    let inserted = state.inserter.insert(grant, idempotency).await?;
+    let inserted = state.inserter.insert(grant, idempotency, &rule).await?;
     let (status, grant) = match inserted {
         Inserted::Created(g) => {
             state
@@ -320,7 +477,14 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
             || current.state.is_terminal()
         {
             let mut view = GrantView::from(&current);
-            view.token = state.engine.take_token(id).map(|t| t.expose().to_owned());
+            // A replay by the same caller may receive a token still held; nobody else can
+            // reach this grant through the key, which is scoped to its caller.
+            if current.requester == caller.name
+                && let Some(t) = state.engine.take_token(id)
+            {
+                record_hand_out(&state.store, id, &caller.name, "submit").await?;
+                view.token = Some(t.expose().to_owned());
+            }
             return Ok((status, Json(view)).into_response());
         }
         match tokio::time::timeout_at(deadline, events.recv()).await {
@@ -366,16 +530,36 @@ pub(crate) async fn take_token<P: AccessProvider + 'static>(
         ));
     }
     match state.engine.take_token(id) {
-        Some(t) => Ok(Json(TokenView {
-            token: t.expose().to_owned(),
-        })
-        .into_response()),
+        Some(t) => {
+            record_hand_out(&state.store, id, &caller.name, "take").await?;
+            Ok(Json(TokenView {
+                token: t.expose().to_owned(),
+            })
+            .into_response())
+        }
         None => Err(ApiError::new(
             StatusCode::GONE,
             "token_gone",
             "the token was already taken, expired from memory, or not created yet",
         )),
     }
+}
+
+/// Every hand-out of a service key's token is in the history: who received it, and how.
+async fn record_hand_out(store: &Store, id: GrantId, to: &str, how: &str) -> ApiResult<()> {
+    store
+        .commit_requests(lapse_store::RequestChange {
+            history: vec![NewHistory {
+                at: Utc::now(),
+                grant_id: Some(id),
+                actor: to.to_owned(),
+                event: "token-handed-out".to_owned(),
+                detail: serde_json::json!({ "to": to, "via": how }),
+            }],
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
 }
 
 fn parse_id(id: &str) -> ApiResult<GrantId> {
@@ -411,7 +595,7 @@ pub(crate) struct ListQuery {
 pub(crate) async fn list<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
     Query(q): Query<ListQuery>,
-    _caller: Caller,
+    caller: Caller,
 ) -> ApiResult<Response> {
     let states = match &q.state {
         Some(s) => vec![
@@ -435,7 +619,11 @@ pub(crate) async fn list<P: AccessProvider + 'static>(
         limit: Some(q.limit.unwrap_or(1000).min(10_000)),
     };
     let grants = state.store.list_grants(&filter).await?;
-    let views: Vec<GrantView> = grants.iter().map(GrantView::from).collect();
+    let views: Vec<GrantView> = grants
+        .iter()
+        .filter(|g| !caller.own_only() || g.requester == caller.name)
+        .map(GrantView::from)
+        .collect();
     Ok(Json(GrantList { grants: views }).into_response())
 }
 
@@ -448,13 +636,15 @@ pub(crate) async fn list<P: AccessProvider + 'static>(
 pub(crate) async fn show<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
     Path(id): Path<String>,
-    _caller: Caller,
+    caller: Caller,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
     let g = state
         .store
         .get_grant(id)
         .await?
+        // A requester learns nothing of others' grants, not even that they exist.
+        .filter(|g| !caller.own_only() || g.requester == caller.name)
         .ok_or_else(|| not_found(id))?;
     let rows = state
         .store
@@ -501,6 +691,18 @@ pub(crate) async fn revoke<P: AccessProvider + 'static>(
     })?;
     let reason =
         policy::check_reason(&req.reason, state.submitter.limits()).map_err(ApiError::field)?;
+    // Admins end any grant; everyone else only the grants they asked for.
+    if caller.role != Role::Admin {
+        let g = state
+            .store
+            .get_grant(id)
+            .await?
+            .filter(|g| g.requester == caller.name || !caller.own_only())
+            .ok_or_else(|| not_found(id))?;
+        if g.requester != caller.name {
+            return Err(caller.refuse("only an admin revokes another's grant"));
+        }
+    }
     match state.engine.revoke(id, &caller.name, &reason).await {
         Ok(g) => Ok(Json(GrantView::from(&g)).into_response()),
         Err(EngineError::NotFound(id)) => Err(not_found(id)),
@@ -533,8 +735,11 @@ pub(crate) struct HistoryQuery {
 pub(crate) async fn history<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
     Query(q): Query<HistoryQuery>,
-    _caller: Caller,
+    caller: Caller,
 ) -> ApiResult<Response> {
+    if caller.own_only() {
+        return Err(caller.refuse("see your own grants' history with `lapse show ID`"));
+    }
     let grant = match &q.grant {
         Some(g) => Some(parse_id(g)?),
         None => None,
@@ -559,8 +764,11 @@ pub(crate) async fn history<P: AccessProvider + 'static>(
 )]
 pub(crate) async fn verify<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
-    _caller: Caller,
+    caller: Caller,
 ) -> ApiResult<Response> {
+    if caller.own_only() {
+        return Err(caller.refuse("use an auditor or admin token"));
+    }
     let r = state.store.verify_history().await?;
     Ok(Json(VerifyReport {
         rows_checked: r.rows_checked,

@@ -100,6 +100,8 @@ pub enum Command {
     Review(jit::ReviewArgs),
     /// Show the loaded access lists and any refused list files.
     Lists,
+    /// Show the token in use: its name, role and identity.
+    Whoami,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -116,16 +118,31 @@ pub enum TokenCmd {
         /// The token's name; it is the actor recorded in the history for everything done with it.
         #[arg(long)]
         name: String,
-        /// What the token may do: admin (everything), operator (grants), auditor (read only).
-        // A plain string so that the store's own role parser stays the one authority; listing
-        // the values here still gives `--help` and early rejection of a typo.
-        #[arg(long, value_parser = ["admin", "operator", "auditor"])]
+        /// What the token may do: requester (request through lists; their own grants),
+        /// operator (direct grants within grant policies), admin (everything), auditor (read).
+        // A plain string so that the one role parser (lapse_core::Role) stays the authority;
+        // listing the values here still gives `--help` and early rejection of a typo.
+        #[arg(long, value_parser = ["requester", "operator", "admin", "auditor"])]
         role: String,
         /// The person (email) the token acts for: what access lists name as members and owners.
         #[arg(long, value_name = "EMAIL")]
         identity: Option<String>,
+        /// How long the token lives (default tokens.default_ttl, at most tokens.max_ttl).
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
         /// Configuration file of the daemon whose database receives the token
         /// (default: /etc/lapse/lapse.toml, if present).
+        #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// List tokens: name, role, identity, created, last used, expires (never the token).
+    List {
+        #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Revoke a token by name; it is refused from then on.
+    Revoke {
+        name: String,
         #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -259,7 +276,22 @@ pub struct HistoryArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum AuditCmd {
     /// Walk the history's hash chain; exit 1 and name the first broken row if it does not hold.
-    Verify,
+    /// With --checkpoints (on the daemon host, against its database) also check the chain
+    /// against keyed checkpoints, naming truncation, rewriting and forged checkpoints.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// A file of checkpoints (JSON lines, as the daemon writes them).
+    #[arg(long, value_name = "FILE", requires = "key_file")]
+    pub checkpoints: Option<PathBuf>,
+    /// The checkpoint key file (the daemon's audit.checkpoint_key_file).
+    #[arg(long, value_name = "FILE", requires = "checkpoints")]
+    pub key_file: Option<PathBuf>,
+    /// Configuration file of the daemon whose database is checked (with --checkpoints).
+    #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// A point in time given on the command line: absolute, or a span before now.
@@ -358,7 +390,8 @@ pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result
         Command::Show(args) => show(&api, &args, format).await,
         Command::Revoke(args) => revoke(&api, &args, format).await,
         Command::History(args) => history(&api, &args, format).await,
-        Command::Audit(AuditCmd::Verify) => audit_verify(&api, format).await,
+        Command::Audit(AuditCmd::Verify(_)) => audit_verify(&api, format).await,
+        Command::Whoami => whoami(&api, format).await,
         Command::Request(a) => jit::request(&api, &a, format).await,
         Command::Requests(a) => jit::requests(&api, &a, format).await,
         Command::Approve(a) => jit::decide(&api, "approve", &a, format).await,
@@ -565,6 +598,32 @@ fn history_query(
         ("until", resolve(args.until)?),
         ("limit", args.limit.map(|n| n.to_string())),
     ])
+}
+
+async fn whoami(api: &ApiClient, format: OutputFormat) -> Result<ExitCode, Failure> {
+    let url = api.url(&["v1", "whoami"], &[])?;
+    let reply = api.send(api.http.get(url)).await?;
+    let text = match format {
+        OutputFormat::Json => format!("{}\n", reply.body),
+        _ => {
+            let f = |k: &str| {
+                reply
+                    .body
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+                    .to_owned()
+            };
+            format!(
+                "{} ({}, identity {})\n",
+                f("name"),
+                f("role"),
+                f("identity")
+            )
+        }
+    };
+    emit(&text)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn audit_verify(api: &ApiClient, format: OutputFormat) -> Result<ExitCode, Failure> {
@@ -809,7 +868,7 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["audit", "verify"]).unwrap().command,
-            Command::Audit(AuditCmd::Verify)
+            Command::Audit(AuditCmd::Verify(_))
         ));
     }
 

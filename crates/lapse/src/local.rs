@@ -1,12 +1,13 @@
-//! Commands that run on the daemon host itself: `serve`, `token create`, `config check|example`
-//! and `doctor`.
+//! Commands that run on the daemon host itself: `serve`, `token create|list|revoke`, `config
+//! check|example`, `doctor` and `audit verify --checkpoints`.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use lapse_core::AccessProvider;
-use lapse_store::Role;
+use lapse_core::Role;
+use lapse_store::{CheckpointKey, NewToken};
 use lapse_twingate::TwingateClient;
 
 use crate::cli::{ConfigCmd, TokenCmd};
@@ -35,30 +36,132 @@ pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The actor token administration on the host is recorded as.
+const LOCAL_ADMIN: &str = "local-admin";
+
 pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         TokenCmd::Create {
             name,
             role,
             identity,
+            ttl,
             config,
         } => {
             let settings = Settings::load(config.as_deref()).context("loading settings")?;
+            settings.validate()?;
             let role: Role = role.parse().map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+            let t = &settings.tokens;
+            let life = match ttl.as_deref() {
+                None => t.default_ttl,
+                Some(text) => {
+                    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+                        anyhow::anyhow!("--ttl: {text:?} is not a duration ({e}); give e.g. 30d")
+                    })?;
+                    if d.is_zero() || d > t.max_ttl {
+                        anyhow::bail!(
+                            "--ttl: {text:?} must be longer than zero and at most tokens.max_ttl ({})",
+                            humantime::format_duration(t.max_ttl)
+                        );
+                    }
+                    d
+                }
+            };
+            let now = chrono::Utc::now();
+            let expires_at = now + chrono::Duration::from_std(life)?;
             let store = serve::open_store(&settings).await?;
-            let token = store.create_token(&name, role).await?;
-            if let Some(identity) = identity.as_deref().filter(|i| !i.trim().is_empty()) {
-                store.set_token_identity(&name, identity).await?;
-            }
+            let new = NewToken {
+                name: name.clone(),
+                role,
+                identity: identity.filter(|i| !i.trim().is_empty()),
+                expires_at,
+                actor: LOCAL_ADMIN.to_owned(),
+            };
+            let created = store.create_token_with(&new, now).await;
             store.close().await;
+            let token = created?;
             println!(
-                "created {} token {name:?}; it is shown once, store it now:",
-                role.as_str()
+                "created {} token {name:?}, expiring {}; it is shown once, store it now:",
+                role.as_str(),
+                expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             );
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
+        TokenCmd::List { config } => {
+            let settings = Settings::load(config.as_deref()).context("loading settings")?;
+            let store = serve::open_existing(&settings).await?;
+            let tokens = store.list_tokens().await;
+            store.close().await;
+            let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or("-".to_owned(), |t| {
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                })
+            };
+            println!("NAME\tROLE\tIDENTITY\tCREATED\tLAST USED\tEXPIRES\tREVOKED");
+            for t in tokens? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    t.name,
+                    t.role,
+                    t.identity.as_deref().unwrap_or("-"),
+                    ts(Some(t.created_at)),
+                    ts(t.last_used_at),
+                    ts(Some(t.expires_at)),
+                    ts(t.revoked_at)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCmd::Revoke { name, config } => {
+            let settings = Settings::load(config.as_deref()).context("loading settings")?;
+            let store = serve::open_existing(&settings).await?;
+            let revoked = store.revoke_token(&name, LOCAL_ADMIN).await;
+            store.close().await;
+            if revoked? {
+                println!("revoked token {name:?}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("error: no live token named {name:?}\n  fix: see `lapse token list`");
+                Ok(ExitCode::from(2))
+            }
+        }
     }
+}
+
+/// `lapse audit verify --checkpoints FILE --key-file FILE`: the chain against keyed
+/// checkpoints, on the daemon host. Exit 1 on any finding.
+pub async fn audit_verify(args: &crate::cli::VerifyArgs) -> anyhow::Result<ExitCode> {
+    let (Some(file), Some(key_file)) = (&args.checkpoints, &args.key_file) else {
+        anyhow::bail!("--checkpoints and --key-file go together");
+    };
+    let settings = Settings::load(args.config.as_deref()).context("loading settings")?;
+    let key = CheckpointKey::from_file(key_file)
+        .with_context(|| format!("--key-file {}", key_file.display()))?;
+    let checkpoints = lapse_store::read_checkpoints(file)
+        .with_context(|| format!("--checkpoints {}", file.display()))?;
+    let store = serve::open_existing(&settings).await?;
+    let checked = store.verify_history_with(&checkpoints, &key).await;
+    store.close().await;
+    let checked = checked?;
+    println!(
+        "{} rows checked against {} checkpoints ({} genuine)",
+        checked.chain.rows_checked,
+        checkpoints.len(),
+        checked.checkpoints_genuine
+    );
+    if let Some(b) = &checked.chain.first_broken {
+        println!("BROKEN at row {}: {}", b.seq, b.reason);
+    }
+    for f in &checked.findings {
+        println!("FINDING: {f}");
+    }
+    Ok(if checked.is_ok() {
+        println!("ok: the history matches every checkpoint");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub fn config(cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
@@ -114,7 +217,8 @@ pub async fn doctor(config: Option<&Path>) -> anyhow::Result<ExitCode> {
             .map(|_| "valid".to_owned())
             .map_err(|e| e.to_string()),
     );
-    match serve::open_store(&settings).await {
+    // Never creates anything: a missing database is reported, not made.
+    match serve::open_existing(&settings).await {
         Ok(store) => {
             let p = store.pragmas().clone();
             report(

@@ -42,6 +42,9 @@ fn main() -> ExitCode {
             Command::Token(cmd) => local::token(cmd).await,
             Command::Config(cmd) => local::config(cmd),
             Command::Doctor(args) => local::doctor(args.config.as_deref()).await,
+            Command::Audit(cli::AuditCmd::Verify(args)) if args.checkpoints.is_some() => {
+                local::audit_verify(&args).await
+            }
             other => cli::run_client(other, &cli.global).await,
         }
     });

@@ -8,6 +8,7 @@ use lapse_requests::wire::{
     ExtendBody, GrantDetail, GrantList, GrantRequest, GrantView, HistoryList, HistoryView,
     ListTargetView, ListsReply, Readiness, RefusedFile, RequestList, RequestView, ReviewBody,
     ReviewList, ReviewRecorded, ReviewRuleView, ReviewView, RevokeRequest, TokenView, VerifyReport,
+    WhoAmI,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -48,6 +49,7 @@ impl Modify for BearerAuth {
         crate::api::take_token,
         crate::api::history,
         crate::api::verify,
+        crate::api::whoami,
         document,
         crate::api::healthz,
         crate::api::readyz,
@@ -76,6 +78,7 @@ impl Modify for BearerAuth {
         VerifyReport,
         BrokenRow,
         TokenView,
+        WhoAmI,
         Readiness,
         CreateBody,
         DecisionBody,

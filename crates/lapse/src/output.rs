@@ -265,27 +265,30 @@ const HISTORY_CSV_HEADER: [&str; 7] = ["seq", "at", "grant_id", "actor", "event"
 /// any separator one could pick and an auditor must be able to split them without guessing.
 pub fn grants_csv(grants: &[GrantView]) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(GRANT_CSV_HEADER)?;
+    write_row(&mut w, GRANT_CSV_HEADER)?;
     for g in grants {
-        w.write_record([
-            g.id.clone(),
-            g.kind.clone(),
-            g.state.clone(),
-            g.requester.clone(),
-            g.reason.clone(),
-            Value::from(g.users.clone()).to_string(),
-            Value::from(g.resources.clone()).to_string(),
-            g.group.clone().unwrap_or_default(),
-            g.service_account.clone().unwrap_or_default(),
-            rfc3339_exact(g.created_at),
-            g.starts_at.map(rfc3339_exact).unwrap_or_default(),
-            rfc3339_exact(g.expires_at),
-            g.revoked_at.map(rfc3339_exact).unwrap_or_default(),
-            g.revoke_reason.clone().unwrap_or_default(),
-            g.attempts.to_string(),
-            g.next_attempt_at.map(rfc3339_exact).unwrap_or_default(),
-            g.last_error.clone().unwrap_or_default(),
-        ])?;
+        write_row(
+            &mut w,
+            [
+                g.id.clone(),
+                g.kind.clone(),
+                g.state.clone(),
+                g.requester.clone(),
+                g.reason.clone(),
+                Value::from(g.users.clone()).to_string(),
+                Value::from(g.resources.clone()).to_string(),
+                g.group.clone().unwrap_or_default(),
+                g.service_account.clone().unwrap_or_default(),
+                rfc3339_exact(g.created_at),
+                g.starts_at.map(rfc3339_exact).unwrap_or_default(),
+                rfc3339_exact(g.expires_at),
+                g.revoked_at.map(rfc3339_exact).unwrap_or_default(),
+                g.revoke_reason.clone().unwrap_or_default(),
+                g.attempts.to_string(),
+                g.next_attempt_at.map(rfc3339_exact).unwrap_or_default(),
+                g.last_error.clone().unwrap_or_default(),
+            ],
+        )?;
     }
     finish_csv(w)
 }
@@ -294,17 +297,20 @@ pub fn grants_csv(grants: &[GrantView]) -> anyhow::Result<String> {
 /// export can be checked against the chain later.
 pub fn history_csv(rows: &[HistoryView]) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(HISTORY_CSV_HEADER)?;
+    write_row(&mut w, HISTORY_CSV_HEADER)?;
     for row in rows {
-        w.write_record([
-            row.seq.to_string(),
-            rfc3339_exact(row.at),
-            row.grant_id.clone().unwrap_or_default(),
-            row.actor.clone(),
-            row.event.clone(),
-            detail_json(&row.detail),
-            row.hash.clone(),
-        ])?;
+        write_row(
+            &mut w,
+            [
+                row.seq.to_string(),
+                rfc3339_exact(row.at),
+                row.grant_id.clone().unwrap_or_default(),
+                row.actor.clone(),
+                row.event.clone(),
+                detail_json(&row.detail),
+                row.hash.clone(),
+            ],
+        )?;
     }
     finish_csv(w)
 }
@@ -322,25 +328,44 @@ pub fn grant_detail_csv(grant: &GrantView, history: &[HistoryView]) -> anyhow::R
 /// The verdict of `lapse audit verify` as one CSV row.
 pub fn verify_csv(v: &VerifyReport) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "rows_checked",
-        "ok",
-        "first_broken_seq",
-        "first_broken_reason",
-    ])?;
-    w.write_record([
-        v.rows_checked.to_string(),
-        v.ok.to_string(),
-        v.first_broken
-            .as_ref()
-            .map(|b| b.seq.to_string())
-            .unwrap_or_default(),
-        v.first_broken
-            .as_ref()
-            .map(|b| b.reason.clone())
-            .unwrap_or_default(),
-    ])?;
+    write_row(
+        &mut w,
+        [
+            "rows_checked",
+            "ok",
+            "first_broken_seq",
+            "first_broken_reason",
+        ],
+    )?;
+    write_row(
+        &mut w,
+        [
+            v.rows_checked.to_string(),
+            v.ok.to_string(),
+            v.first_broken
+                .as_ref()
+                .map(|b| b.seq.to_string())
+                .unwrap_or_default(),
+            v.first_broken
+                .as_ref()
+                .map(|b| b.reason.clone())
+                .unwrap_or_default(),
+        ],
+    )?;
     finish_csv(w)
+}
+
+/// One CSV row, each cell escaped so that a spreadsheet never reads it as a formula (OWASP).
+pub(crate) fn write_row<I, T>(w: &mut csv::Writer<Vec<u8>>, cells: I) -> csv::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<str>,
+{
+    w.write_record(
+        cells
+            .into_iter()
+            .map(|c| lapse_core::text::csv_cell(c.as_ref()).into_owned()),
+    )
 }
 
 fn finish_csv(w: csv::Writer<Vec<u8>>) -> anyhow::Result<String> {

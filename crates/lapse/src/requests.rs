@@ -35,20 +35,13 @@ pub fn router<P: AccessProvider + 'static>(state: Arc<ApiState<P>>) -> Router {
         .with_state(state)
 }
 
-/// The caller's identity as access lists name it, if its token is bound to one.
-async fn identity<P>(s: &ApiState<P>, c: &Caller) -> ReqResult<Option<String>> {
-    Ok(s.store
-        .token_identity(&c.name)
-        .await?
-        .map(|i| normalize_identity(&i)))
-}
-
 /// A writer acting as a person: a token without an identity may not decide anything.
-async fn actor<P>(s: &ApiState<P>, w: &Writer) -> ReqResult<Actor> {
-    let who = identity(s, &w.0)
-        .await?
-        .ok_or_else(|| ApiError::from(FlowError::Refused(Refusal::NoIdentity)))?;
-    Ok(Actor::new(w.0.name.clone(), &who))
+fn actor(w: &Writer) -> ReqResult<Actor> {
+    let who =
+        w.0.identity
+            .as_deref()
+            .ok_or_else(|| ApiError::from(FlowError::Refused(Refusal::NoIdentity)))?;
+    Ok(Actor::new(w.0.name.clone(), who))
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> ReqResult<T> {
@@ -95,7 +88,7 @@ pub(crate) async fn create<P: AccessProvider + 'static>(
     w: Writer,
     body: axum::body::Bytes,
 ) -> ReqResult<Response> {
-    let who = actor(&s, &w).await?;
+    let who = actor(&w)?;
     let b: CreateBody = parse_body(&body, "request")?;
     let r = s.flow.create(&who, &b).await?;
     Ok((StatusCode::CREATED, Json(r)).into_response())
@@ -122,11 +115,25 @@ pub(crate) async fn list_requests<P: AccessProvider + 'static>(
     Query(q): Query<ListQuery>,
     c: Caller,
 ) -> ReqResult<Json<RequestList>> {
-    let me = identity(&s, &c).await?;
-    let list = s
+    let me = c.identity.as_deref();
+    let mut list = s
         .flow
-        .list_requests(q.state.as_deref(), q.waiting, me.as_deref())
+        .list_requests(q.state.as_deref(), q.waiting, me)
         .await?;
+    if c.own_only() {
+        // A requester sees their own requests and those they own the list of.
+        let owned: Vec<String> = s
+            .flow
+            .lists()
+            .await?
+            .lists
+            .into_iter()
+            .filter(|l| me.is_some_and(|m| l.owners.iter().any(|o| normalize_identity(o) == m)))
+            .map(|l| l.name)
+            .collect();
+        list.requests
+            .retain(|r| Some(r.requester.as_str()) == me || owned.contains(&r.list));
+    }
     Ok(Json(list))
 }
 
@@ -163,7 +170,7 @@ pub(crate) async fn approve<P: AccessProvider + 'static>(
     w: Writer,
     body: axum::body::Bytes,
 ) -> ReqResult<Json<RequestView>> {
-    let who = actor(&s, &w).await?;
+    let who = actor(&w)?;
     let b: DecisionBody = parse_body(&body, "approval")?;
     Ok(Json(s.flow.approve(&who, &id, &b).await?))
 }
@@ -188,7 +195,7 @@ pub(crate) async fn deny<P: AccessProvider + 'static>(
     w: Writer,
     body: axum::body::Bytes,
 ) -> ReqResult<Json<RequestView>> {
-    let who = actor(&s, &w).await?;
+    let who = actor(&w)?;
     let b: DecisionBody = parse_body(&body, "denial")?;
     Ok(Json(s.flow.deny(&who, &id, &b).await?))
 }
@@ -212,7 +219,7 @@ pub(crate) async fn cancel<P: AccessProvider + 'static>(
     w: Writer,
     body: axum::body::Bytes,
 ) -> ReqResult<Json<RequestView>> {
-    let who = actor(&s, &w).await?;
+    let who = actor(&w)?;
     let b: DecisionBody = parse_body(&body, "cancellation")?;
     Ok(Json(s.flow.cancel(&who, &id, &b).await?))
 }
@@ -237,7 +244,7 @@ pub(crate) async fn extend<P: AccessProvider + 'static>(
     w: Writer,
     body: axum::body::Bytes,
 ) -> ReqResult<Response> {
-    let who = actor(&s, &w).await?;
+    let who = actor(&w)?;
     let b: ExtendBody = parse_body(&body, "extension")?;
     let r = s.flow.extend(&who, &id, &b).await?;
     Ok((StatusCode::CREATED, Json(r)).into_response())
@@ -283,7 +290,7 @@ pub(crate) async fn record_review<P: AccessProvider + 'static>(
     w: Writer,
     body: axum::body::Bytes,
 ) -> ReqResult<Json<ReviewRecorded>> {
-    let who = actor(&s, &w).await?;
+    let who = actor(&w)?;
     let b: ReviewBody = parse_body(&body, "review")?;
     Ok(Json(s.flow.review(&who, &b).await?))
 }

@@ -11,7 +11,7 @@ use lapse_core::AccessProvider;
 use lapse_core::plan::PlanConfig;
 use lapse_core::policy::Limits;
 use lapse_engine::{Engine, EngineConfig, EngineHandle};
-use lapse_store::Store;
+use lapse_store::{OpenMode, Store};
 use lapse_twingate::{ClientConfig, TwingateClient};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
@@ -27,10 +27,10 @@ use crate::settings::Settings;
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("creating the database directory {path}: {source}")]
-    StateDir {
+    #[error("reading the checkpoint key {path}: {source}")]
+    CheckpointKey {
         path: String,
-        source: std::io::Error,
+        source: lapse_store::CheckpointError,
     },
     #[error("opening the database: {0}")]
     Store(#[from] lapse_store::StoreError),
@@ -70,6 +70,8 @@ pub struct Application<P> {
     state: Arc<ApiState<P>>,
     /// Present when the API is served over HTTPS.
     tls: Option<RustlsConfig>,
+    /// Present when a checkpoint key is configured.
+    checkpoints: Option<Checkpointer>,
     /// Registered at start-up: SIGHUP's default action would end the process.
     #[cfg(unix)]
     hangup: tokio::signal::unix::Signal,
@@ -116,20 +118,14 @@ pub fn client_config(s: &Settings, api_key: SecretString) -> ClientConfig {
     c
 }
 
-/// Open the store, creating its directory.
+/// Open the store; the store itself creates the file (0600) and its directories (0700).
 pub async fn open_store(s: &Settings) -> Result<Store, StartError> {
-    if let Some(dir) = s
-        .database
-        .path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir).map_err(|source| StartError::StateDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-    }
-    Ok(Store::open(&s.database.path).await?)
+    Ok(Store::open_with(&s.database.path, OpenMode::Create).await?)
+}
+
+/// Open an existing store without creating or migrating anything (checks and audits).
+pub async fn open_existing(s: &Settings) -> Result<Store, StartError> {
+    Ok(Store::open_with(&s.database.path, OpenMode::Existing).await?)
 }
 
 /// Every fallible start-up step, against the real Twingate client.
@@ -201,13 +197,34 @@ pub async fn build_with<P: AccessProvider + 'static>(
         flow,
         ready: Default::default(),
         metrics,
+        auth_log: Default::default(),
     });
+    let checkpoints = match settings.audit.key_file() {
+        None => {
+            warn!(
+                "no audit.checkpoint_key_file: history checkpoints are not written, so a cut history cannot be told from an intact one"
+            );
+            None
+        }
+        Some(path) => Some(Checkpointer {
+            key: lapse_store::CheckpointKey::from_file(&path).map_err(|source| {
+                StartError::CheckpointKey {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?,
+            file: settings.audit.checkpoint_file.clone(),
+            interval: settings.audit.checkpoint_interval,
+            rows: settings.audit.checkpoint_rows,
+        }),
+    };
     Ok(Application {
         listener,
         addr,
         engine,
         state,
         tls,
+        checkpoints,
         #[cfg(unix)]
         hangup,
     })
@@ -242,13 +259,17 @@ impl<P: AccessProvider + 'static> Application<P> {
         let engine_task = tokio::spawn(self.engine.run_until_stopped(stopped(stop_rx.clone())));
         let router = api::router(self.state.clone())
             .merge(crate::requests::router(self.state.clone()))
-            .merge(crate::openapi::router());
+            .merge(crate::openapi::router())
+            .layer(axum::middleware::map_response(api::json_errors));
         self.state.flow.spawn(stop_rx.clone());
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let server_task = match self.tls {
             None => {
-                let server = axum::serve(self.listener, router)
-                    .with_graceful_shutdown(stopped(stop_rx.clone()));
+                let server = axum::serve(
+                    self.listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(stopped(stop_rx.clone()));
                 tokio::spawn(async move { server.await })
             }
             Some(tls) => {
@@ -262,7 +283,11 @@ impl<P: AccessProvider + 'static> Application<P> {
                     // Requests in flight get as long as a Twingate call may take.
                     handle.graceful_shutdown(Some(Duration::from_secs(30)));
                 });
-                tokio::spawn(async move { server.serve(router.into_make_service()).await })
+                tokio::spawn(async move {
+                    server
+                        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
+                        .await
+                })
             }
         };
         #[cfg(unix)]
@@ -275,6 +300,14 @@ impl<P: AccessProvider + 'static> Application<P> {
         info!(addr = %self.addr, scheme, "lapse is ready");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let watchdog = tokio::spawn(pet_watchdog(self.state.engine.clone(), stop_rx.clone()));
+        let checkpoints = self.checkpoints.map(|c| {
+            let store = self.state.store.clone();
+            let stop = stop_rx.clone();
+            tokio::spawn(async move {
+                c.run(&store, stop).await;
+                c
+            })
+        });
         shutdown.await;
         info!("shutting down");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -286,10 +319,66 @@ impl<P: AccessProvider + 'static> Application<P> {
         }
         let _ = server_task.await;
         watchdog.abort();
+        // The last checkpoint covers everything written before the store closes.
+        if let Some(task) = checkpoints
+            && let Ok(c) = task.await
+        {
+            c.write(&self.state.store).await;
+        }
         #[cfg(unix)]
         reload_task.abort();
         self.state.store.close().await;
         Ok(())
+    }
+}
+
+/// Writes keyed checkpoints of the history's head out of band: an INFO log line (for the
+/// journal) and, when configured, a line in the checkpoint file.
+struct Checkpointer {
+    key: lapse_store::CheckpointKey,
+    file: Option<std::path::PathBuf>,
+    interval: Duration,
+    rows: u64,
+}
+
+impl Checkpointer {
+    /// One checkpoint now; its sequence number, when written.
+    async fn write(&self, store: &Store) -> Option<i64> {
+        let c = match store.checkpoint(&self.key, chrono::Utc::now()).await {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, "could not take a history checkpoint");
+                return None;
+            }
+        };
+        let line = c.to_json_line();
+        info!(checkpoint = %line, "history checkpoint");
+        if let Some(f) = &self.file
+            && let Err(e) = lapse_store::append_checkpoint(f, &c)
+        {
+            error!(file = %f.display(), error = %e, "could not append the history checkpoint");
+        }
+        Some(c.seq)
+    }
+
+    /// Every `interval`, and as soon as `rows` rows were added since the last one, until stop.
+    async fn run(&self, store: &Store, mut stop: watch::Receiver<bool>) {
+        let mut last = self.write(store).await.unwrap_or(0);
+        let mut due = tokio::time::Instant::now() + self.interval;
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let head = store.history_head_seq().await.unwrap_or(last);
+            let many = u64::try_from(head - last).unwrap_or(0) >= self.rows;
+            if many || tokio::time::Instant::now() >= due {
+                if let Some(seq) = self.write(store).await {
+                    last = seq;
+                }
+                due = tokio::time::Instant::now() + self.interval;
+            }
+        }
     }
 }
 

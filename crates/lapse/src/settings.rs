@@ -27,6 +27,86 @@ pub struct Settings {
     /// Webhook sinks for notifications.
     #[serde(default)]
     pub notify: lapse_requests::notify::NotifySettings,
+    /// API token lifetimes.
+    #[serde(default)]
+    pub tokens: TokenSettings,
+    /// Keyed checkpoints of the history's head, written out of band.
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// The life of a token created without `--ttl`.
+    #[serde(default = "default_token_ttl", with = "humantime_serde")]
+    pub default_ttl: Duration,
+    /// The longest life `--ttl` may ask for.
+    #[serde(default = "max_token_ttl", with = "humantime_serde")]
+    pub max_ttl: Duration,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            default_ttl: default_token_ttl(),
+            max_ttl: max_token_ttl(),
+        }
+    }
+}
+
+fn default_token_ttl() -> Duration {
+    Duration::from_secs(90 * 24 * 3600)
+}
+
+fn max_token_ttl() -> Duration {
+    Duration::from_secs(365 * 24 * 3600)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// The checkpoint key (a credential file, hex or raw bytes). Without it, no checkpoints
+    /// are written; `$CREDENTIALS_DIRECTORY/lapse-checkpoint-key` is used when present.
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// Each checkpoint is also appended to this file, as a JSON line.
+    pub checkpoint_file: Option<PathBuf>,
+    /// A checkpoint at least this often.
+    #[serde(default = "default_checkpoint_interval", with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// And whenever this many rows were added since the last one.
+    #[serde(default = "default_checkpoint_rows")]
+    pub checkpoint_rows: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            checkpoint_key_file: None,
+            checkpoint_file: None,
+            checkpoint_interval: default_checkpoint_interval(),
+            checkpoint_rows: default_checkpoint_rows(),
+        }
+    }
+}
+
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_checkpoint_rows() -> u64 {
+    1000
+}
+
+impl AuditSettings {
+    /// The key file in force: the setting, or systemd's credential when present.
+    pub fn key_file(&self) -> Option<PathBuf> {
+        self.checkpoint_key_file.clone().or_else(|| {
+            let p = PathBuf::from(std::env::var_os("CREDENTIALS_DIRECTORY")?)
+                .join("lapse-checkpoint-key");
+            p.exists().then_some(p)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -238,6 +318,26 @@ impl Settings {
                 problem: problem.to_owned(),
                 accepted: accepted.to_owned(),
             };
+        let t = &self.tokens;
+        if t.default_ttl.is_zero() || t.default_ttl > t.max_ttl {
+            return Err(invalid(
+                "tokens.default_ttl",
+                humantime::format_duration(t.default_ttl).to_string(),
+                "must be longer than zero and at most tokens.max_ttl",
+                &format!(
+                    "a duration up to {}, e.g. \"90d\"",
+                    humantime::format_duration(t.max_ttl)
+                ),
+            ));
+        }
+        if self.audit.checkpoint_interval.is_zero() || self.audit.checkpoint_rows == 0 {
+            return Err(invalid(
+                "audit.checkpoint_interval",
+                humantime::format_duration(self.audit.checkpoint_interval).to_string(),
+                "checkpoint_interval and checkpoint_rows must be greater than zero",
+                "e.g. checkpoint_interval = \"5m\", checkpoint_rows = 1000",
+            ));
+        }
         let url = self.twingate.base_url.trim();
         if url.is_empty() || !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(invalid(

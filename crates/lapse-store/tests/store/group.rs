@@ -54,9 +54,9 @@ async fn a_refused_item_does_not_sink_its_batch() {
         .await
         .expect("first");
     let (same, other, fresh) = tokio::join!(
-        inserter.insert(GrantBuilder::new(2).build(), idem("a")),
-        inserter.insert(GrantBuilder::new(3).build(), idem("b")),
-        inserter.insert(GrantBuilder::new(4).build(), None),
+        inserter.insert(GrantBuilder::new(2).build(), idem("a"), "admin"),
+        inserter.insert(GrantBuilder::new(3).build(), idem("b"), "admin"),
+        inserter.insert(GrantBuilder::new(4).build(), None, "admin"),
     );
     assert_eq!(
         same.expect("replay").grant().id,

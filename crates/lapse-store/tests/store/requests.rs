@@ -89,7 +89,7 @@ async fn the_grant_and_the_approved_request_commit_together() {
     let g = GrantBuilder::new(1).build();
     let stored = db
         .store
-        .insert_grant_for_request(&g, idem("R1"), approved("R1", "bob@example.com"))
+        .insert_grant_for_request(&g, idem("R1"), "list:db", approved("R1", "bob@example.com"))
         .await
         .unwrap();
     assert!(stored.is_created());
@@ -144,7 +144,7 @@ async fn a_failing_request_write_leaves_no_grant_behind() {
     let g = GrantBuilder::new(2).build();
     let failed = db
         .store
-        .insert_grant_for_request(&g, idem("R2"), approved("R2", "bob@example.com"))
+        .insert_grant_for_request(&g, idem("R2"), "list:db", approved("R2", "bob@example.com"))
         .await;
     assert!(failed.is_err(), "{failed:?}");
     assert!(
@@ -181,13 +181,18 @@ async fn a_failing_request_write_leaves_no_grant_behind() {
         .unwrap();
     let first = GrantBuilder::new(3).build();
     db.store
-        .insert_grant_for_request(&first, idem("R3"), approved("R3", "carol@example.com"))
+        .insert_grant_for_request(
+            &first,
+            idem("R3"),
+            "list:db",
+            approved("R3", "carol@example.com"),
+        )
         .await
         .unwrap();
     let again = GrantBuilder::new(4).build();
     let replay = db
         .store
-        .insert_grant_for_request(&again, idem("R3"), |g| {
+        .insert_grant_for_request(&again, idem("R3"), "list:db", |g| {
             let mut r = pending("R3");
             r.state = "approved".into();
             r.grant_id = Some(g.id.to_string());
@@ -282,7 +287,7 @@ async fn approved_grants_ending_before_a_time_are_found_once_per_end() {
     g.state = lapse_core::GrantState::Active;
     let end = g.expires_at;
     db.store
-        .insert_grant_for_request(&g, idem("E1"), approved("E1", "bob@example.com"))
+        .insert_grant_for_request(&g, idem("E1"), "list:db", approved("E1", "bob@example.com"))
         .await
         .unwrap();
     assert_eq!(

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{
     OutputFormat, finish, finish_csv, human_span, names, new_table, parse, pretty_json,
-    rfc3339_exact, shorten, time_with_relative,
+    rfc3339_exact, shorten, time_with_relative, write_row,
 };
 
 /// Longest reason shown in a list row; the full reason is in `lapse request show`, JSON and CSV.
@@ -94,8 +94,8 @@ pub fn render_review_recorded(
     match format {
         OutputFormat::Csv => {
             let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(["list", "next_due"])?;
-            w.write_record([r.list.clone(), rfc3339_exact(r.next_due)])?;
+            write_row(&mut w, ["list", "next_due"])?;
+            write_row(&mut w, [r.list.clone(), rfc3339_exact(r.next_due)])?;
             finish_csv(w)
         }
         _ => Ok(format!(
@@ -229,28 +229,31 @@ const REQUEST_CSV_HEADER: [&str; 17] = [
 /// Requests as CSV; the approvers are a JSON array in one cell, as users are for grants.
 pub fn requests_csv(requests: &[RequestView]) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(REQUEST_CSV_HEADER)?;
+    write_row(&mut w, REQUEST_CSV_HEADER)?;
     for r in requests {
         let approvers: Vec<&str> = r.approvals.iter().map(|a| a.approver.as_str()).collect();
-        w.write_record([
-            r.id.clone(),
-            r.list.clone(),
-            r.state.clone(),
-            r.requester.clone(),
-            r.token_name.clone(),
-            r.reason.clone(),
-            r.duration_secs.to_string(),
-            r.break_glass.to_string(),
-            r.extends_grant.clone().unwrap_or_default(),
-            r.approvals_needed.to_string(),
-            serde_json::to_string(&approvers)?,
-            rfc3339_exact(r.created_at),
-            rfc3339_exact(r.wait_until),
-            r.decided_at.map(rfc3339_exact).unwrap_or_default(),
-            r.decided_by.clone().unwrap_or_default(),
-            r.decision_reason.clone().unwrap_or_default(),
-            r.grant_id.clone().unwrap_or_default(),
-        ])?;
+        write_row(
+            &mut w,
+            [
+                r.id.clone(),
+                r.list.clone(),
+                r.state.clone(),
+                r.requester.clone(),
+                r.token_name.clone(),
+                r.reason.clone(),
+                r.duration_secs.to_string(),
+                r.break_glass.to_string(),
+                r.extends_grant.clone().unwrap_or_default(),
+                r.approvals_needed.to_string(),
+                serde_json::to_string(&approvers)?,
+                rfc3339_exact(r.created_at),
+                rfc3339_exact(r.wait_until),
+                r.decided_at.map(rfc3339_exact).unwrap_or_default(),
+                r.decided_by.clone().unwrap_or_default(),
+                r.decision_reason.clone().unwrap_or_default(),
+                r.grant_id.clone().unwrap_or_default(),
+            ],
+        )?;
     }
     finish_csv(w)
 }
@@ -367,36 +370,42 @@ const LIST_CSV_HEADER: [&str; 14] = [
 /// separates a grant from its history.
 pub fn lists_csv(v: &ListsReply) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(LIST_CSV_HEADER)?;
+    write_row(&mut w, LIST_CSV_HEADER)?;
     for l in &v.lists {
-        w.write_record([
-            l.name.clone(),
-            l.description.clone(),
-            l.target.kind.clone(),
-            l.target.group.clone().unwrap_or_default(),
-            serde_json::to_string(&l.target.resources)?,
-            l.target.service_account.clone().unwrap_or_default(),
-            serde_json::to_string(&l.owners)?,
-            serde_json::to_string(&l.members)?,
-            duration_secs(&l.max_duration)
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
-            l.approvals.to_string(),
-            l.auto_approve.to_string(),
-            l.break_glass.to_string(),
-            l.suspended.to_string(),
-            l.review_due.map(rfc3339_exact).unwrap_or_default(),
-        ])?;
+        write_row(
+            &mut w,
+            [
+                l.name.clone(),
+                l.description.clone(),
+                l.target.kind.clone(),
+                l.target.group.clone().unwrap_or_default(),
+                serde_json::to_string(&l.target.resources)?,
+                l.target.service_account.clone().unwrap_or_default(),
+                serde_json::to_string(&l.owners)?,
+                serde_json::to_string(&l.members)?,
+                duration_secs(&l.max_duration)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                l.approvals.to_string(),
+                l.auto_approve.to_string(),
+                l.break_glass.to_string(),
+                l.suspended.to_string(),
+                l.review_due.map(rfc3339_exact).unwrap_or_default(),
+            ],
+        )?;
     }
     let mut out = finish_csv(w)?;
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["file", "line", "problem"])?;
+    write_row(&mut w, ["file", "line", "problem"])?;
     for f in &v.refused_files {
-        w.write_record([
-            f.file.clone(),
-            f.line.map(|l| l.to_string()).unwrap_or_default(),
-            f.problem.clone(),
-        ])?;
+        write_row(
+            &mut w,
+            [
+                f.file.clone(),
+                f.line.map(|l| l.to_string()).unwrap_or_default(),
+                f.problem.clone(),
+            ],
+        )?;
     }
     out.push('\n');
     out.push_str(&finish_csv(w)?);
@@ -433,16 +442,22 @@ pub fn reviews_table(reviews: &[ReviewView], now: DateTime<Utc>) -> String {
 /// Reviews as CSV, owners and members as JSON arrays.
 pub fn reviews_csv(reviews: &[ReviewView]) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["list", "due", "overdue", "suspended", "owners", "members"])?;
+    write_row(
+        &mut w,
+        ["list", "due", "overdue", "suspended", "owners", "members"],
+    )?;
     for r in reviews {
-        w.write_record([
-            r.list.clone(),
-            rfc3339_exact(r.due),
-            r.overdue.to_string(),
-            r.suspended.to_string(),
-            serde_json::to_string(&r.owners)?,
-            serde_json::to_string(&r.members)?,
-        ])?;
+        write_row(
+            &mut w,
+            [
+                r.list.clone(),
+                rfc3339_exact(r.due),
+                r.overdue.to_string(),
+                r.suspended.to_string(),
+                serde_json::to_string(&r.owners)?,
+                serde_json::to_string(&r.members)?,
+            ],
+        )?;
     }
     finish_csv(w)
 }

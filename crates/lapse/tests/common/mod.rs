@@ -75,7 +75,9 @@ filter = "info,lapse_engine=debug"
                 "--name",
                 "oncall-bot",
                 "--role",
-                "operator",
+                // Direct grants of targets no list governs: an admin's, or an operator's within
+                // a grant policy.
+                "admin",
                 "--config",
             ])
             .arg(&config)
