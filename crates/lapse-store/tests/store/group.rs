@@ -13,7 +13,7 @@ async fn concurrent_inserts_are_all_stored_and_answered() {
         let ins = inserter.clone();
         let g = GrantBuilder::new(n + 1).build();
         tasks.push(tokio::spawn(
-            async move { (g.id, ins.insert(g, None).await) },
+            async move { (g.id, ins.insert(g, None, "admin").await) },
         ));
     }
     for t in tasks {
@@ -50,7 +50,7 @@ async fn a_refused_item_does_not_sink_its_batch() {
     };
     let first = GrantBuilder::new(1).build();
     inserter
-        .insert(first.clone(), idem("a"))
+        .insert(first.clone(), idem("a"), "admin")
         .await
         .expect("first");
     let (same, other, fresh) = tokio::join!(
