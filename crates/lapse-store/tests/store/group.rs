@@ -12,9 +12,9 @@ async fn concurrent_inserts_are_all_stored_and_answered() {
     for n in 0..300u128 {
         let ins = inserter.clone();
         let g = GrantBuilder::new(n + 1).build();
-        tasks.push(tokio::spawn(
-            async move { (g.id, ins.insert(g, None, "admin").await) },
-        ));
+        tasks.push(tokio::spawn(async move {
+            (g.id, ins.insert(g, None, "admin").await)
+        }));
     }
     for t in tasks {
         let (id, result) = t.await.expect("task");
