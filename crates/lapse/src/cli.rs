@@ -796,12 +796,14 @@ mod tests {
             name,
             config,
             identity,
+            ttl,
         }) = cli.command
         else {
             panic!("not token create")
         };
         assert_eq!((role.as_str(), name.as_str()), ("auditor", "ci"));
         assert_eq!(identity, None);
+        assert_eq!(ttl, None);
         let cli = parse(&[
             "token",
             "create",

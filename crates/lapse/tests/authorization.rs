@@ -809,10 +809,28 @@ async fn the_role_matrix_holds_cell_by_cell() {
     env.start().await;
     // Every role's token speaks for a list member, so that only the role decides.
     let roles = [
-        ("requester", token(&env, "alice", "requester", Some("alice@example.com"), None)),
-        ("operator", token(&env, "deploy-bot", "operator", Some("dave@example.com"), None)),
-        ("admin", token(&env, "root", "admin", Some("erin@example.com"), None)),
-        ("auditor", token(&env, "audit", "auditor", Some("frank@example.com"), None)),
+        (
+            "requester",
+            token(&env, "alice", "requester", Some("alice@example.com"), None),
+        ),
+        (
+            "operator",
+            token(
+                &env,
+                "deploy-bot",
+                "operator",
+                Some("dave@example.com"),
+                None,
+            ),
+        ),
+        (
+            "admin",
+            token(&env, "root", "admin", Some("erin@example.com"), None),
+        ),
+        (
+            "auditor",
+            token(&env, "audit", "auditor", Some("frank@example.com"), None),
+        ),
     ];
     let bob = token(&env, "bob", "requester", Some("bob@example.com"), None);
     let ungoverned = json!({"kind":"ephemeral-group","users":["dave@example.com"],"resources":["grafana"],"duration":"1h","reason":"INC-1"});
@@ -823,7 +841,14 @@ async fn the_role_matrix_holds_cell_by_cell() {
         id_of(&g)
     };
     let pending = || async {
-        let (s, r) = call(&env, &roles[0].1, "POST", "/v1/requests", json!({"list":"prod-db-oncall","reason":"INC-2"})).await;
+        let (s, r) = call(
+            &env,
+            &roles[0].1,
+            "POST",
+            "/v1/requests",
+            json!({"list":"prod-db-oncall","reason":"INC-2"}),
+        )
+        .await;
         assert_eq!(s, 201, "{r}");
         id_of(&r)
     };
@@ -832,43 +857,140 @@ async fn the_role_matrix_holds_cell_by_cell() {
     // (what, method, path, body, expected status for requester, operator, admin, auditor)
     type Cell = (&'static str, &'static str, String, Value, [u16; 4]);
     let mut cells: Vec<Cell> = vec![
-        ("whoami", "GET", "/v1/whoami".into(), Value::Null, [200, 200, 200, 200]),
-        ("list grants", "GET", "/v1/grants".into(), Value::Null, [200, 200, 200, 200]),
-        ("show another's grant", "GET", format!("/v1/grants/{shown}"), Value::Null, [404, 200, 200, 200]),
-        ("history", "GET", "/v1/history".into(), Value::Null, [403, 200, 200, 200]),
-        ("audit verify", "GET", "/v1/audit/verify".into(), Value::Null, [403, 200, 200, 200]),
-        ("lists", "GET", "/v1/lists".into(), Value::Null, [200, 200, 200, 200]),
-        ("requests", "GET", "/v1/requests".into(), Value::Null, [200, 200, 200, 200]),
-        ("reviews", "GET", "/v1/reviews".into(), Value::Null, [200, 200, 200, 200]),
-        ("grant directly, no policy", "POST", "/v1/grants".into(), ungoverned.clone(), [403, 403, 201, 403]),
-        ("grant directly, in a policy", "POST", "/v1/grants".into(), in_policy.clone(), [403, 201, 201, 403]),
-        ("request through a list", "POST", "/v1/requests".into(), json!({"list":"prod-db-oncall","reason":"INC-3"}), [201, 201, 201, 403]),
+        (
+            "whoami",
+            "GET",
+            "/v1/whoami".into(),
+            Value::Null,
+            [200, 200, 200, 200],
+        ),
+        (
+            "list grants",
+            "GET",
+            "/v1/grants".into(),
+            Value::Null,
+            [200, 200, 200, 200],
+        ),
+        (
+            "show another's grant",
+            "GET",
+            format!("/v1/grants/{shown}"),
+            Value::Null,
+            [404, 200, 200, 200],
+        ),
+        (
+            "history",
+            "GET",
+            "/v1/history".into(),
+            Value::Null,
+            [403, 200, 200, 200],
+        ),
+        (
+            "audit verify",
+            "GET",
+            "/v1/audit/verify".into(),
+            Value::Null,
+            [403, 200, 200, 200],
+        ),
+        (
+            "lists",
+            "GET",
+            "/v1/lists".into(),
+            Value::Null,
+            [200, 200, 200, 200],
+        ),
+        (
+            "requests",
+            "GET",
+            "/v1/requests".into(),
+            Value::Null,
+            [200, 200, 200, 200],
+        ),
+        (
+            "reviews",
+            "GET",
+            "/v1/reviews".into(),
+            Value::Null,
+            [200, 200, 200, 200],
+        ),
+        (
+            "grant directly, no policy",
+            "POST",
+            "/v1/grants".into(),
+            ungoverned.clone(),
+            [403, 403, 201, 403],
+        ),
+        (
+            "grant directly, in a policy",
+            "POST",
+            "/v1/grants".into(),
+            in_policy.clone(),
+            [403, 201, 201, 403],
+        ),
+        (
+            "request through a list",
+            "POST",
+            "/v1/requests".into(),
+            json!({"list":"prod-db-oncall","reason":"INC-3"}),
+            [201, 201, 201, 403],
+        ),
     ];
     // Routes that change one object get a fresh one per cell.
     for (r, expect) in [404u16, 403, 200, 403].into_iter().enumerate() {
         let id = admins_grant().await;
         let mut e = [0; 4];
         e[r] = expect;
-        cells.push(("revoke another's grant", "POST", format!("/v1/grants/{id}/revoke"), json!({"reason":"done"}), e));
+        cells.push((
+            "revoke another's grant",
+            "POST",
+            format!("/v1/grants/{id}/revoke"),
+            json!({"reason":"done"}),
+            e,
+        ));
     }
     for (r, expect) in [403u16, 403, 403, 403].into_iter().enumerate() {
         let id = pending().await;
         let mut e = [0; 4];
         e[r] = expect;
-        cells.push(("approve without owning the list", "POST", format!("/v1/requests/{id}/approve"), json!({}), e));
+        cells.push((
+            "approve without owning the list",
+            "POST",
+            format!("/v1/requests/{id}/approve"),
+            json!({}),
+            e,
+        ));
     }
     for (r, (_, t)) in roles.iter().enumerate() {
-        let (s, req) = call(&env, t, "POST", "/v1/requests", json!({"list":"prod-db-oncall","reason":"INC-4"})).await;
+        let (s, req) = call(
+            &env,
+            t,
+            "POST",
+            "/v1/requests",
+            json!({"list":"prod-db-oncall","reason":"INC-4"}),
+        )
+        .await;
         let mut e = [0; 4];
         if r == 3 {
             assert_eq!(s, 403, "{req}");
             let id = pending().await;
             e[r] = 403;
-            cells.push(("cancel (another's)", "POST", format!("/v1/requests/{id}/cancel"), json!({}), e));
+            cells.push((
+                "cancel (another's)",
+                "POST",
+                format!("/v1/requests/{id}/cancel"),
+                json!({}),
+                e,
+            ));
         } else {
             assert_eq!(s, 201, "{req}");
             e[r] = 200;
-            cells.push(("cancel one's own request", "POST", format!("/v1/requests/{}/cancel", id_of(&req)), json!({}), e));
+            cells.push((
+                "cancel one's own request",
+                "POST",
+                format!("/v1/requests/{}/cancel", id_of(&req)),
+                json!({}),
+                e,
+            ));
         }
     }
     for (what, method, path, body, expect) in &cells {
@@ -882,13 +1004,34 @@ async fn the_role_matrix_holds_cell_by_cell() {
     }
     // A requester sees only their own grants.
     let (_, mine) = call(&env, &roles[0].1, "GET", "/v1/grants", Value::Null).await;
-    assert!(mine["grants"].as_array().expect("grants").iter().all(|g| g["requester"] == "alice"), "{mine}");
+    assert!(
+        mine["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .all(|g| g["requester"] == "alice"),
+        "{mine}"
+    );
     // Approving comes from owning the list, whatever the role: bob is a mere requester.
     let id = pending().await;
-    let (status, v) = call(&env, &bob, "POST", &format!("/v1/requests/{id}/approve"), json!({})).await;
+    let (status, v) = call(
+        &env,
+        &bob,
+        "POST",
+        &format!("/v1/requests/{id}/approve"),
+        json!({}),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     // An operator revokes the grants it made itself.
     let (_, g) = call(&env, &roles[1].1, "POST", "/v1/grants", in_policy).await;
-    let (status, v) = call(&env, &roles[1].1, "POST", &format!("/v1/grants/{}/revoke", id_of(&g)), json!({"reason":"done"})).await;
+    let (status, v) = call(
+        &env,
+        &roles[1].1,
+        "POST",
+        &format!("/v1/grants/{}/revoke", id_of(&g)),
+        json!({"reason":"done"}),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
 }

@@ -1020,3 +1020,35 @@ async fn a_failing_revocation_alarms_the_owners_and_still_completes() {
     );
     jit.env.terminate();
 }
+
+/// A reason written to trick a Slack reader (a channel mention and a disguised link) reaches
+/// Slack escaped, as text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_notifications_escape_mentions_and_links_in_reasons() {
+    let mut jit = Jit::new(&[("owned.toml", OWNED_EXT)]).await;
+    let alice = jit.token("alice", "requester", "alice@example.com");
+    jit.env.start().await;
+    let reason = "INC-1 <!channel> <https://evil.example|Click here to approve>";
+    let (s, r) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "owned-ext", "reason": reason}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let body = jit
+        .hook
+        .wait_slack(&[
+            "INC-1",
+            "&lt;!channel&gt;",
+            "&lt;https://evil.example|Click here to approve&gt;",
+        ])
+        .await;
+    let text = body["text"].as_str().expect("text");
+    assert!(
+        !text.contains("<!channel>") && !text.contains("<https://"),
+        "{text}"
+    );
+}
