@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 pub use admin::Admin;
 pub use clock::SimClock;
 pub use error::SimError;
-pub use faults::{CommitThenLose, Faults};
+pub use faults::{CommitThenLose, ExpiryPrecision, Faults};
 pub use journal::{JournalEntry, Outcome};
 pub use model::{
     AccessApprovalMode, AccessPolicyMode, GroupType, Permission, PrincipalType,
@@ -170,8 +170,11 @@ impl SimHandle {
         self.shared.journal().clear();
     }
 
-    pub fn set_faults(&self, faults: Faults) {
+    /// Puts `faults` in force, or refuses per-operation keys that name no operation.
+    pub fn set_faults(&self, faults: Faults) -> Result<(), SimError> {
+        faults.check().map_err(SimError::Invalid)?;
         self.shared.set_faults(faults);
+        Ok(())
     }
 
     pub fn faults(&self) -> Faults {

@@ -117,7 +117,8 @@ fn dropped_connection() -> Response {
     Response::new(Body::from_stream(stream))
 }
 
-const HTML_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Twingate</title></head>\
+/// Lower case, as the real error page is: clients sniff for `<!doctype html>`.
+const HTML_PAGE: &str = "<!doctype html>\n<html><head><title>Twingate</title></head>\
 <body><h1>Network not found</h1><p>Check the network name in your URL.</p></body></html>\n";
 
 /// Finds the first `ok: false` payload among the root fields and returns its error string.
@@ -194,10 +195,11 @@ pub(crate) async fn graphql(
 
     let latency = faults.latency
         + classified
-            .root_fields
-            .iter()
-            .filter_map(|f| faults.latency_per_operation.get(f))
-            .sum::<Duration>();
+            .operation_name
+            .as_ref()
+            .and_then(|op| faults.latency_per_operation.get(op))
+            .copied()
+            .unwrap_or_default();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -309,11 +311,11 @@ pub(crate) async fn graphql(
     };
 
     let lose = entry.mutation_applied
-        && (faults.commit_then_lose_fields.is_empty()
+        && (faults.commit_then_lose_operations.is_empty()
             || classified
-                .root_fields
-                .iter()
-                .any(|f| faults.commit_then_lose_fields.contains(f)));
+                .operation_name
+                .as_ref()
+                .is_some_and(|op| faults.commit_then_lose_operations.contains(op)));
     if lose {
         match faults.commit_then_lose {
             crate::faults::CommitThenLose::Off => {}

@@ -328,7 +328,11 @@ async fn resource_access_add_is_an_upsert_and_null_clears() {
     let a = sim.gql(&q, json!(null)).await;
     let edge = &a.data()["resourceAccessAdd"]["entity"]["access"]["edges"][0];
     assert_eq!(edge["expiresAt"], "2098-05-05T00:00:00.000000+00:00");
-    assert!(edge["securityPolicy"].is_null());
+    // A cleared policy reads as the network's default policy, as in Twingate, never null.
+    assert_eq!(
+        edge["securityPolicy"]["id"],
+        twingate_sim::global_id("SecurityPolicy", 1)
+    );
 }
 
 #[tokio::test]

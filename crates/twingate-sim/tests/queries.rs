@@ -228,13 +228,24 @@ async fn pagination_walks_250_users_in_pages() {
         a.data()["users"]["edges"].as_array().map(Vec::len),
         Some(100)
     );
-    let a = sim
-        .gql(
-            r#"{ users(first: 5, after: "bogus") { totalCount } }"#,
-            json!({}),
-        )
-        .await;
-    assert!(a.first_error().contains("Invalid cursor"));
+    // A cursor the server never gave out (the Twingate CLI sends "0" for its first page)
+    // answers the first page, as the real server does.
+    for bogus in ["0", "bogus"] {
+        let q = format!(
+            r#"{{ users(first: 5, after: "{bogus}") {{ edges {{ cursor }} pageInfo {{ hasPreviousPage }} }} }}"#
+        );
+        let a = sim.gql(&q, json!({})).await;
+        let first = sim
+            .gql("{ users(first: 5) { edges { cursor } } }", json!({}))
+            .await;
+        assert_eq!(
+            a.data()["users"]["edges"],
+            first.data()["users"]["edges"],
+            "after {bogus:?}: {}",
+            a.body
+        );
+        assert_eq!(a.data()["users"]["pageInfo"]["hasPreviousPage"], false);
+    }
 }
 
 #[tokio::test]
@@ -291,7 +302,11 @@ async fn resource_interface_fragments_aliases_and_access_edges() {
     assert_eq!(edge["node"]["__typename"], "Group");
     assert_eq!(edge["node"]["name"], "oncall");
     assert!(edge["expiresAt"].is_null());
-    assert!(edge["securityPolicy"].is_null());
+    // An edge created without a policy reports the effective default policy, not null.
+    assert_eq!(
+        edge["securityPolicy"]["id"],
+        twingate_sim::global_id("SecurityPolicy", 1)
+    );
     assert_eq!(d["second"]["__typename"], "NetworkResource");
     assert_eq!(
         d["second"]["access"]["edges"][0]["node"]["__typename"],
@@ -311,12 +326,13 @@ async fn introspection_describes_the_schema() {
             r#"{ __schema { queryType { name } mutationType { name } }
                  resource: __type(name: "Resource") { kind possibleTypes { name } }
                  principal: __type(name: "Principal") { kind possibleTypes { name } }
-                 mutation: __type(name: "Mutation") { fields { name args { name type { kind name ofType { kind name } } } } } }"#,
+                 mutation: __type(name: "MutationsRoot") { fields { name args { name type { kind name ofType { kind name } } } } } }"#,
             json!({}),
         )
         .await;
     let d = a.data();
-    assert_eq!(d["__schema"]["queryType"]["name"], "Query");
+    assert_eq!(d["__schema"]["queryType"]["name"], "QueriesRoot");
+    assert_eq!(d["__schema"]["mutationType"]["name"], "MutationsRoot");
     assert_eq!(d["resource"]["kind"], "INTERFACE");
     assert_eq!(d["resource"]["possibleTypes"][0]["name"], "NetworkResource");
     assert_eq!(d["principal"]["kind"], "UNION");
