@@ -110,6 +110,18 @@ fn opt_int_refs(
     ids.as_ref().map(|_| int_refs(arg, ids, kind)).transpose()
 }
 
+/// A nullable field that failed answers `null` beside its error, as Twingate does
+/// (`{"data":{"group":null},"errors":[…]}`), rather than failing the whole `data`.
+fn nullable<T>(ctx: &Context<'_>, result: Result<Option<T>>) -> Option<T> {
+    match result {
+        Ok(v) => v,
+        Err(e) => {
+            ctx.add_error(ctx.set_error_path(e.into_server_error(ctx.item.pos)));
+            None
+        }
+    }
+}
+
 // ---------- pagination ----------
 
 #[derive(SimpleObject, Clone)]
@@ -748,13 +760,16 @@ pub(crate) struct QueryRoot;
 
 #[Object(name = "QueriesRoot")]
 impl QueryRoot {
-    async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<UserNode>> {
-        let r = int_ref("id", &id, ids::USER)?;
-        Ok(shared(ctx)?.with_store(|s, _| {
-            r.key
-                .and_then(|pk| s.users.get(&pk))
-                .map(|u| UserNode(u.clone()))
-        }))
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> Option<UserNode> {
+        let read = || {
+            let r = int_ref("id", &id, ids::USER)?;
+            Ok(shared(ctx)?.with_store(|s, _| {
+                r.key
+                    .and_then(|pk| s.users.get(&pk))
+                    .map(|u| UserNode(u.clone()))
+            }))
+        };
+        nullable(ctx, read())
     }
 
     async fn users(
@@ -771,13 +786,16 @@ impl QueryRoot {
         Ok(UserConnection::from(page))
     }
 
-    async fn group(&self, ctx: &Context<'_>, id: ID) -> Result<Option<GroupNode>> {
-        let r = int_ref("id", &id, ids::GROUP)?;
-        Ok(shared(ctx)?.with_store(|s, _| {
-            r.key
-                .and_then(|pk| s.groups.get(&pk))
-                .map(|g| GroupNode(g.clone()))
-        }))
+    async fn group(&self, ctx: &Context<'_>, id: ID) -> Option<GroupNode> {
+        let read = || {
+            let r = int_ref("id", &id, ids::GROUP)?;
+            Ok(shared(ctx)?.with_store(|s, _| {
+                r.key
+                    .and_then(|pk| s.groups.get(&pk))
+                    .map(|g| GroupNode(g.clone()))
+            }))
+        };
+        nullable(ctx, read())
     }
 
     async fn groups(
@@ -813,13 +831,16 @@ impl QueryRoot {
         page(items, first, after).map(GroupConnection::from)
     }
 
-    async fn resource(&self, ctx: &Context<'_>, id: ID) -> Result<Option<ResourceNode>> {
-        let r = int_ref("id", &id, ids::RESOURCE)?;
-        Ok(shared(ctx)?.with_store(|s, _| {
-            r.key
-                .and_then(|pk| s.resources.get(&pk))
-                .map(|res| ResourceNode::NetworkResource(NetworkResource(res.clone())))
-        }))
+    async fn resource(&self, ctx: &Context<'_>, id: ID) -> Option<ResourceNode> {
+        let read = || {
+            let r = int_ref("id", &id, ids::RESOURCE)?;
+            Ok(shared(ctx)?.with_store(|s, _| {
+                r.key
+                    .and_then(|pk| s.resources.get(&pk))
+                    .map(|res| ResourceNode::NetworkResource(NetworkResource(res.clone())))
+            }))
+        };
+        nullable(ctx, read())
     }
 
     async fn resources(
@@ -843,17 +864,16 @@ impl QueryRoot {
         page(items, first, after).map(ResourceConnection::from)
     }
 
-    async fn service_account(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-    ) -> Result<Option<ServiceAccountNode>> {
-        let r = uuid_ref("id", &id, ids::SERVICE_ACCOUNT)?;
-        Ok(shared(ctx)?.with_store(|s, _| {
-            r.key
-                .and_then(|k| s.service_account(&k).cloned())
-                .map(ServiceAccountNode)
-        }))
+    async fn service_account(&self, ctx: &Context<'_>, id: ID) -> Option<ServiceAccountNode> {
+        let read = || {
+            let r = uuid_ref("id", &id, ids::SERVICE_ACCOUNT)?;
+            Ok(shared(ctx)?.with_store(|s, _| {
+                r.key
+                    .and_then(|k| s.service_account(&k).cloned())
+                    .map(ServiceAccountNode)
+            }))
+        };
+        nullable(ctx, read())
     }
 
     async fn service_accounts(
@@ -883,18 +903,22 @@ impl QueryRoot {
         ctx: &Context<'_>,
         id: Option<ID>,
         name: Option<String>,
-    ) -> Result<Option<KeyNode>> {
-        let r = id
-            .map(|id| uuid_ref("id", &id, ids::SERVICE_ACCOUNT_KEY))
-            .transpose()?;
-        Ok(shared(ctx)?.with_store(|s, now| {
-            let key = match (&r, &name) {
-                (Some(r), _) => r.key.as_ref().and_then(|k| s.key(k)),
-                (None, Some(name)) => s.keys.iter().find(|k| &k.name == name),
-                (None, None) => None,
-            };
-            key.cloned().map(|k| KeyNode(k, now))
-        }))
+    ) -> Option<KeyNode> {
+        let read = || {
+            let r = id
+                .as_ref()
+                .map(|id| uuid_ref("id", id, ids::SERVICE_ACCOUNT_KEY))
+                .transpose()?;
+            Ok(shared(ctx)?.with_store(|s, now| {
+                let key = match (&r, &name) {
+                    (Some(r), _) => r.key.as_ref().and_then(|k| s.key(k)),
+                    (None, Some(name)) => s.keys.iter().find(|k| &k.name == name),
+                    (None, None) => None,
+                };
+                key.cloned().map(|k| KeyNode(k, now))
+            }))
+        };
+        nullable(ctx, read())
     }
 }
 

@@ -47,8 +47,23 @@ async fn unparsable_id_is_a_top_level_error_and_missing_id_is_null() {
         .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.first_error(), "{'id': ['Unable to parse global ID']}");
-    assert!(a.body["data"]["group"].is_null());
+    // The failed nullable field is null in data beside its error: not data null, not absent.
+    assert_eq!(a.body["data"], json!({"group": null}), "{}", a.body);
     assert_eq!(a.body["errors"][0]["path"], json!(["group"]));
+    let oncall = sim.group_id("oncall");
+    let a = sim
+        .gql(
+            "query($bad: ID!, $good: ID!) { bad: group(id: $bad) { id } good: group(id: $good) { id } }",
+            json!({"bad": "garbage!", "good": oncall}),
+        )
+        .await;
+    assert_eq!(
+        a.body["data"],
+        json!({"bad": null, "good": {"id": oncall}}),
+        "{}",
+        a.body
+    );
+    assert_eq!(a.body["errors"][0]["path"], json!(["bad"]));
 
     let missing = twingate_sim::global_id("Group", 999);
     for (field, id) in [
