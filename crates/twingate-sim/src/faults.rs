@@ -72,6 +72,9 @@ pub struct Faults {
     pub null_entities: bool,
     /// How `expiresAt` of access edges is stored.
     pub expiry_precision: ExpiryPrecision,
+    /// Answer every request (API and base URL alike) with a 308 to this base URL, as a network
+    /// moved to another region does.
+    pub redirect_to: Option<String>,
 }
 
 impl Faults {

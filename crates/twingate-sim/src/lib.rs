@@ -132,6 +132,10 @@ fn router(state: AppState) -> Router {
                 axum::Json(serde_json::json!({"errors": [{"message": "Not found: the API is at POST /api/graphql/"}]})),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            transport::regional_redirect,
+        ))
         .with_state(state)
 }
 

@@ -138,6 +138,31 @@ fn rejection(data: &async_graphql::Value) -> Option<String> {
     })
 }
 
+/// The `redirect_to` fault: every request but the control surface's is sent on with a 308 to
+/// the same path on another base URL, as a network moved to another region is.
+pub(crate) async fn regional_redirect(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let faults = app.shared.faults();
+    match &faults.redirect_to {
+        Some(to) if !request.uri().path().starts_with("/_sim") => {
+            let path = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str());
+            let location = format!("{}{path}", to.trim_end_matches('/'));
+            (
+                StatusCode::PERMANENT_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+                .into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
 pub(crate) async fn graphql(
     State(app): State<AppState>,
     headers: HeaderMap,

@@ -123,7 +123,8 @@ pub(crate) struct ObjectVars {
     pub first: u32,
 }
 
-/// Every mutation answers `{ok, error, entity}`; `error` is a plain string.
+/// Every mutation answers `{ok, error, entity}`; `error` is a plain string and `entity` is
+/// nullable in the real schema.
 #[derive(Deserialize)]
 pub(crate) struct Payload<E> {
     pub ok: bool,
@@ -153,16 +154,13 @@ fn refusal(operation: &str, error: Option<String>) -> ProviderError {
 }
 
 impl<E> Payload<E> {
-    /// The entity of a successful mutation; `ok:true` without one is a failure too.
-    pub fn into_entity(self, operation: &str) -> ProviderResult<E> {
+    /// The entity of an accepted mutation, if the server sent one: `ok` decides success, and
+    /// `ok: true` with `entity: null` is a success (Twingate's own clients never read it).
+    pub fn accepted(self, operation: &str) -> ProviderResult<Option<E>> {
         if !self.ok {
             return Err(refusal(operation, self.error));
         }
-        self.entity.ok_or_else(|| {
-            ProviderError::Rejected(format!(
-                "{operation}: answered ok without the changed object"
-            ))
-        })
+        Ok(self.entity)
     }
 }
 
@@ -192,7 +190,7 @@ mod tests {
         )
         .expect("payload");
         assert!(matches!(
-            gone.into_entity("groupDelete"),
+            gone.accepted("groupDelete"),
             Err(ProviderError::AlreadyGone(_))
         ));
 
@@ -205,13 +203,10 @@ mod tests {
     }
 
     #[test]
-    fn ok_without_entity_is_rejected() {
+    fn ok_without_entity_is_accepted() {
         let p: Payload<IdNode> =
             serde_json::from_str(r#"{"ok":true,"error":null,"entity":null}"#).expect("payload");
-        assert!(matches!(
-            p.into_entity("groupCreate"),
-            Err(ProviderError::Rejected(_))
-        ));
+        assert!(matches!(p.accepted("groupUpdate"), Ok(None)));
     }
 
     #[test]
