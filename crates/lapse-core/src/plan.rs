@@ -21,6 +21,12 @@ use crate::provider::{
 /// both sides round timestamps, and rewriting an edge for less than this would waste a write.
 const EXPIRY_SLACK: Duration = Duration::seconds(1);
 
+/// How far a remote expiry may fall short of one lapse has already written, confirmed, before
+/// it counts as changed: a server that stores `expiresAt` truncated to the minute reports up to
+/// this much less. Rewriting for that would repeat every sweep and never converge, so an edge
+/// is rewritten at most once for one wanted expiry. Falling short only ends access earlier.
+const STORED_EXPIRY_SLACK: Duration = Duration::minutes(1);
+
 /// Tunables of the planner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanConfig {
@@ -562,8 +568,18 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
                 // Remote and stored timestamps are rounded (to microseconds, or less): an expiry
                 // only counts as stale when it is short of the wanted one by more than that.
                 let short = |s: DateTime<Utc>, want: DateTime<Utc>| s + EXPIRY_SLACK < want;
+                // This very expiry was written and confirmed: the server keeps it as coarsely as
+                // it keeps it; only a larger shortfall (someone changed it) is written again.
+                let written = oe.confirmed && oe.expires_at == *expiry;
+                let seen_short = |s: DateTime<Utc>, want: DateTime<Utc>| {
+                    if written {
+                        s + STORED_EXPIRY_SLACK < want
+                    } else {
+                        short(s, want)
+                    }
+                };
                 let stale_expiry = match (observed_expiry(world.observed, edge), expiry) {
-                    (Some(seen_exp), Some(want)) => seen_exp.is_some_and(|s| short(s, *want)),
+                    (Some(seen_exp), Some(want)) => seen_exp.is_some_and(|s| seen_short(s, *want)),
                     (None, Some(want)) => oe.expires_at.is_some_and(|s| short(s, *want)),
                     _ => false,
                 };
