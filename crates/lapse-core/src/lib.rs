@@ -3,6 +3,7 @@
 //! Nothing in this crate performs IO or reads the clock: time is always passed in.
 
 pub mod access_list;
+pub mod backoff;
 pub mod grant;
 pub mod ownership;
 pub mod plan;

@@ -244,16 +244,6 @@ pub fn key_days(ttl: Duration) -> u16 {
     u16::try_from(days.clamp(1, 365)).unwrap_or(365)
 }
 
-/// Capped exponential backoff with full jitter: `jitter` in `[0, 1)` picks the point.
-pub fn backoff(attempts: u32, base: Duration, cap: Duration, jitter: f64) -> Duration {
-    let exp = base
-        .num_milliseconds()
-        .saturating_mul(1_i64 << attempts.min(20));
-    let ceiling = exp.min(cap.num_milliseconds()).max(1);
-    let ms = (ceiling as f64 * jitter.clamp(0.0, 1.0)) as i64;
-    Duration::milliseconds(ms.max(base.num_milliseconds() / 10))
-}
-
 /// The edges a grant needs, with the expiry to set on access edges.
 ///
 /// An ephemeral grant's edges hang on its group: none while the group has no remote id, and none

@@ -16,7 +16,7 @@ use lapse_core::provider::{
 };
 use lapse_core::{
     AccessProvider, Edge, EdgeKind, Grant, GrantId, GrantState, ObjectKind, OwnedEdge, OwnedObject,
-    RemoteId,
+    RemoteId, RetryState,
 };
 use lapse_store::{Batch, NewHistory, Store};
 use serde_json::json;
@@ -105,6 +105,9 @@ pub struct Engine<P> {
     rx: mpsc::Receiver<Command>,
     handle: EngineHandle,
     read_backoff: HashMap<Container, DateTime<Utc>>,
+    /// Backoff of writes that belong to no grant lapse holds (clean-up of what ended grants
+    /// left), which have no grant to keep it on. Keyed by the write itself; kept across passes.
+    orphan_retry: HashMap<String, RetryState>,
     sweep_limiter: DefaultDirectRateLimiter,
     reported: HashSet<String>,
     alarmed: HashSet<GrantId>,
@@ -168,6 +171,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             rx,
             handle,
             read_backoff: HashMap::new(),
+            orphan_retry: HashMap::new(),
             reported: HashSet::new(),
             alarmed: HashSet::new(),
             passes: 0,
@@ -360,6 +364,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
         };
         let mut batch = Batch::default();
         let (mut revokes, mut reads, mut applies) = (Vec::new(), Vec::new(), Vec::new());
+        let mut orphans_planned = HashSet::new();
         for action in planned.actions {
             match action {
                 Action::Transition { grant, to } => {
@@ -414,6 +419,18 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     reads.push(Action::Observe { container, sweep });
                 }
                 a => {
+                    if let Some(key) = self.orphan_key(&a) {
+                        let wait = self
+                            .orphan_retry
+                            .get(&key)
+                            .and_then(|r| r.next_attempt_at)
+                            .filter(|t| *t > now);
+                        orphans_planned.insert(key);
+                        if let Some(t) = wait {
+                            report.next_wake = Some(report.next_wake.map_or(t, |w| w.min(t)));
+                            continue;
+                        }
+                    }
                     if a.priority() == Priority::Revoke {
                         self.record_intent(&a, &mut batch);
                         revokes.push(a);
@@ -427,6 +444,8 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 }
             }
         }
+        // A clean-up the planner no longer asks for needs no backoff any more.
+        self.orphan_retry.retain(|k, _| orphans_planned.contains(k));
         // Intent is durable before any remote call it describes.
         let intents = !batch.is_empty();
         self.commit(std::mem::take(&mut batch)).await?;
@@ -633,14 +652,42 @@ impl<P: AccessProvider + 'static> Engine<P> {
 
     fn succeeded(&mut self, action: Action, effect: Effect, now: DateTime<Utc>, batch: &mut Batch) {
         metrics::counter!("lapse_actions_total", "action" => action_name(&action), "outcome" => "ok").increment(1);
+        if let Some(key) = self.orphan_key(&action) {
+            self.orphan_retry.remove(&key);
+        }
         match action {
-            Action::Observe { container, .. } => {
-                self.read_backoff.remove(&container);
-                if let Effect::Read(reading) = effect {
-                    let objects: Vec<&OwnedObject> = self.objects.items.iter().collect();
-                    observe::record(&mut self.observed, &container, reading, &objects, now);
-                }
+            Action::Observe { container, .. } => self.succeeded_read(container, effect, now),
+            Action::CreateGroup { .. }
+            | Action::DeleteGroup { .. }
+            | Action::UpdateGroupUsers { .. } => self.succeeded_group(action, effect, now, batch),
+            Action::AddAccess { .. }
+            | Action::RemoveAccess { .. }
+            | Action::UpdateServiceResources { .. } => self.succeeded_access(action, now, batch),
+            Action::CreateKey { .. } | Action::RevokeKey { .. } | Action::DeleteKey { .. } => {
+                self.succeeded_key(action, effect, now, batch)
             }
+            _ => {}
+        }
+    }
+
+    /// A reading: kept as the latest observation of its container.
+    fn succeeded_read(&mut self, container: Container, effect: Effect, now: DateTime<Utc>) {
+        self.read_backoff.remove(&container);
+        if let Effect::Read(reading) = effect {
+            let objects: Vec<&OwnedObject> = self.objects.items.iter().collect();
+            observe::record(&mut self.observed, &container, reading, &objects, now);
+        }
+    }
+
+    /// lapse's own groups and group membership.
+    fn succeeded_group(
+        &mut self,
+        action: Action,
+        effect: Effect,
+        now: DateTime<Utc>,
+        batch: &mut Batch,
+    ) {
+        match action {
             Action::CreateGroup {
                 grant,
                 name,
@@ -658,31 +705,6 @@ impl<P: AccessProvider + 'static> Engine<P> {
                         ENGINE,
                         "group-created",
                         json!({ "name": name, "group": id }),
-                        now,
-                    ));
-                    self.succeeded_for(&[grant], batch);
-                }
-            }
-            Action::CreateKey {
-                grant,
-                service_account,
-                name,
-                expiration_days,
-            } => {
-                if let Effect::Key(created) = effect {
-                    observe::key_changed(&mut self.observed, &service_account, created.key.clone());
-                    if let Some(o) = self.objects.get_mut(&(grant, ObjectKind::Key)) {
-                        o.remote_id = Some(created.key.id.clone());
-                        batch.put_objects.push(o.clone());
-                    }
-                    if let Ok(mut tokens) = self.handle.tokens.lock() {
-                        tokens.insert(grant, (created.token, now));
-                    }
-                    batch.history.push(history(
-                        Some(grant),
-                        ENGINE,
-                        "key-created",
-                        json!({ "name": name, "key": created.key.id, "expiration_days": expiration_days }),
                         now,
                     ));
                     self.succeeded_for(&[grant], batch);
@@ -735,6 +757,13 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 }
                 self.succeeded_for(&grants, batch);
             }
+            _ => {}
+        }
+    }
+
+    /// Access edges of resources, for groups and service accounts.
+    fn succeeded_access(&mut self, action: Action, now: DateTime<Utc>, batch: &mut Batch) {
+        match action {
             Action::AddAccess {
                 resource,
                 add,
@@ -792,6 +821,44 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     now,
                 ));
                 self.succeeded_for(&grants, batch);
+            }
+            _ => {}
+        }
+    }
+
+    /// Service keys: the token is handed to the requester, never stored.
+    fn succeeded_key(
+        &mut self,
+        action: Action,
+        effect: Effect,
+        now: DateTime<Utc>,
+        batch: &mut Batch,
+    ) {
+        match action {
+            Action::CreateKey {
+                grant,
+                service_account,
+                name,
+                expiration_days,
+            } => {
+                if let Effect::Key(created) = effect {
+                    observe::key_changed(&mut self.observed, &service_account, created.key.clone());
+                    if let Some(o) = self.objects.get_mut(&(grant, ObjectKind::Key)) {
+                        o.remote_id = Some(created.key.id.clone());
+                        batch.put_objects.push(o.clone());
+                    }
+                    if let Ok(mut tokens) = self.handle.tokens.lock() {
+                        tokens.insert(grant, (created.token, now));
+                    }
+                    batch.history.push(history(
+                        Some(grant),
+                        ENGINE,
+                        "key-created",
+                        json!({ "name": name, "key": created.key.id, "expiration_days": expiration_days }),
+                        now,
+                    ));
+                    self.succeeded_for(&[grant], batch);
+                }
             }
             Action::RevokeKey { grant, key, owned } => {
                 if owned && let Some(o) = self.objects.get_mut(&(grant, ObjectKind::Key)) {
@@ -885,6 +952,25 @@ impl<P: AccessProvider + 'static> Engine<P> {
         let grants = action_grants(&action);
         let revoking = action.priority() == Priority::Revoke;
         warn!(action = action_name(&action), error = %err, grants = grants.len(), "remote call failed");
+        if let Some(key) = self.orphan_key(&action) {
+            let attempts = self
+                .orphan_retry
+                .get(&key)
+                .map_or(0, |r| r.attempts)
+                .saturating_add(1);
+            let mut wait = retry_wait(&self.cfg, attempts, rand::random());
+            if let Some(after) = err.retry_after().and_then(|d| Duration::from_std(d).ok()) {
+                wait = wait.max(after);
+            }
+            self.orphan_retry.insert(
+                key,
+                RetryState {
+                    attempts,
+                    next_attempt_at: Some(now + wait),
+                    last_error: Some(err.to_string()),
+                },
+            );
+        }
         if let Action::Observe { container, .. } = &action {
             self.read_backoff
                 .insert(container.clone(), now + Duration::seconds(1));
@@ -944,6 +1030,16 @@ impl<P: AccessProvider + 'static> Engine<P> {
         }
     }
 
+    /// The key of a write no grant lapse holds answers for, whose backoff lives in
+    /// `orphan_retry`: the whole write, so that only an identical repeat waits.
+    fn orphan_key(&self, action: &Action) -> Option<String> {
+        let orphan = action.is_write()
+            && action_grants(action)
+                .iter()
+                .all(|id| self.grants.get(id).is_none());
+        orphan.then(|| format!("{action:?}"))
+    }
+
     /// The ephemeral groups of lapse's own that an action writes to.
     fn own_groups_in(&self, action: &Action) -> Vec<RemoteId> {
         let own = |id: &RemoteId| {
@@ -977,12 +1073,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             };
             g.retry.attempts = g.retry.attempts.saturating_add(1);
             let jitter: f64 = rand::random();
-            let mut wait = plan::backoff(
-                g.retry.attempts,
-                self.cfg.backoff_base,
-                self.cfg.backoff_cap,
-                jitter,
-            );
+            let mut wait = retry_wait(&self.cfg, g.retry.attempts, jitter);
             if let Some(after) = err.retry_after().and_then(|d| Duration::from_std(d).ok()) {
                 wait = wait.max(after);
             }
@@ -1032,6 +1123,18 @@ impl<P: AccessProvider + 'static> Engine<P> {
             h.by_state = by_state;
         }
     }
+}
+
+/// The engine's retry schedule, the one lapse uses everywhere.
+fn retry_wait(cfg: &EngineConfig, attempts: u32, jitter: f64) -> Duration {
+    let std = |d: Duration| d.to_std().unwrap_or_default();
+    let wait = lapse_core::backoff::backoff(
+        attempts,
+        std(cfg.backoff_base),
+        std(cfg.backoff_cap),
+        jitter,
+    );
+    Duration::from_std(wait).unwrap_or(cfg.backoff_cap)
 }
 
 fn has_additions(action: &Action) -> bool {

@@ -13,8 +13,8 @@ use crate::ops::groups::{
 };
 use crate::ops::keys::{KeyCreate, KeyCreateVars, KeyDelete, KeyRevoke};
 use crate::ops::resources::{
-    AccessInput, AccessPolicyInput, Resource, ResourceAccessAdd, ResourceAccessAddVars, ResourceAccessRemove,
-    ResourceAccessRemoveVars, ResourcesByName,
+    AccessInput, AccessPolicyInput, Resource, ResourceAccessAdd, ResourceAccessAddVars,
+    ResourceAccessRemove, ResourceAccessRemoveVars, ResourcesByName,
 };
 use crate::ops::service_accounts::{
     ServiceAccount, ServiceAccountUpdateResources, ServiceAccountUpdateResourcesVars,

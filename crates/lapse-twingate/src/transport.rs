@@ -5,7 +5,6 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use lapse_core::provider::{Priority, ProviderError, ProviderResult};
-use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
@@ -154,9 +153,8 @@ impl Transport {
             })?;
         let at = answer.url();
         let origin = at.origin().ascii_serialization();
-        let configured_url = reqwest::Url::parse(configured).map_err(|e| {
-            ProviderError::Misconfigured(format!("base URL {configured}: {e}"))
-        })?;
+        let configured_url = reqwest::Url::parse(configured)
+            .map_err(|e| ProviderError::Misconfigured(format!("base URL {configured}: {e}")))?;
         if configured_url.origin() == at.origin() {
             return Ok(Api {
                 base_url: configured.clone(),
@@ -472,11 +470,7 @@ fn retry_after(value: Option<&HeaderValue>) -> Duration {
 
 /// Full jitter over a capped exponential, so retrying clients do not move in step.
 fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(BACKOFF_CAP);
-    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(rand::rng().random_range(0..=millis))
+    lapse_core::backoff::backoff(attempt, BACKOFF_BASE, BACKOFF_CAP, rand::random())
 }
 
 /// An error with its causes, which is where reqwest keeps the useful part.

@@ -148,10 +148,7 @@ pub(crate) async fn regional_redirect(
     let faults = app.shared.faults();
     match &faults.redirect_to {
         Some(to) if !request.uri().path().starts_with("/_sim") => {
-            let path = request
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str());
+            let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
             let location = format!("{}{path}", to.trim_end_matches('/'));
             (
                 StatusCode::PERMANENT_REDIRECT,
