@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::grant::{Grant, GrantId, GrantSpec, GrantState};
+use crate::grant::{Grant, GrantId, GrantSpec, GrantState, Principal};
 use crate::ownership::{Edge, EdgeKind, ObjectKind, OwnedEdge, OwnedObject};
 use crate::provider::{
     AccessToAdd, GroupInfo, KeyStatus, Priority, RemoteId, ResourceInfo, ServiceAccountInfo,
@@ -876,56 +876,24 @@ fn plan_group_object(
         Some(id) => {
             // Live: repair drift inside lapse's own group, which the sweep reads even if nothing
             // else ever did (a group deleted remotely, strangers added to it).
-            if !observed.groups.contains_key(id) {
-                p.sweep(Container::Group(id.clone()));
-            }
-            if let Some(obs) = observed.groups.get(id) {
-                match &obs.value {
-                    None => {
-                        p.actions.push(Action::ReportDrift {
-                            detail: format!(
-                                "group {} ({id}) of grant {} was deleted remotely; recreating it",
-                                o.name, o.grant
-                            ),
-                        });
-                        p.forget(o);
-                    }
-                    Some(info) => {
-                        if let Some(GrantSpec::EphemeralGroup { users, resources }) =
-                            grant.map(|g| &g.spec)
-                        {
-                            let want: BTreeSet<&RemoteId> = users.iter().map(|u| &u.id).collect();
-                            let have: BTreeSet<&RemoteId> = info.users.iter().collect();
-                            let add: Vec<RemoteId> =
-                                want.difference(&have).map(|r| (*r).clone()).collect();
-                            let remove: Vec<RemoteId> =
-                                have.difference(&want).map(|r| (*r).clone()).collect();
-                            if !remove.is_empty() {
-                                p.actions.push(Action::ReportDrift {
-                                    detail: format!("{} user(s) not granted were found in lapse's group {}; removing them", remove.len(), o.name),
-                                });
-                            }
-                            if !add.is_empty() || !remove.is_empty() {
-                                let b = p
-                                    .batches
-                                    .entry((EdgeKind::Membership, id.clone()))
-                                    .or_default();
-                                b.add.extend(add.into_iter().map(|a| (a, None)));
-                                b.remove.extend(remove);
-                                b.grants.insert(o.grant);
-                            }
-                            if !p.cfg.ephemeral_backstop {
-                                let missing: Vec<RemoteId> = resources
-                                    .iter()
-                                    .filter(|r| !info.resources.contains(&r.id))
-                                    .map(|r| r.id.clone())
-                                    .collect();
-                                for r in missing {
-                                    let b = p.batches.entry((EdgeKind::Access, r)).or_default();
-                                    b.add.insert(id.clone(), None);
-                                    b.grants.insert(o.grant);
-                                }
-                            }
+            match observed.groups.get(id).map(|obs| &obs.value) {
+                None => p.sweep(Container::Group(id.clone())),
+                Some(None) => {
+                    p.actions.push(Action::ReportDrift {
+                        detail: format!(
+                            "group {} ({id}) of grant {} was deleted remotely; recreating it",
+                            o.name, o.grant
+                        ),
+                    });
+                    p.forget(o);
+                }
+                Some(Some(info)) => {
+                    if let Some(GrantSpec::EphemeralGroup { users, resources }) =
+                        grant.map(|g| &g.spec)
+                    {
+                        repair_own_members(p, o, id, info, users);
+                        if !p.cfg.ephemeral_backstop {
+                            repair_own_access(p, o, id, info, resources);
                         }
                     }
                 }
@@ -939,6 +907,58 @@ fn plan_group_object(
                 });
             }
         }
+    }
+}
+
+/// Members of lapse's own group that the grant does not name are removed (and reported); the
+/// ones it names and the group lacks are added back.
+fn repair_own_members(
+    p: &mut Planner<'_>,
+    o: &OwnedObject,
+    id: &RemoteId,
+    info: &GroupInfo,
+    users: &[Principal],
+) {
+    let want: BTreeSet<&RemoteId> = users.iter().map(|u| &u.id).collect();
+    let have: BTreeSet<&RemoteId> = info.users.iter().collect();
+    let add: Vec<RemoteId> = want.difference(&have).map(|r| (*r).clone()).collect();
+    let remove: Vec<RemoteId> = have.difference(&want).map(|r| (*r).clone()).collect();
+    if !remove.is_empty() {
+        p.actions.push(Action::ReportDrift {
+            detail: format!(
+                "{} user(s) not granted were found in lapse's group {}; removing them",
+                remove.len(),
+                o.name
+            ),
+        });
+    }
+    if add.is_empty() && remove.is_empty() {
+        return;
+    }
+    let b = p
+        .batches
+        .entry((EdgeKind::Membership, id.clone()))
+        .or_default();
+    b.add.extend(add.into_iter().map(|a| (a, None)));
+    b.remove.extend(remove);
+    b.grants.insert(o.grant);
+}
+
+/// Resources the grant names that lapse's own group lost access to get it back.
+fn repair_own_access(
+    p: &mut Planner<'_>,
+    o: &OwnedObject,
+    id: &RemoteId,
+    info: &GroupInfo,
+    resources: &[Principal],
+) {
+    for r in resources.iter().filter(|r| !info.resources.contains(&r.id)) {
+        let b = p
+            .batches
+            .entry((EdgeKind::Access, r.id.clone()))
+            .or_default();
+        b.add.insert(id.clone(), None);
+        b.grants.insert(o.grant);
     }
 }
 
