@@ -10,6 +10,39 @@ pub(crate) mod resources;
 pub(crate) mod service_accounts;
 pub(crate) mod users;
 
+/// Every GraphQL document this client sends, by operation name: for checking them against
+/// Twingate's schema (the journal of a stand-in shows the same names with the variables sent).
+pub fn documents() -> Vec<(&'static str, &'static str)> {
+    fn doc<O: Operation>() -> (&'static str, &'static str) {
+        (O::NAME, O::DOCUMENT)
+    }
+    vec![
+        doc::<groups::GroupsByName>(),
+        doc::<groups::GroupsByPrefix>(),
+        doc::<groups::Group>(),
+        doc::<groups::GroupUsersPage>(),
+        doc::<groups::GroupResourcesPage>(),
+        doc::<groups::GroupCreate>(),
+        doc::<groups::GroupUpdateUsers>(),
+        doc::<groups::GroupDelete>(),
+        doc::<keys::KeyCreate>(),
+        doc::<keys::KeyRevoke>(),
+        doc::<keys::KeyDelete>(),
+        doc::<resources::ResourcesByName>(),
+        doc::<resources::Resource>(),
+        doc::<resources::ResourceAccessPage>(),
+        doc::<resources::ResourceAccessAdd>(),
+        doc::<resources::ResourceAccessRemove>(),
+        doc::<service_accounts::ServiceAccountsByName>(),
+        doc::<service_accounts::ServiceAccount>(),
+        doc::<service_accounts::ServiceAccountResourcesPage>(),
+        doc::<service_accounts::ServiceAccountKeysPage>(),
+        doc::<service_accounts::ServiceAccountUpdateResources>(),
+        doc::<users::UsersByEmail>(),
+        doc::<users::User>(),
+    ]
+}
+
 /// One GraphQL document with its variables and the shape of its `data`.
 pub(crate) trait Operation {
     /// The `operationName`, also used in logs and error messages.
