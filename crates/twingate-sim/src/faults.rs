@@ -75,6 +75,10 @@ pub struct Faults {
     /// Answer every request (API and base URL alike) with a 308 to this base URL, as a network
     /// moved to another region does.
     pub redirect_to: Option<String>,
+    /// Operations (journal names) answered HTTP 503 without being applied.
+    pub fail_operations: Vec<String>,
+    /// Mutations (journal names) refused with `ok: false` and an error, without being applied.
+    pub refuse_operations: Vec<String>,
 }
 
 impl Faults {
@@ -94,6 +98,12 @@ impl Faults {
                 self.commit_then_lose_operations
                     .iter()
                     .map(|k| ("commit_then_lose_operations", k)),
+            )
+            .chain(self.fail_operations.iter().map(|k| ("fail_operations", k)))
+            .chain(
+                self.refuse_operations
+                    .iter()
+                    .map(|k| ("refuse_operations", k)),
             );
         for (setting, key) in keys {
             let mut chars = key.chars();

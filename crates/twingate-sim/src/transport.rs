@@ -302,6 +302,40 @@ pub(crate) async fn graphql(
         )
             .into_response();
     }
+    let named = |list: &[String]| {
+        classified
+            .operation_name
+            .as_ref()
+            .is_some_and(|op| list.contains(op))
+    };
+    if named(&faults.fail_operations) {
+        record(
+            entry,
+            503,
+            Outcome::Fault("fail_operations: http 503".into()),
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body><h1>503 Service Unavailable</h1></body></html>",
+        )
+            .into_response();
+    }
+    if classified.is_mutation && named(&faults.refuse_operations) {
+        let message = "Refused by the stand-in (refuse_operations)";
+        let data: serde_json::Map<String, serde_json::Value> = classified
+            .root_fields
+            .iter()
+            .map(|f| {
+                (
+                    f.clone(),
+                    serde_json::json!({"ok": false, "error": message}),
+                )
+            })
+            .collect();
+        record(entry, 200, Outcome::Rejected(message.into()));
+        return json_ok(serde_json::json!({ "data": data }).to_string().into_bytes());
+    }
     if draw_reset < faults.reset_rate {
         record(entry, 0, Outcome::Fault("connection reset".into()));
         return dropped_connection();
