@@ -136,7 +136,7 @@ impl Transport {
         let configured = &self.base_url;
         let answer = self
             .probe
-            .get(format!("{configured}/"))
+            .get(format!("{configured}/api/graphql/"))
             .send()
             .await
             .map_err(|e| {
@@ -166,8 +166,16 @@ impl Transport {
                 "{configured} redirects to {origin}, which is not https; refusing to send the key there"
             )));
         }
-        let path = configured_url.path().trim_end_matches('/');
-        let base_url = format!("{origin}{path}");
+        // Only a move of the API itself counts: a redirect to some other page (a login page,
+        // say) is not the network's address, and the calls will say what is wrong.
+        let Some(prefix) = at.path().strip_suffix("/api/graphql/") else {
+            tracing::warn!(configured = %configured, to = %at, "the base URL redirects away from the API; keeping it");
+            return Ok(Api {
+                base_url: configured.clone(),
+                endpoint: format!("{configured}/api/graphql/"),
+            });
+        };
+        let base_url = format!("{origin}{prefix}");
         tracing::info!(configured = %configured, regional = %base_url, "the network answers at its regional address");
         Ok(Api {
             endpoint: format!("{base_url}/api/graphql/"),
