@@ -500,8 +500,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             batch.grants.iter().map(|g| (g.id, g.state)).collect();
         self.store.commit(batch).await?;
         for (id, _) in &finished {
-            self.grants.remove(id);
-            self.alarmed.remove(id);
+            self.drop_if_done(*id);
         }
         let at = Utc::now();
         for (grant, state) in changed {
@@ -556,8 +555,20 @@ impl<P: AccessProvider + 'static> Engine<P> {
         true
     }
 
+    /// A finished grant leaves memory once it owns no object: a failed grant whose key or group
+    /// may exist under its name stays, so the planner (which needs the grant's service account
+    /// to find a key) revokes and deletes what it made.
+    fn drop_if_done(&mut self, id: GrantId) {
+        let finished = self.grants.get(&id).is_some_and(|g| g.state.is_terminal());
+        if finished && !self.objects.items.iter().any(|o| o.grant == id) {
+            self.grants.remove(&id);
+            self.alarmed.remove(&id);
+        }
+    }
+
     fn forget_object(&mut self, grant: GrantId, kind: ObjectKind, batch: &mut Batch) {
         if let Some(o) = self.objects.remove(&(grant, kind)) {
+            self.drop_if_done(grant);
             if let (ObjectKind::Group, Some(gid)) = (kind, &o.remote_id) {
                 // Edges that hung on lapse's own group went with it.
                 let hanging: Vec<Edge> = self
@@ -1103,7 +1114,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             *by_state
                 .entry(format!("{}:{}", g.kind().as_str(), g.state.as_str()))
                 .or_default() += 1;
-            if now > g.ends_at() {
+            if now > g.ends_at() && !g.state.is_terminal() {
                 overdue += 1;
                 oldest = oldest.max((now - g.ends_at()).num_milliseconds() as f64 / 1000.0);
             }

@@ -228,3 +228,45 @@ async fn an_expiry_stored_to_the_minute_is_written_once_not_every_sweep() {
         .count();
     assert_eq!(adds, 1, "written once; log:\n{}", tail(&env.log()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_for_a_grant_that_failed_is_revoked_and_deleted() {
+    let mut env = Env::new("").await;
+    // The key is created, but the answer is an error: the grant fails with a key under its name
+    // whose token nobody holds.
+    env.sim
+        .set_faults(Faults {
+            error_after_commit_operations: vec!["ServiceAccountKeyCreate".into()],
+            ..Faults::none()
+        })
+        .expect("faults the sim accepts");
+    env.start().await;
+    let (s, key) = env
+        .grant(json!({"kind": "service-key", "service_account": "ci-deployer", "duration": "1h", "reason": "INC-11"}))
+        .await;
+    assert_eq!(s, 201, "{key}");
+    env.wait_state(&id_of(&key), "failed", WITHIN).await;
+    let key_name = format!("lapse-{}", id_of(&key).to_lowercase());
+    let named = |env: &Env| {
+        env.snapshot()
+            .service_account_named("ci-deployer")
+            .map(|s| s.keys.iter().filter(|k| k.name == key_name).count())
+            .unwrap_or(0)
+    };
+    assert!(
+        calls(&env, "ServiceAccountKeyCreate")
+            .iter()
+            .any(|j| j.mutation_applied),
+        "the key was made"
+    );
+    assert!(
+        eventually(WITHIN, || async { named(&env) == 0 }).await,
+        "the failed grant's key was revoked and deleted; log:\n{}",
+        tail(&env.log())
+    );
+    assert!(
+        calls(&env, "ServiceAccountKeyRevoke")
+            .iter()
+            .any(|j| j.mutation_applied)
+    );
+}

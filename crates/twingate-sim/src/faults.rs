@@ -79,6 +79,9 @@ pub struct Faults {
     pub fail_operations: Vec<String>,
     /// Mutations (journal names) refused with `ok: false` and an error, without being applied.
     pub refuse_operations: Vec<String>,
+    /// Mutations (journal names) applied, then answered with a top-level error and no data, as
+    /// a server failing after the write does.
+    pub error_after_commit_operations: Vec<String>,
 }
 
 impl Faults {
@@ -104,6 +107,11 @@ impl Faults {
                 self.refuse_operations
                     .iter()
                     .map(|k| ("refuse_operations", k)),
+            )
+            .chain(
+                self.error_after_commit_operations
+                    .iter()
+                    .map(|k| ("error_after_commit_operations", k)),
             );
         for (setting, key) in keys {
             let mut chars = key.chars();

@@ -366,6 +366,15 @@ pub(crate) async fn graphql(
         }
     };
 
+    if entry.mutation_applied && named(&faults.error_after_commit_operations) {
+        let message = "Internal server error (error_after_commit_operations)";
+        record(entry, 200, Outcome::Fault(message.into()));
+        return json_ok(
+            serde_json::json!({"data": null, "errors": [{"message": message}]})
+                .to_string()
+                .into_bytes(),
+        );
+    }
     let lose = entry.mutation_applied
         && (faults.commit_then_lose_operations.is_empty()
             || classified
