@@ -4,6 +4,7 @@
 
 pub mod access_list;
 pub mod grant;
+pub mod history;
 pub mod ownership;
 pub mod plan;
 pub mod policy;
@@ -14,6 +15,7 @@ pub use grant::{Grant, GrantId, GrantKind, GrantSpec, GrantState, Principal, Ret
 pub use ownership::{Edge, EdgeKind, OwnedEdge};
 pub const REMOTE_PREFIX: &str = "lapse-";
 
+pub use history::HistoryEvent;
 pub use ownership::{ObjectKind, OwnedObject};
 pub use provider::{AccessProvider, ProviderError, RemoteId};
 pub use request::{RequestState, Transition};

@@ -15,8 +15,8 @@ use lapse_core::provider::{
     CreatedKey, ErrorClass, KeyInfo, KeyStatus, PrincipalKind, Priority, ProviderError,
 };
 use lapse_core::{
-    AccessProvider, Edge, EdgeKind, Grant, GrantId, GrantState, ObjectKind, OwnedEdge, OwnedObject,
-    RemoteId,
+    AccessProvider, Edge, EdgeKind, Grant, GrantId, GrantState, HistoryEvent, ObjectKind,
+    OwnedEdge, OwnedObject, RemoteId,
 };
 use lapse_store::{Batch, NewHistory, Store};
 use serde_json::json;
@@ -124,7 +124,7 @@ fn object_key(o: &OwnedObject) -> (GrantId, ObjectKind) {
 fn history(
     grant: Option<GrantId>,
     actor: &str,
-    event: &str,
+    event: HistoryEvent,
     detail: serde_json::Value,
     at: DateTime<Utc>,
 ) -> NewHistory {
@@ -132,7 +132,7 @@ fn history(
         at,
         grant_id: grant,
         actor: actor.to_owned(),
-        event: event.to_owned(),
+        event: event.as_str().to_owned(),
         detail,
     }
 }
@@ -285,7 +285,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             history: vec![history(
                 Some(id),
                 actor,
-                "revoke-requested",
+                HistoryEvent::RevokeRequested,
                 json!({ "reason": reason }),
                 now,
             )],
@@ -331,7 +331,13 @@ impl<P: AccessProvider + 'static> Engine<P> {
             json!({ "reason": reason, "from": from, "to": new_expires_at, "request": request });
         let batch = Batch {
             grants: vec![g.clone()],
-            history: vec![history(Some(id), actor, "extended", detail, now)],
+            history: vec![history(
+                Some(id),
+                actor,
+                HistoryEvent::Extended,
+                detail,
+                now,
+            )],
             ..Batch::default()
         };
         self.store.commit(batch).await?;
@@ -385,7 +391,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                         batch.history.push(history(
                             Some(grant),
                             ENGINE,
-                            "adopted",
+                            HistoryEvent::Adopted,
                             json!({ "kind": kind.as_str(), "remote_id": remote_id, "name": o.name }),
                             now,
                         ));
@@ -398,7 +404,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                         batch.history.push(history(
                             None,
                             ENGINE,
-                            "drift",
+                            HistoryEvent::Drift,
                             json!({ "detail": detail }),
                             now,
                         ));
@@ -531,9 +537,13 @@ impl<P: AccessProvider + 'static> Engine<P> {
         }
         info!(grant = %id, from = from.as_str(), to = to.as_str(), "grant state");
         batch.grants.push(g.clone());
-        batch
-            .history
-            .push(history(Some(id), ENGINE, to.as_str(), detail, now));
+        batch.history.push(history(
+            Some(id),
+            ENGINE,
+            HistoryEvent::entered(to),
+            detail,
+            now,
+        ));
         true
     }
 
@@ -656,7 +666,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     batch.history.push(history(
                         Some(grant),
                         ENGINE,
-                        "group-created",
+                        HistoryEvent::GroupCreated,
                         json!({ "name": name, "group": id }),
                         now,
                     ));
@@ -681,7 +691,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     batch.history.push(history(
                         Some(grant),
                         ENGINE,
-                        "key-created",
+                        HistoryEvent::KeyCreated,
                         json!({ "name": name, "key": created.key.id, "expiration_days": expiration_days }),
                         now,
                     ));
@@ -702,8 +712,8 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     self.forget_object(grant, ObjectKind::Group, batch);
                 }
                 let event = match reason {
-                    DeleteReason::Revoke => "group-deleted",
-                    DeleteReason::Duplicate => "duplicate-deleted",
+                    DeleteReason::Revoke => HistoryEvent::GroupDeleted,
+                    DeleteReason::Duplicate => HistoryEvent::DuplicateDeleted,
                 };
                 batch.history.push(history(
                     Some(grant),
@@ -728,7 +738,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     batch.history.push(history(
                         None,
                         ENGINE,
-                        "membership-changed",
+                        HistoryEvent::MembershipChanged,
                         json!({ "group": group, "added": add, "removed": remove, "grants": grants }),
                         now,
                     ));
@@ -746,7 +756,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     None,
                     ENGINE,
-                    "access-added",
+                    HistoryEvent::AccessAdded,
                     json!({ "resource": resource, "principals": add.iter().map(|a| json!({"principal": a.principal, "expires_at": a.expires_at})).collect::<Vec<_>>(), "grants": grants }),
                     now,
                 ));
@@ -763,7 +773,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     None,
                     ENGINE,
-                    "access-removed",
+                    HistoryEvent::AccessRemoved,
                     json!({ "resource": resource, "principals": principals, "grants": grants }),
                     now,
                 ));
@@ -787,7 +797,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     None,
                     ENGINE,
-                    "service-resources-changed",
+                    HistoryEvent::ServiceResourcesChanged,
                     json!({ "service_account": service_account, "added": add, "removed": remove, "grants": grants }),
                     now,
                 ));
@@ -814,7 +824,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     Some(grant),
                     ENGINE,
-                    "key-revoked",
+                    HistoryEvent::KeyRevoked,
                     json!({ "key": key }),
                     now,
                 ));
@@ -828,7 +838,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     Some(grant),
                     ENGINE,
-                    "key-deleted",
+                    HistoryEvent::KeyDeleted,
                     json!({ "key": key }),
                     now,
                 ));
@@ -913,7 +923,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     grants.first().copied(),
                     ENGINE,
-                    "unknown-outcome",
+                    HistoryEvent::UnknownOutcome,
                     json!({ "action": action_name(&action), "error": err.to_string() }),
                     now,
                 ));
@@ -996,7 +1006,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     Some(*id),
                     ENGINE,
-                    "revocation-failing",
+                    HistoryEvent::RevocationFailing,
                     json!({ "attempts": g.retry.attempts, "error": err.to_string() }),
                     now,
                 ));

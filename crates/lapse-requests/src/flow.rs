@@ -15,7 +15,7 @@ use lapse_core::access_list::{
     self, AccessList, ListFileError, ListSet, Refusal, normalize_identity,
 };
 use lapse_core::request::{self as lifecycle, RequestState, Transition};
-use lapse_core::{AccessProvider, GrantId};
+use lapse_core::{AccessProvider, GrantId, HistoryEvent};
 use lapse_engine::EngineError;
 use lapse_store::{
     ApprovalRecord, HistoryFilter, Idempotency, NewHistory, NewOutbox, NewReview, RequestChange,
@@ -87,12 +87,12 @@ pub struct RequestService<P, E> {
     wake: Notify,
 }
 
-fn history(grant: Option<GrantId>, actor: &str, event: &str, detail: Value) -> NewHistory {
+fn history(grant: Option<GrantId>, actor: &str, event: HistoryEvent, detail: Value) -> NewHistory {
     NewHistory {
         at: Utc::now(),
         grant_id: grant,
         actor: actor.to_owned(),
-        event: event.to_owned(),
+        event: event.as_str().to_owned(),
         detail,
     }
 }
@@ -205,13 +205,13 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             rows.push(history(
                 None,
                 DAEMON,
-                "list-file-refused",
+                HistoryEvent::ListFileRefused,
                 json!({ "file": e.file, "line": e.line, "problem": e.problem }),
             ));
         }
         if !changes.is_empty() {
             info!(added = ?changes.added, changed = ?changes.changed, removed = ?changes.removed, "access lists changed");
-            rows.push(history(None, DAEMON, "lists-loaded", json!({ "added": changes.added, "changed": changes.changed, "removed": changes.removed, "lists": loaded.lists.keys().collect::<Vec<_>>() })));
+            rows.push(history(None, DAEMON, HistoryEvent::ListsLoaded, json!({ "added": changes.added, "changed": changes.changed, "removed": changes.removed, "lists": loaded.lists.keys().collect::<Vec<_>>() })));
         }
         if !rows.is_empty()
             && let Err(e) = self
@@ -344,7 +344,12 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             warned_expiry: None,
         };
         let detail = json!({ "request": req.id, "list": list.name, "requester": me, "reason": reason, "duration_secs": req.duration_secs, "break_glass": b.break_glass });
-        let created = history(None, &who.token, "request-created", detail.clone());
+        let created = history(
+            None,
+            &who.token,
+            HistoryEvent::RequestCreated,
+            detail.clone(),
+        );
         let req = if b.break_glass || list.auto_approve {
             let change = RequestChange {
                 history: vec![created],
@@ -451,7 +456,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 let h = history(
                     None,
                     &who.token,
-                    "approval-refused",
+                    HistoryEvent::ApprovalRefused,
                     json!({ "request": r.id, "list": list.name, "approver": me, "why": refusal.to_string() }),
                 );
                 self.store
@@ -473,7 +478,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         let h = history(
             None,
             &who.token,
-            "request-approval",
+            HistoryEvent::RequestApproval,
             json!({ "request": r.id, "list": list.name, "approver": me, "reason": reason, "approvals": earlier.len() + 1, "needed": list.approvals }),
         );
         let change = RequestChange {
@@ -508,7 +513,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         let h = history(
             None,
             &who.token,
-            "request-denied",
+            HistoryEvent::RequestDenied,
             json!({ "request": r.id, "list": list.name, "by": me, "reason": reason }),
         );
         let outbox = self.outbox(
@@ -546,7 +551,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         let h = history(
             None,
             &who.token,
-            "request-cancelled",
+            HistoryEvent::RequestCancelled,
             json!({ "request": r.id, "list": list.name, "reason": b.reason.trim() }),
         );
         self.store
@@ -627,7 +632,12 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             warned_expiry: None,
         };
         let detail = json!({ "request": req.id, "list": list.name, "grant": gid.to_string(), "by_secs": req.duration_secs, "reason": reason, "asked_by": me });
-        let created = history(Some(gid), &who.token, "extension-requested", detail.clone());
+        let created = history(
+            Some(gid),
+            &who.token,
+            HistoryEvent::ExtensionRequested,
+            detail.clone(),
+        );
         let req = if list.auto_approve {
             let mut r = req;
             r.decision_reason = Some("approved automatically by the list".into());
@@ -727,7 +737,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         let h = history(
             None,
             &who.token,
-            "list-reviewed",
+            HistoryEvent::ListReviewed,
             json!({ "list": list.name, "reviewer": me, "kept": kept, "removed": removed, "next_due": next_due }),
         );
         let review = NewReview {
@@ -782,7 +792,10 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 })
                 .await?
                 .into_iter()
-                .find(|h| h.event == "extended" && h.detail["request"] == req.id.as_str())
+                .find(|h| {
+                    h.event == HistoryEvent::Extended.as_str()
+                        && h.detail["request"] == req.id.as_str()
+                })
                 .and_then(|h| serde_json::from_value(h.detail["to"].clone()).ok());
             let end = match done {
                 Some(end) => end,
@@ -805,9 +818,12 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 }
                 Err(e) => return Err(FlowError::Engine(e)),
             }
-            change
-                .history
-                .push(history(Some(id), actor, "extension-approved", detail));
+            change.history.push(history(
+                Some(id),
+                actor,
+                HistoryEvent::ExtensionApproved,
+                detail,
+            ));
             change.outbox.extend(self.outbox(
                 "request-approved",
                 std::slice::from_ref(&req.requester),
@@ -850,9 +866,9 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             request_hash: req.id.clone(),
         };
         let event = if req.break_glass {
-            "break-glass-granted"
+            HistoryEvent::BreakGlassGranted
         } else {
-            "request-approved"
+            HistoryEvent::RequestApproved
         };
         // The grant, the request marked approved, its history and notifications commit
         // together: a crash in between would leave access with a request still pending.
@@ -948,7 +964,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 change.history.push(history(
                     None,
                     DAEMON,
-                    "request-lapsed",
+                    HistoryEvent::RequestLapsed,
                     json!({ "request": r.id, "list": r.list, "waited_until": r.wait_until }),
                 ));
                 change.request = Some(r);
@@ -984,9 +1000,15 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         let mut outbox = Vec::new();
         for h in &rows {
             let Some(gid) = h.grant_id else { continue };
+            let Ok(event) = h.event.parse::<HistoryEvent>() else {
+                continue;
+            };
             if !matches!(
-                h.event.as_str(),
-                "expired" | "revoked" | "failed" | "revocation-failing"
+                event,
+                HistoryEvent::Expired
+                    | HistoryEvent::Revoked
+                    | HistoryEvent::Failed
+                    | HistoryEvent::RevocationFailing
             ) {
                 continue;
             }
@@ -997,7 +1019,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 .into_iter()
                 .find(|r| r.extends_grant.is_none());
             let list = origin.as_ref().and_then(|r| self.list(&r.list).ok());
-            if h.event == "revocation-failing" {
+            if event == HistoryEvent::RevocationFailing {
                 let mut to: Vec<String> = list.map(|l| l.owners).unwrap_or_default();
                 to.extend(origin.as_ref().map(|r| r.requester.clone()));
                 outbox.extend(self.outbox(
@@ -1102,7 +1124,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             let h = history(
                 None,
                 DAEMON,
-                "review-due",
+                HistoryEvent::ReviewDue,
                 json!({ "list": l.name, "due": due, "on_missed": rule.on_missed }),
             );
             self.store
