@@ -1,7 +1,6 @@
 //! The request flow against in-memory parts: a fake directory, a fake engine and a real SQLite
 //! file in a temporary directory. No HTTP and no spawned binary.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -9,147 +8,15 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use lapse_core::access_list::Refusal;
 use lapse_core::policy::Limits;
-use lapse_core::provider::{
-    AccessToAdd, CreatedKey, GroupInfo, GroupType, NamedRef, Priority, ProviderResult,
-    ResourceInfo, ServiceAccountInfo, UserRef,
-};
-use lapse_core::{AccessProvider, Grant, GrantId, GrantSpec, GrantState, ProviderError, RemoteId};
+use lapse_core::{Grant, GrantId, GrantSpec, GrantState, RemoteId};
 use lapse_engine::EngineError;
 use lapse_requests::notify::{Notifier, NotifySettings, WebhookSettings, load_sinks};
 use lapse_requests::wire::{CreateBody, DecisionBody, ExtendBody, ReviewBody};
 use lapse_requests::{AccessSettings, Actor, FlowError, GrantEngine, RequestService, Submitter};
 use lapse_store::{HistoryFilter, Store};
 
-/// A directory with a few users and one manual group; it is never written to.
-struct Directory {
-    users: HashMap<String, RemoteId>,
-    group: GroupInfo,
-}
-
-impl Directory {
-    fn new() -> Self {
-        let users = ["mia@x.io", "olga@x.io", "omar@x.io", "nico@x.io"]
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| (e.to_owned(), RemoteId::new(format!("U{i}"))))
-            .collect();
-        Self {
-            users,
-            group: GroupInfo {
-                id: RemoteId::new("G1"),
-                name: "db-admins".into(),
-                group_type: GroupType::Manual,
-                is_active: true,
-                users: Vec::new(),
-                resources: Vec::new(),
-            },
-        }
-    }
-}
-
-fn no_writes<T>() -> ProviderResult<T> {
-    Err(ProviderError::Invalid(
-        "the request flow never writes to Twingate".into(),
-    ))
-}
-
-impl AccessProvider for Directory {
-    async fn user_by_email(&self, email: &str) -> ProviderResult<Option<UserRef>> {
-        Ok(self.users.get(email).map(|id| UserRef {
-            id: id.clone(),
-            email: email.to_owned(),
-        }))
-    }
-    async fn user(&self, _: &RemoteId) -> ProviderResult<Option<UserRef>> {
-        Ok(None)
-    }
-    async fn resources_by_name(&self, _: &str) -> ProviderResult<Vec<NamedRef>> {
-        Ok(Vec::new())
-    }
-    async fn resource(&self, _: &RemoteId) -> ProviderResult<Option<ResourceInfo>> {
-        Ok(None)
-    }
-    async fn groups_by_name(&self, name: &str) -> ProviderResult<Vec<GroupInfo>> {
-        Ok(if name == self.group.name {
-            vec![self.group.clone()]
-        } else {
-            Vec::new()
-        })
-    }
-    async fn groups_with_prefix(&self, _: &str) -> ProviderResult<Vec<GroupInfo>> {
-        Ok(Vec::new())
-    }
-    async fn group(&self, _: &RemoteId) -> ProviderResult<Option<GroupInfo>> {
-        Ok(None)
-    }
-    async fn service_accounts_by_name(&self, _: &str) -> ProviderResult<Vec<ServiceAccountInfo>> {
-        Ok(Vec::new())
-    }
-    async fn service_account(&self, _: &RemoteId) -> ProviderResult<Option<ServiceAccountInfo>> {
-        Ok(None)
-    }
-    async fn create_group(
-        &self,
-        _: &str,
-        _: &[RemoteId],
-        _: &[RemoteId],
-        _: Priority,
-    ) -> ProviderResult<RemoteId> {
-        no_writes()
-    }
-    async fn delete_group(&self, _: &RemoteId, _: Priority) -> ProviderResult<()> {
-        no_writes()
-    }
-    async fn update_group_users(
-        &self,
-        _: &RemoteId,
-        _: &[RemoteId],
-        _: &[RemoteId],
-        _: Priority,
-    ) -> ProviderResult<()> {
-        no_writes()
-    }
-    async fn add_resource_access(
-        &self,
-        _: &RemoteId,
-        _: &[AccessToAdd],
-        _: Priority,
-    ) -> ProviderResult<()> {
-        no_writes()
-    }
-    async fn remove_resource_access(
-        &self,
-        _: &RemoteId,
-        _: &[RemoteId],
-        _: Priority,
-    ) -> ProviderResult<()> {
-        no_writes()
-    }
-    async fn update_service_account_resources(
-        &self,
-        _: &RemoteId,
-        _: &[RemoteId],
-        _: &[RemoteId],
-        _: Priority,
-    ) -> ProviderResult<()> {
-        no_writes()
-    }
-    async fn create_key(
-        &self,
-        _: &RemoteId,
-        _: &str,
-        _: u16,
-        _: Priority,
-    ) -> ProviderResult<CreatedKey> {
-        no_writes()
-    }
-    async fn revoke_key(&self, _: &RemoteId, _: Priority) -> ProviderResult<()> {
-        no_writes()
-    }
-    async fn delete_key(&self, _: &RemoteId, _: Priority) -> ProviderResult<()> {
-        no_writes()
-    }
-}
+mod common;
+use common::Directory;
 
 /// An extension the engine was asked for: the grant, its new end and the request.
 type Extension = (GrantId, DateTime<Utc>, Option<String>);
