@@ -1,5 +1,5 @@
-//! The JSON HTTP API: grant submission with validation and name resolution, listing, revocation,
-//! history and audit, behind bearer tokens with roles.
+//! The HTTP API for grants, history, audit and operations: authenticate (`Caller`, `Writer`),
+//! parse, call the submitter or the engine, and map errors to statuses.
 
 use std::str::FromStr;
 use std::sync::Arc;
