@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grant::GrantKind;
 use crate::policy::FieldError;
+pub use crate::policy::human_duration;
 
 /// Identities (emails) compare case- and whitespace-insensitively everywhere.
 pub fn normalize_identity(s: &str) -> String {
@@ -384,6 +385,14 @@ pub enum Refusal {
     Suspended { list: String, due: DateTime<Utc> },
     #[error("the token has no identity; an admin creates tokens with `--identity EMAIL`")]
     NoIdentity,
+    #[error("the request is {state}, no longer pending")]
+    NotPending { state: crate::request::RequestState },
+    #[error("only the requester may cancel a request")]
+    NotRequester,
+    #[error("only the requester or an owner of the list may extend this grant")]
+    NotRequesterOrOwner,
+    #[error("the request waits until {until}")]
+    NotDue { until: DateTime<Utc> },
 }
 
 impl AccessList {
@@ -464,7 +473,7 @@ impl AccessList {
                 format!(
                     "would end the grant at {} past the list's maximum total of {} (it may grow by at most {}s more)",
                     end.to_rfc3339(),
-                    human(self.max_duration),
+                    human_duration(self.max_duration),
                     left.num_seconds()
                 ),
                 "extend by less, or request access again",
@@ -557,20 +566,14 @@ impl AccessList {
 
 /// Durations are shown the way they are written in list files (`1h 30m`), not as a tuple.
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&human(*d))
+    s.serialize_str(&human_duration(*d))
 }
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
-        Some(d) => s.serialize_str(&human(*d)),
+        Some(d) => s.serialize_str(&human_duration(*d)),
         None => s.serialize_none(),
     }
-}
-
-fn human(d: Duration) -> String {
-    d.to_std()
-        .map(|s| humantime::format_duration(s).to_string())
-        .unwrap_or_else(|_| d.to_string())
 }
 
 impl fmt::Display for MissedReview {

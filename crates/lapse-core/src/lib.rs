@@ -5,14 +5,18 @@
 pub mod access_list;
 pub mod backoff;
 pub mod grant;
+pub mod history;
 pub mod ownership;
 pub mod plan;
 pub mod policy;
 pub mod provider;
+pub mod request;
 
 pub use grant::{Grant, GrantId, GrantKind, GrantSpec, GrantState, Principal, RetryState};
 pub use ownership::{Edge, EdgeKind, OwnedEdge};
 pub const REMOTE_PREFIX: &str = "lapse-";
 
+pub use history::HistoryEvent;
 pub use ownership::{ObjectKind, OwnedObject};
 pub use provider::{AccessProvider, ProviderError, RemoteId};
+pub use request::{RequestState, Transition};

@@ -49,7 +49,9 @@ impl Default for Limits {
     }
 }
 
-fn human(d: Duration) -> String {
+/// A duration the way settings, list files and the CLI write it (`1h 30m`): lapse's one exact
+/// duration formatter.
+pub fn human_duration(d: Duration) -> String {
     d.to_std()
         .map(|s| humantime::format_duration(s).to_string())
         .unwrap_or_else(|_| d.to_string())
@@ -59,7 +61,7 @@ fn human(d: Duration) -> String {
 pub fn parse_ttl(field: &str, input: &str, limits: &Limits) -> Result<Duration, FieldError> {
     let fix = format!(
         "give a positive duration such as `90m` or `2h30m`, at most {}",
-        human(limits.max_ttl)
+        human_duration(limits.max_ttl)
     );
     let text = input.trim();
     if text.is_empty() {
@@ -82,7 +84,7 @@ pub fn parse_ttl(field: &str, input: &str, limits: &Limits) -> Result<Duration, 
 pub fn check_ttl(field: &str, ttl: Duration, limits: &Limits) -> Result<(), FieldError> {
     let fix = format!(
         "give a positive duration such as `90m` or `2h30m`, at most {}",
-        human(limits.max_ttl)
+        human_duration(limits.max_ttl)
     );
     if ttl <= Duration::zero() {
         return Err(FieldError::new(field, "must be longer than zero", fix));
@@ -95,8 +97,8 @@ pub fn check_ttl(field: &str, ttl: Duration, limits: &Limits) -> Result<(), Fiel
             field,
             format!(
                 "{} is longer than the maximum of {}",
-                human(ttl),
-                human(limits.max_ttl)
+                human_duration(ttl),
+                human_duration(limits.max_ttl)
             ),
             fix,
         ));
@@ -116,7 +118,10 @@ pub fn window(
         Some(s) if s > now + limits.max_start_ahead => {
             return Err(FieldError::new(
                 "starts_at",
-                format!("is more than {} ahead", human(limits.max_start_ahead)),
+                format!(
+                    "is more than {} ahead",
+                    human_duration(limits.max_start_ahead)
+                ),
                 "schedule the grant closer to its start",
             ));
         }

@@ -15,8 +15,8 @@ use lapse_core::provider::{
     CreatedKey, ErrorClass, KeyInfo, KeyStatus, PrincipalKind, Priority, ProviderError,
 };
 use lapse_core::{
-    AccessProvider, Edge, EdgeKind, Grant, GrantId, GrantState, ObjectKind, OwnedEdge, OwnedObject,
-    RemoteId, RetryState,
+    AccessProvider, Edge, EdgeKind, Grant, GrantId, GrantState, HistoryEvent, ObjectKind,
+    OwnedEdge, OwnedObject, RemoteId, RetryState,
 };
 use lapse_store::{Batch, NewHistory, Store};
 use serde_json::json;
@@ -127,7 +127,7 @@ fn object_key(o: &OwnedObject) -> (GrantId, ObjectKind) {
 fn history(
     grant: Option<GrantId>,
     actor: &str,
-    event: &str,
+    event: HistoryEvent,
     detail: serde_json::Value,
     at: DateTime<Utc>,
 ) -> NewHistory {
@@ -135,7 +135,7 @@ fn history(
         at,
         grant_id: grant,
         actor: actor.to_owned(),
-        event: event.to_owned(),
+        event: event.as_str().to_owned(),
         detail,
     }
 }
@@ -289,7 +289,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             history: vec![history(
                 Some(id),
                 actor,
-                "revoke-requested",
+                HistoryEvent::RevokeRequested,
                 json!({ "reason": reason }),
                 now,
             )],
@@ -335,7 +335,13 @@ impl<P: AccessProvider + 'static> Engine<P> {
             json!({ "reason": reason, "from": from, "to": new_expires_at, "request": request });
         let batch = Batch {
             grants: vec![g.clone()],
-            history: vec![history(Some(id), actor, "extended", detail, now)],
+            history: vec![history(
+                Some(id),
+                actor,
+                HistoryEvent::Extended,
+                detail,
+                now,
+            )],
             ..Batch::default()
         };
         self.store.commit(batch).await?;
@@ -390,7 +396,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                         batch.history.push(history(
                             Some(grant),
                             ENGINE,
-                            "adopted",
+                            HistoryEvent::Adopted,
                             json!({ "kind": kind.as_str(), "remote_id": remote_id, "name": o.name }),
                             now,
                         ));
@@ -403,7 +409,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                         batch.history.push(history(
                             None,
                             ENGINE,
-                            "drift",
+                            HistoryEvent::Drift,
                             json!({ "detail": detail }),
                             now,
                         ));
@@ -549,9 +555,13 @@ impl<P: AccessProvider + 'static> Engine<P> {
         }
         info!(grant = %id, from = from.as_str(), to = to.as_str(), "grant state");
         batch.grants.push(g.clone());
-        batch
-            .history
-            .push(history(Some(id), ENGINE, to.as_str(), detail, now));
+        batch.history.push(history(
+            Some(id),
+            ENGINE,
+            HistoryEvent::entered(to),
+            detail,
+            now,
+        ));
         true
     }
 
@@ -714,7 +724,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     batch.history.push(history(
                         Some(grant),
                         ENGINE,
-                        "group-created",
+                        HistoryEvent::GroupCreated,
                         json!({ "name": name, "group": id }),
                         now,
                     ));
@@ -735,8 +745,8 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     self.forget_object(grant, ObjectKind::Group, batch);
                 }
                 let event = match reason {
-                    DeleteReason::Revoke => "group-deleted",
-                    DeleteReason::Duplicate => "duplicate-deleted",
+                    DeleteReason::Revoke => HistoryEvent::GroupDeleted,
+                    DeleteReason::Duplicate => HistoryEvent::DuplicateDeleted,
                 };
                 batch.history.push(history(
                     Some(grant),
@@ -761,7 +771,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     batch.history.push(history(
                         None,
                         ENGINE,
-                        "membership-changed",
+                        HistoryEvent::MembershipChanged,
                         json!({ "group": group, "added": add, "removed": remove, "grants": grants }),
                         now,
                     ));
@@ -786,7 +796,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     None,
                     ENGINE,
-                    "access-added",
+                    HistoryEvent::AccessAdded,
                     json!({ "resource": resource, "principals": add.iter().map(|a| json!({"principal": a.principal, "expires_at": a.expires_at})).collect::<Vec<_>>(), "grants": grants }),
                     now,
                 ));
@@ -803,7 +813,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     None,
                     ENGINE,
-                    "access-removed",
+                    HistoryEvent::AccessRemoved,
                     json!({ "resource": resource, "principals": principals, "grants": grants }),
                     now,
                 ));
@@ -827,7 +837,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     None,
                     ENGINE,
-                    "service-resources-changed",
+                    HistoryEvent::ServiceResourcesChanged,
                     json!({ "service_account": service_account, "added": add, "removed": remove, "grants": grants }),
                     now,
                 ));
@@ -864,7 +874,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     batch.history.push(history(
                         Some(grant),
                         ENGINE,
-                        "key-created",
+                        HistoryEvent::KeyCreated,
                         json!({ "name": name, "key": created.key.id, "expiration_days": expiration_days }),
                         now,
                     ));
@@ -892,7 +902,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     Some(grant),
                     ENGINE,
-                    "key-revoked",
+                    HistoryEvent::KeyRevoked,
                     json!({ "key": key }),
                     now,
                 ));
@@ -906,7 +916,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     Some(grant),
                     ENGINE,
-                    "key-deleted",
+                    HistoryEvent::KeyDeleted,
                     json!({ "key": key }),
                     now,
                 ));
@@ -1010,7 +1020,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     grants.first().copied(),
                     ENGINE,
-                    "unknown-outcome",
+                    HistoryEvent::UnknownOutcome,
                     json!({ "action": action_name(&action), "error": err.to_string() }),
                     now,
                 ));
@@ -1098,7 +1108,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     Some(*id),
                     ENGINE,
-                    "revocation-failing",
+                    HistoryEvent::RevocationFailing,
                     json!({ "attempts": g.retry.attempts, "error": err.to_string() }),
                     now,
                 ));

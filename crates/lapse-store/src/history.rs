@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use lapse_core::GrantId;
+use lapse_core::{GrantId, HistoryEvent};
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
@@ -143,6 +143,11 @@ impl ChainHead {
         conn: &mut SqliteConnection,
         entry: &NewHistory,
     ) -> Result<i64, StoreError> {
+        if entry.event.parse::<HistoryEvent>().is_err() {
+            return Err(StoreError::UnknownEvent {
+                event: entry.event.clone(),
+            });
+        }
         let seq = self.seq + 1;
         let at = format_ts(entry.at);
         let grant_id = entry.grant_id.map(|g| g.to_string());
@@ -198,12 +203,21 @@ fn row_from_sql(row: &SqliteRow) -> Result<HistoryRow, StoreError> {
         value: format!("(row {seq}) {detail}"),
         reason: e.to_string(),
     })?;
+    let event: String = col(row, "event", STEP)?;
+    event
+        .parse::<HistoryEvent>()
+        .map_err(|reason| StoreError::Corrupt {
+            step: STEP,
+            column: "history.event",
+            value: format!("(row {seq}) {event}"),
+            reason,
+        })?;
     Ok(HistoryRow {
         seq,
         at: parse_ts("history.at", &col::<String>(row, "at", STEP)?)?,
         grant_id,
         actor: col(row, "actor", STEP)?,
-        event: col(row, "event", STEP)?,
+        event,
         detail,
         prev_hash: col(row, "prev_hash", STEP)?,
         hash: col(row, "hash", STEP)?,

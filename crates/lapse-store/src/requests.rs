@@ -1,7 +1,7 @@
 //! Just-in-time requests, approvals, list reviews, token identities and the notification outbox.
 
 use chrono::{DateTime, Utc};
-use lapse_core::GrantId;
+use lapse_core::{GrantId, HistoryEvent, RequestState};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -106,6 +106,20 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, text: &str) -> Resul
         value: text.to_owned(),
         reason: e.to_string(),
     })
+}
+
+/// A request row, refusing a state the flow does not know (as grant states are refused).
+fn decode_request(text: &str) -> Result<RequestRecord, StoreError> {
+    let r: RequestRecord = decode("requests", text)?;
+    r.state
+        .parse::<RequestState>()
+        .map_err(|reason| StoreError::Corrupt {
+            step: "reading a request",
+            column: "requests.state",
+            value: format!("(request {}) {}", r.id, r.state),
+            reason,
+        })?;
+    Ok(r)
 }
 
 /// seq, at, grant_id, actor, event, detail, prev_hash, hash.
@@ -252,7 +266,7 @@ impl Store {
             .fetch_optional(&self.readers)
             .await
             .step("reading a request")?;
-        row.map(|r| decode("requests", &r)).transpose()
+        row.map(|r| decode_request(&r)).transpose()
     }
 
     /// Requests, newest first; only those in `state` when given.
@@ -270,7 +284,90 @@ impl Store {
         .fetch_all(&self.readers)
         .await
         .step("listing requests")?;
-        rows.iter().map(|r| decode("requests", r)).collect()
+        rows.iter().map(|r| decode_request(r)).collect()
+    }
+
+    /// Pending requests whose wait has run out at `now`, the longest overdue first.
+    pub async fn due_pending_requests(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<RequestRecord>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(concat!(
+            select_request!(),
+            "WHERE state = 'pending' AND wait_until <= ?1 ORDER BY wait_until, id LIMIT ?2"
+        ))
+        .bind(format_ts(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .step("reading due requests")?;
+        rows.iter().map(|r| decode_request(r)).collect()
+    }
+
+    /// When the next pending request's wait runs out.
+    pub async fn next_pending_wait(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let at: Option<String> =
+            sqlx::query_scalar("SELECT min(wait_until) FROM requests WHERE state = 'pending'")
+                .fetch_one(&self.readers)
+                .await
+                .step("reading the next request wait")?;
+        at.map(|a| parse_ts("requests.wait_until", &a)).transpose()
+    }
+
+    /// Approved requests (not extensions) whose grant is live and ends after `after` and
+    /// before `before`, with that end, leaving out those already warned for it; soonest first.
+    pub async fn approved_ending_between(
+        &self,
+        after: DateTime<Utc>,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(RequestRecord, DateTime<Utc>)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT json_object('id', r.id, 'list', r.list, 'requester', r.requester, \
+             'token_name', r.token_name, 'reason', r.reason, 'duration_secs', r.duration_secs, \
+             'break_glass', json(CASE r.break_glass WHEN 1 THEN 'true' ELSE 'false' END), \
+             'extends_grant', r.extends_grant, 'state', r.state, \
+             'approvals_needed', r.approvals_needed, 'created_at', r.created_at, \
+             'wait_until', r.wait_until, 'decided_at', r.decided_at, 'decided_by', r.decided_by, \
+             'decision_reason', r.decision_reason, 'grant_id', r.grant_id, \
+             'warned_expiry', r.warned_expiry), g.expires_at \
+             FROM grants g JOIN requests r ON r.grant_id = g.id \
+             AND r.state = 'approved' AND r.extends_grant IS NULL \
+             WHERE g.state IN ('active', 'applying') AND g.revoked_at IS NULL \
+             AND g.expires_at > ?3 AND g.expires_at < ?1 \
+             AND (r.warned_expiry IS NULL OR r.warned_expiry != g.expires_at) \
+             ORDER BY g.expires_at LIMIT ?2",
+        )
+        .bind(format_ts(before))
+        .bind(i64::from(limit))
+        .bind(format_ts(after))
+        .fetch_all(&self.readers)
+        .await
+        .step("reading grants ending soon")?;
+        rows.iter()
+            .map(|(r, end)| Ok((decode_request(r)?, parse_ts("grants.expires_at", end)?)))
+            .collect()
+    }
+
+    /// The soonest end after `after` of a live grant that came from a request and has not been
+    /// warned for it.
+    pub async fn next_approved_end(
+        &self,
+        after: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let at: Option<String> = sqlx::query_scalar(
+            "SELECT min(g.expires_at) FROM grants g JOIN requests r ON r.grant_id = g.id \
+             AND r.state = 'approved' AND r.extends_grant IS NULL \
+             WHERE g.state IN ('active', 'applying') AND g.revoked_at IS NULL \
+             AND g.expires_at > ?1 \
+             AND (r.warned_expiry IS NULL OR r.warned_expiry != g.expires_at)",
+        )
+        .bind(format_ts(after))
+        .fetch_one(&self.readers)
+        .await
+        .step("reading the next end of a requested grant")?;
+        at.map(|a| parse_ts("grants.expires_at", &a)).transpose()
     }
 
     /// The approved request that created or last extended `grant`, oldest first.
@@ -287,7 +384,7 @@ impl Store {
         .fetch_all(&self.readers)
         .await
         .step("reading a grant's requests")?;
-        rows.iter().map(|r| decode("requests", r)).collect()
+        rows.iter().map(|r| decode_request(r)).collect()
     }
 
     pub async fn approvals(&self, request_id: &str) -> Result<Vec<ApprovalRecord>, StoreError> {
@@ -444,7 +541,7 @@ impl Store {
                 at: now,
                 grant_id: None,
                 actor: "local-admin".to_owned(),
-                event: "token-identity-set".to_owned(),
+                event: HistoryEvent::TokenIdentitySet.as_str().to_owned(),
                 detail: json!({ "name": name, "identity": identity }),
             },
         )

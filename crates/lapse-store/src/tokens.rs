@@ -1,5 +1,6 @@
 //! API bearer tokens: created once in plaintext, stored only as a SHA-256 hash, looked up by hash.
 
+use lapse_core::HistoryEvent;
 use std::fmt;
 use std::str::FromStr;
 
@@ -137,7 +138,7 @@ impl Store {
                 at: now,
                 grant_id: None,
                 actor: LOCAL_ADMIN.to_owned(),
-                event: "token-created".to_owned(),
+                event: HistoryEvent::TokenCreated.as_str().to_owned(),
                 detail: json!({ "name": name, "role": role.as_str() }),
             },
         )
@@ -168,7 +169,7 @@ impl Store {
                 at: now,
                 grant_id: None,
                 actor: LOCAL_ADMIN.to_owned(),
-                event: "token-revoked".to_owned(),
+                event: HistoryEvent::TokenRevoked.as_str().to_owned(),
                 detail: json!({ "name": name }),
             },
         )

@@ -1,6 +1,5 @@
 //! The `lapse` command line: every subcommand's arguments, and the client commands that talk to a running daemon's HTTP API.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,22 +7,20 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, SubsecRound as _, Utc};
 use clap::{Args, Parser, Subcommand};
-use reqwest::{StatusCode, Url};
-use serde::Serialize;
+use lapse_requests::wire::{GrantRequest, RevokeRequest};
+use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::output::{self, OutputFormat};
 
+mod client;
 mod jit;
 
-/// Where `lapse serve` listens unless configured otherwise.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:7420";
+pub use client::DEFAULT_URL;
+use client::{ApiClient, Failure, emit};
+#[cfg(test)]
+use client::{endpoint, parse_base_url};
 
-/// A connection that cannot be made in this time will not be made by waiting longer; saying so
-/// quickly beats hanging an on-call engineer's terminal.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Every call but a waited-for submission is a database read or a single write.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// `--wait` holds the request open while the daemon applies the grant in Twingate, which under
 /// rate limits and retries can take minutes.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -110,6 +107,10 @@ pub struct ServeArgs {
     /// Configuration file (default: /etc/lapse/lapse.toml, if present).
     #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Write the bound port to FILE once listening (with `listen = "127.0.0.1:0"`, the port
+    /// the system picked).
+    #[arg(long, value_name = "FILE")]
+    pub port_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -303,40 +304,34 @@ pub fn parse_time_spec(s: &str) -> Result<TimeSpec, String> {
     })
 }
 
-/// The body of `POST /v1/grants`. Fields are passed as typed: the daemon validates them and
-/// resolves names, so that the rules live in one place and every refusal carries its fix.
-#[derive(Debug, Serialize)]
-struct SubmitBody<'a> {
-    kind: &'a str,
-    users: &'a [String],
-    resources: &'a [String],
-    group: Option<&'a str>,
-    service_account: Option<&'a str>,
-    duration: Option<&'a str>,
-    expires_at: Option<&'a str>,
-    starts_at: Option<&'a str>,
-    reason: &'a str,
-}
-
-impl<'a> SubmitBody<'a> {
-    fn from_args(args: &'a GrantArgs) -> Self {
-        SubmitBody {
-            kind: &args.kind,
-            users: &args.users,
-            resources: &args.resources,
-            group: args.group.as_deref(),
-            service_account: args.service_account.as_deref(),
-            duration: args.duration.as_deref(),
-            expires_at: args.until.as_deref(),
-            starts_at: args.start.as_deref(),
-            reason: &args.reason,
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct RevokeBody<'a> {
-    reason: &'a str,
+/// The body of `POST /v1/grants`. Fields are passed as given: the daemon validates them and
+/// resolves names, so that the rules live in one place and every refusal carries its fix. Only
+/// the times are read here, as the body carries them typed.
+fn submission(args: &GrantArgs) -> Result<GrantRequest, Failure> {
+    let time = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|t| {
+                DateTime::parse_from_rfc3339(t.trim())
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| Failure::Usage {
+                        field: flag.to_owned(),
+                        message: format!("{t:?} is not an RFC 3339 time: {e}"),
+                        fix: "give e.g. 2026-03-01T13:00:00Z".to_owned(),
+                    })
+            })
+            .transpose()
+    };
+    Ok(GrantRequest {
+        kind: args.kind.clone(),
+        users: args.users.clone(),
+        resources: args.resources.clone(),
+        group: args.group.clone(),
+        service_account: args.service_account.clone(),
+        duration: args.duration.clone(),
+        expires_at: time("--until", &args.until)?,
+        starts_at: time("--start", &args.start)?,
+        reason: args.reason.clone(),
+    })
 }
 
 /// Runs a client command against the API and returns the process's exit code: 0 on success,
@@ -356,7 +351,7 @@ pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result
         anyhow::bail!("`lapse {name}` runs on the daemon host and does not go through the API");
     }
 
-    let api = match ApiClient::new(global) {
+    let api = match ApiClient::new(&global.url, global.token.clone()) {
         Ok(api) => api,
         Err(failure) => return Ok(report(failure, global)),
     };
@@ -385,34 +380,6 @@ pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result
         }
     };
     Ok(outcome.unwrap_or_else(|failure| report(failure, global)))
-}
-
-/// Why a client command did not succeed, each kind printed and mapped to an exit code once, in
-/// [`report`].
-#[derive(Debug)]
-enum Failure {
-    /// Wrong use of the CLI itself, caught before any request.
-    Usage {
-        field: String,
-        message: String,
-        fix: String,
-    },
-    /// The API answered with an error status.
-    Api {
-        status: StatusCode,
-        body: Vec<u8>,
-    },
-    /// No answer at all.
-    Unreachable {
-        source: reqwest::Error,
-    },
-    Other(anyhow::Error),
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Other(e)
-    }
 }
 
 fn report(failure: Failure, global: &GlobalArgs) -> ExitCode {
@@ -473,132 +440,8 @@ fn innermost_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
-/// A successful answer: its status (201 and 200 differ for submissions) and its JSON body.
-struct Reply {
-    status: StatusCode,
-    body: Value,
-}
-
-struct ApiClient {
-    http: reqwest::Client,
-    base: Url,
-    token: Option<String>,
-}
-
-impl ApiClient {
-    fn new(global: &GlobalArgs) -> Result<Self, Failure> {
-        let base = parse_base_url(&global.url)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("lapse/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("could not set up the HTTP client")?;
-        Ok(ApiClient {
-            http,
-            base,
-            token: global.token.clone(),
-        })
-    }
-
-    fn url(&self, segments: &[&str], query: &[(&str, Option<String>)]) -> Result<Url, Failure> {
-        Ok(endpoint(&self.base, segments, query)?)
-    }
-
-    async fn send(&self, mut request: reqwest::RequestBuilder) -> Result<Reply, Failure> {
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|source| Failure::Unreachable { source })?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| Failure::Unreachable { source })?;
-        if !status.is_success() {
-            return Err(Failure::Api {
-                status,
-                body: bytes.to_vec(),
-            });
-        }
-        let body = serde_json::from_slice(&bytes).with_context(|| {
-            format!("the server at {} answered HTTP {status} with something that is not JSON; is --url pointing at lapse?", self.base)
-        })?;
-        Ok(Reply { status, body })
-    }
-}
-
-fn parse_base_url(raw: &str) -> Result<Url, Failure> {
-    let usage = |message: String| Failure::Usage {
-        field: "--url".to_owned(),
-        message,
-        fix: format!("give the daemon's address, e.g. --url {DEFAULT_URL}"),
-    };
-    let url = Url::parse(raw).map_err(|e| usage(format!("`{raw}` is not a URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(usage(format!("`{raw}` is not an http or https URL")));
-    }
-    if url.cannot_be_a_base() {
-        return Err(usage(format!(
-            "`{raw}` cannot have API paths appended to it"
-        )));
-    }
-    Ok(url)
-}
-
-/// `base` with path `segments` appended (each percent-encoded, so an ID cannot change the path)
-/// and the present query parameters. A base with a path prefix keeps it, for a daemon behind a
-/// reverse proxy.
-fn endpoint(
-    base: &Url,
-    segments: &[&str],
-    query: &[(&str, Option<String>)],
-) -> anyhow::Result<Url> {
-    let mut url = base.clone();
-    url.set_query(None);
-    url.set_fragment(None);
-    url.path_segments_mut()
-        .map_err(|()| anyhow::anyhow!("{base} cannot have API paths appended to it"))?
-        .pop_if_empty()
-        .extend(segments);
-    let present: Vec<(&str, &str)> = query
-        .iter()
-        .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))
-        .collect();
-    // Only touch the query when there is one: an empty serializer still leaves a bare `?`.
-    if !present.is_empty() {
-        url.query_pairs_mut().extend_pairs(present);
-    }
-    Ok(url)
-}
-
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
-/// Writes a rendering to stdout. A reader that goes away early (`lapse list | head`) is not an
-/// error of ours, so a broken pipe ends quietly instead of panicking as `println!` would.
-fn emit(text: &str) -> Result<(), Failure> {
-    let mut out = std::io::stdout().lock();
-    let written = out
-        .write_all(text.as_bytes())
-        .and_then(|()| {
-            if text.ends_with('\n') {
-                Ok(())
-            } else {
-                out.write_all(b"\n")
-            }
-        })
-        .and_then(|()| out.flush());
-    match written {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::Error::new(e)
-            .context("could not write to stdout")
-            .into()),
-        _ => Ok(()),
-    }
 }
 
 async fn grant(
@@ -610,7 +453,7 @@ async fn grant(
         &["v1", "grants"],
         &[("wait", args.wait.then(|| "true".to_owned()))],
     )?;
-    let mut request = api.http.post(url).json(&SubmitBody::from_args(args));
+    let mut request = api.http.post(url).json(&submission(args)?);
     if let Some(key) = &args.idempotency_key {
         request = request.header("Idempotency-Key", key);
     }
@@ -692,8 +535,8 @@ async fn revoke(
 ) -> Result<ExitCode, Failure> {
     let url = api.url(&["v1", "grants", &args.id, "revoke"], &[])?;
     let reply = api
-        .send(api.http.post(url).json(&RevokeBody {
-            reason: &args.reason,
+        .send(api.http.post(url).json(&RevokeRequest {
+            reason: args.reason.clone(),
         }))
         .await?;
     emit(&output::render_grant(format, &reply.body, Utc::now())?)?;
@@ -787,7 +630,7 @@ mod tests {
         };
         assert!(args.wait);
         assert_eq!(args.idempotency_key.as_deref(), Some("k1"));
-        let body = serde_json::to_value(SubmitBody::from_args(&args)).unwrap();
+        let body = serde_json::to_value(submission(&args).unwrap()).unwrap();
         assert_eq!(
             body,
             json!({
@@ -860,7 +703,7 @@ mod tests {
         let Command::Grant(args) = cli.command else {
             panic!("not a grant")
         };
-        let body = serde_json::to_value(SubmitBody::from_args(&args)).unwrap();
+        let body = serde_json::to_value(submission(&args).unwrap()).unwrap();
         assert_eq!(body["expires_at"], "2026-03-01T13:00:00Z");
         assert_eq!(body["starts_at"], "2026-03-01T12:30:00Z");
         assert_eq!(body["duration"], Value::Null);
@@ -1091,7 +934,7 @@ mod tests {
             token: None,
             output: OutputFormat::Table,
         };
-        let api = ApiClient::new(&global).unwrap();
+        let api = ApiClient::new(&global.url, global.token.clone()).unwrap();
         let url = api.url(&["v1", "grants"], &[]).unwrap();
         let Err(Failure::Unreachable { source }) = api.send(api.http.get(url)).await else {
             panic!("expected an unreachable daemon")

@@ -2,9 +2,9 @@
 
 mod api;
 mod cli;
+#[cfg(feature = "demo")]
 mod demo;
 mod local;
-mod notify;
 mod openapi;
 mod output;
 mod requests;
@@ -32,8 +32,15 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => local::serve(args.config.as_deref()).await,
+            Command::Serve(args) => {
+                local::serve(args.config.as_deref(), args.port_file.as_deref()).await
+            }
+            #[cfg(feature = "demo")]
             Command::Demo(args) => demo::run(args).await,
+            #[cfg(not(feature = "demo"))]
+            Command::Demo(_) => Err(anyhow::anyhow!(
+                "this build of lapse has no demo; build it with the `demo` feature (on by default)"
+            )),
             Command::Token(cmd) => local::token(cmd).await,
             Command::Config(cmd) => local::config(cmd),
             Command::Doctor(args) => local::doctor(args.config.as_deref()).await,

@@ -3,7 +3,6 @@
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ContentArrangement, Table, presets};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub mod jit;
@@ -20,113 +19,9 @@ pub enum OutputFormat {
     Csv,
 }
 
-/// A grant as the API shows it.
-///
-/// Only the fields the API always sends are required, so that a newer daemon that adds fields
-/// (or leaves an optional one out) does not break an older CLI.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GrantView {
-    pub id: String,
-    pub kind: String,
-    pub state: String,
-    #[serde(default)]
-    pub requester: String,
-    #[serde(default)]
-    pub reason: String,
-    #[serde(default)]
-    pub users: Vec<String>,
-    #[serde(default)]
-    pub resources: Vec<String>,
-    #[serde(default)]
-    pub group: Option<String>,
-    #[serde(default)]
-    pub service_account: Option<String>,
-    pub created_at: DateTime<Utc>,
-    #[serde(default)]
-    pub starts_at: Option<DateTime<Utc>>,
-    pub expires_at: DateTime<Utc>,
-    #[serde(default)]
-    pub revoked_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub revoke_reason: Option<String>,
-    #[serde(default)]
-    pub attempts: u32,
-    #[serde(default)]
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub last_error: Option<String>,
-    /// A service key's token: present exactly once, in the answer to a waited-for submission.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-}
-
-/// One row of the append-only history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryView {
-    pub seq: i64,
-    pub at: DateTime<Utc>,
-    #[serde(default)]
-    pub grant_id: Option<String>,
-    pub actor: String,
-    pub event: String,
-    #[serde(default)]
-    pub detail: Value,
-    #[serde(default)]
-    pub hash: String,
-}
-
-/// `GET /v1/grants`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GrantList {
-    pub grants: Vec<GrantView>,
-}
-
-/// `GET /v1/grants/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GrantDetail {
-    pub grant: GrantView,
-    #[serde(default)]
-    pub history: Vec<HistoryView>,
-}
-
-/// `GET /v1/history`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryList {
-    pub history: Vec<HistoryView>,
-}
-
-/// `GET /v1/audit/verify`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VerifyView {
-    pub rows_checked: u64,
-    pub ok: bool,
-    #[serde(default)]
-    pub first_broken: Option<BrokenRow>,
-}
-
-/// The first history row whose hash chain does not hold.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BrokenRow {
-    pub seq: i64,
-    pub reason: String,
-}
-
-/// The body of every 4xx/5xx answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ApiErrorBody {
-    pub error: ApiError,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ApiError {
-    #[serde(default)]
-    pub code: String,
-    #[serde(default)]
-    pub field: Option<String>,
-    pub message: String,
-    #[serde(default)]
-    pub fix: Option<String>,
-}
+pub use lapse_requests::wire::{
+    ErrorBody, GrantDetail, GrantList, GrantView, HistoryList, HistoryView, VerifyReport,
+};
 
 /// Longest DETAIL shown in a table; the full detail is in `-o json` and `-o csv`.
 const DETAIL_TABLE_WIDTH: usize = 100;
@@ -201,7 +96,7 @@ pub fn render_verify(format: OutputFormat, raw: &Value) -> anyhow::Result<String
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
-    let verify: VerifyView = parse(raw, "audit verification")?;
+    let verify: VerifyReport = parse(raw, "audit verification")?;
     match format {
         OutputFormat::Csv => verify_csv(&verify),
         _ => Ok(verify_text(&verify)),
@@ -329,7 +224,7 @@ pub fn history_table(rows: &[HistoryView], with_grant: bool) -> String {
 }
 
 /// The verdict of `lapse audit verify` in words.
-pub fn verify_text(v: &VerifyView) -> String {
+pub fn verify_text(v: &VerifyReport) -> String {
     match (&v.first_broken, v.ok) {
         (Some(broken), _) => format!(
             "history chain BROKEN at row {}: {} ({} rows checked)",
@@ -425,7 +320,7 @@ pub fn grant_detail_csv(grant: &GrantView, history: &[HistoryView]) -> anyhow::R
 }
 
 /// The verdict of `lapse audit verify` as one CSV row.
-pub fn verify_csv(v: &VerifyView) -> anyhow::Result<String> {
+pub fn verify_csv(v: &VerifyReport) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "rows_checked",
@@ -460,8 +355,8 @@ fn finish_csv(w: csv::Writer<Vec<u8>>) -> anyhow::Result<String> {
 /// caller simply forgot the token.
 pub fn api_error_message(status: u16, body: &[u8], token_given: bool) -> String {
     let mut out = String::from("error: ");
-    let fix = match serde_json::from_slice::<ApiErrorBody>(body) {
-        Ok(ApiErrorBody { error }) => {
+    let fix = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => {
             if let Some(field) = &error.field {
                 out.push_str(field);
                 out.push_str(": ");
@@ -640,6 +535,7 @@ fn finish(mut table: Table) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use lapse_requests::wire::BrokenRow;
     use serde_json::json;
 
     fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
@@ -869,13 +765,13 @@ mod tests {
 
     #[test]
     fn verify_names_the_first_broken_row() {
-        let ok = VerifyView {
+        let ok = VerifyReport {
             rows_checked: 12,
             ok: true,
             first_broken: None,
         };
         assert_eq!(verify_text(&ok), "history chain intact: 12 rows checked");
-        let broken = VerifyView {
+        let broken = VerifyReport {
             rows_checked: 12,
             ok: false,
             first_broken: Some(BrokenRow {

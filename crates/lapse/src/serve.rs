@@ -18,6 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use lapse_requests::notify::Notifier;
+use lapse_requests::{RequestService, Submitter};
+
 use crate::api::{self, ApiState};
 use crate::settings::Settings;
 
@@ -56,7 +59,7 @@ pub enum StartError {
     #[error("installing the SIGHUP handler: {0}")]
     Signal(std::io::Error),
     #[error("setting up notifications: {0}")]
-    Notify(#[from] crate::notify::NotifyError),
+    Notify(#[from] lapse_requests::notify::NotifyError),
 }
 
 /// A daemon that has passed every start-up check and holds its listener.
@@ -70,8 +73,6 @@ pub struct Application<P> {
     /// Registered at start-up: SIGHUP's default action would end the process.
     #[cfg(unix)]
     hangup: tokio::signal::unix::Signal,
-    /// Access lists, requests and notifications.
-    requests: Arc<crate::requests::Requests<P>>,
 }
 
 /// The engine's tunables from the settings.
@@ -181,17 +182,26 @@ pub async fn build_with<P: AccessProvider + 'static>(
     if !addr.ip().is_loopback() && tls.is_none() {
         warn!(%addr, "serving the API on a non-loopback address without TLS (server.allow_insecure_remote); bearer tokens cross the network in clear text");
     }
+    let submitter = Arc::new(Submitter::new(provider, limits(settings)));
+    let notifier = Notifier::new(lapse_requests::notify::load_sinks(&settings.notify)?);
+    let flow = RequestService::start(
+        store.clone(),
+        handle.clone(),
+        submitter.clone(),
+        settings.access.clone(),
+        settings.notify.clone(),
+        notifier,
+    )
+    .await;
     let state = Arc::new(ApiState {
         inserter: lapse_store::GrantInserter::spawn(store.clone()),
-        group_names: Default::default(),
+        submitter,
         store,
         engine: handle,
-        provider,
-        limits: limits(settings),
+        flow,
         ready: Default::default(),
         metrics,
     });
-    let requests = crate::requests::Requests::start(settings, state.clone()).await?;
     Ok(Application {
         listener,
         addr,
@@ -200,7 +210,6 @@ pub async fn build_with<P: AccessProvider + 'static>(
         tls,
         #[cfg(unix)]
         hangup,
-        requests,
     })
 }
 
@@ -209,11 +218,13 @@ impl<P: AccessProvider + 'static> Application<P> {
         self.addr
     }
 
+    #[cfg(feature = "demo")]
     pub fn engine(&self) -> EngineHandle {
         self.state.engine.clone()
     }
 
     /// `https` when a certificate is configured.
+    #[cfg(feature = "demo")]
     pub fn scheme(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }
     }
@@ -228,9 +239,10 @@ impl<P: AccessProvider + 'static> Application<P> {
             let _ = rx.wait_for(|s| *s).await;
         };
         let engine_task = tokio::spawn(self.engine.run_until_stopped(stopped(stop_rx.clone())));
-        let router =
-            api::router(self.state.clone()).merge(crate::requests::router(self.requests.clone()));
-        self.requests.spawn(stop_rx.clone());
+        let router = api::router(self.state.clone())
+            .merge(crate::requests::router(self.state.clone()))
+            .merge(crate::openapi::router());
+        self.state.flow.spawn(stop_rx.clone());
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let server_task = match self.tls {
             None => {
@@ -256,7 +268,7 @@ impl<P: AccessProvider + 'static> Application<P> {
         let reload_task = tokio::spawn(watch_hangups(
             self.hangup,
             stop_rx.clone(),
-            self.requests.clone(),
+            self.state.flow.clone(),
         ));
         self.state.ready.store(true, Ordering::Relaxed);
         info!(addr = %self.addr, scheme, "lapse is ready");
@@ -312,7 +324,7 @@ async fn pet_watchdog(engine: EngineHandle, mut stop: watch::Receiver<bool>) {
 async fn watch_hangups<P: AccessProvider + 'static>(
     mut hangup: tokio::signal::unix::Signal,
     mut stop: watch::Receiver<bool>,
-    requests: Arc<crate::requests::Requests<P>>,
+    requests: Arc<RequestService<P, EngineHandle>>,
 ) {
     loop {
         tokio::select! {

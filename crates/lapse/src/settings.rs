@@ -23,10 +23,10 @@ pub struct Settings {
     pub log: LogSettings,
     /// Access lists and the request flow.
     #[serde(default)]
-    pub access: crate::requests::AccessSettings,
+    pub access: lapse_requests::AccessSettings,
     /// Webhook sinks for notifications.
     #[serde(default)]
-    pub notify: crate::notify::NotifySettings,
+    pub notify: lapse_requests::notify::NotifySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +219,7 @@ impl Settings {
     }
 
     /// Built-in defaults and the environment only (the demo).
+    #[cfg(feature = "demo")]
     pub fn defaults() -> Result<Self, SettingsError> {
         finish(
             config::Config::builder()

@@ -299,3 +299,55 @@ fn the_hash_encoding_has_no_ambiguous_boundaries() {
         )
     );
 }
+
+#[tokio::test]
+async fn an_unknown_event_is_refused_on_write_and_on_read() {
+    let db = TestDb::new().await;
+    let n = populate(&db).await;
+    let refused = db
+        .store
+        .commit(Batch {
+            history: vec![NewHistory {
+                at: t0(),
+                grant_id: None,
+                actor: "lapse".into(),
+                event: "activated".into(),
+                detail: json!({}),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("unknown history event `activated`"),
+        "{refused}"
+    );
+    assert_eq!(
+        db.store.last_history_seq().await.unwrap(),
+        n,
+        "nothing was written"
+    );
+
+    // A row renamed behind the triggers is refused when read, naming the row.
+    let mut conn = raw(&db.path()).await;
+    sqlx::query("DROP TRIGGER history_no_update")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE history SET event = 'activated' WHERE seq = 2")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let err = db
+        .store
+        .history(&HistoryFilter::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("history.event") && err.contains("(row 2) activated"),
+        "{err}"
+    );
+}

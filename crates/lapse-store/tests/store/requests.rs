@@ -206,3 +206,129 @@ async fn a_failing_request_write_leaves_no_grant_behind() {
     );
     assert!(db.store.get_grant(again.id).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn due_pending_requests_are_found_however_many_are_pending() {
+    let db = TestDb::new().await;
+    // 1,001 due (more than the newest 1,000 a scan of pending requests would see), the oldest
+    // first; one not yet due and one decided are left out.
+    let mut rows = Vec::new();
+    for i in 0..1001 {
+        let mut r = pending(&format!("D{i:04}"));
+        r.wait_until = t0() + Duration::seconds(i);
+        rows.push(r);
+    }
+    let mut later = pending("LATER");
+    later.wait_until = t0() + Duration::hours(5);
+    let mut done = pending("DONE");
+    done.state = "denied".into();
+    done.wait_until = t0();
+    rows.push(later);
+    rows.push(done);
+    for r in rows {
+        db.store
+            .commit_requests(RequestChange {
+                request: Some(r),
+                ..RequestChange::default()
+            })
+            .await
+            .unwrap();
+    }
+    let now = t0() + Duration::hours(1);
+    let due = db.store.due_pending_requests(now, 5000).await.unwrap();
+    assert_eq!(due.len(), 1001);
+    assert_eq!(due[0].id, "D0000", "the longest overdue first");
+    assert!(
+        due.iter()
+            .all(|r| r.state == "pending" && r.wait_until <= now)
+    );
+    assert_eq!(
+        db.store.due_pending_requests(now, 10).await.unwrap().len(),
+        10
+    );
+    assert_eq!(db.store.next_pending_wait().await.unwrap(), Some(t0()));
+}
+
+#[tokio::test]
+async fn an_unknown_request_state_is_refused_on_read() {
+    let db = TestDb::new().await;
+    let mut r = pending("ODD");
+    r.state = "approving".into();
+    db.store
+        .commit_requests(RequestChange {
+            request: Some(r),
+            ..RequestChange::default()
+        })
+        .await
+        .unwrap();
+    let err = db.store.get_request("ODD").await.unwrap_err().to_string();
+    assert!(
+        err.contains("requests.state") && err.contains("approving"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn approved_grants_ending_before_a_time_are_found_once_per_end() {
+    let db = TestDb::new().await;
+    db.store
+        .commit_requests(RequestChange {
+            request: Some(pending("E1")),
+            ..RequestChange::default()
+        })
+        .await
+        .unwrap();
+    let mut g = GrantBuilder::new(7).build();
+    g.state = lapse_core::GrantState::Active;
+    let end = g.expires_at;
+    db.store
+        .insert_grant_for_request(&g, idem("E1"), approved("E1", "bob@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store
+            .next_approved_end(t0() - Duration::days(1))
+            .await
+            .unwrap(),
+        Some(end)
+    );
+    let before = end - Duration::seconds(1);
+    assert!(
+        db.store
+            .approved_ending_between(t0() - Duration::days(1), before, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let found = db
+        .store
+        .approved_ending_between(t0() - Duration::days(1), end + Duration::seconds(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!((found[0].0.id.as_str(), found[0].1), ("E1", end));
+    // Warned for this end: no longer due, until the end moves.
+    let mut r = found[0].0.clone();
+    r.warned_expiry = Some(end);
+    db.store
+        .commit_requests(RequestChange {
+            request: Some(r),
+            ..RequestChange::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        db.store
+            .approved_ending_between(t0() - Duration::days(1), end + Duration::seconds(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        db.store
+            .next_approved_end(t0() - Duration::days(1))
+            .await
+            .unwrap(),
+        None
+    );
+}

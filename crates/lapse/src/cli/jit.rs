@@ -4,9 +4,11 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::Args;
-use serde_json::{Value, json};
+use lapse_requests::wire::{CreateBody, DecisionBody, ExtendBody, ReviewBody};
+use serde::Serialize;
+use serde_json::Value;
 
-use super::{ApiClient, Failure, emit};
+use super::client::{ApiClient, Failure, emit};
 use crate::output::{OutputFormat, jit};
 
 /// Ask for access on an access list.
@@ -74,12 +76,12 @@ type Render = fn(OutputFormat, &Value, DateTime<Utc>) -> anyhow::Result<String>;
 async fn post(
     api: &ApiClient,
     segments: &[&str],
-    body: Value,
+    body: &impl Serialize,
     format: OutputFormat,
     render: Render,
 ) -> Result<ExitCode, Failure> {
     let url = api.url(segments, &[])?;
-    let reply = api.send(api.http.post(url).json(&body)).await?;
+    let reply = api.send(api.http.post(url).json(body)).await?;
     emit(&render(format, &reply.body, Utc::now())?)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -102,8 +104,13 @@ pub(super) async fn request(
     a: &RequestArgs,
     format: OutputFormat,
 ) -> Result<ExitCode, Failure> {
-    let body = json!({ "list": a.list, "duration": a.duration, "reason": a.reason, "break_glass": a.break_glass });
-    post(api, &["v1", "requests"], body, format, jit::render_request).await
+    let body = CreateBody {
+        list: a.list.clone(),
+        duration: a.duration.clone(),
+        reason: a.reason.clone(),
+        break_glass: a.break_glass,
+    };
+    post(api, &["v1", "requests"], &body, format, jit::render_request).await
 }
 
 pub(super) async fn requests(
@@ -131,7 +138,9 @@ pub(super) async fn decide(
     post(
         api,
         &["v1", "requests", &a.id, verb],
-        json!({ "reason": a.reason }),
+        &DecisionBody {
+            reason: a.reason.clone(),
+        },
         format,
         jit::render_request,
     )
@@ -146,7 +155,10 @@ pub(super) async fn extend(
     post(
         api,
         &["v1", "grants", &a.id, "extend"],
-        json!({ "by": a.by, "reason": a.reason }),
+        &ExtendBody {
+            by: a.by.clone(),
+            reason: a.reason.clone(),
+        },
         format,
         jit::render_request,
     )
@@ -171,7 +183,11 @@ pub(super) async fn review(
     post(
         api,
         &["v1", "reviews"],
-        json!({ "list": a.target, "keep": a.keep, "remove": a.remove }),
+        &ReviewBody {
+            list: a.target.clone(),
+            keep: a.keep.clone(),
+            remove: a.remove.clone(),
+        },
         format,
         jit::render_review_recorded,
     )

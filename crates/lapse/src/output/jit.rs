@@ -2,7 +2,6 @@
 //! same three formats as grants.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
@@ -13,140 +12,10 @@ use super::{
 /// Longest reason shown in a list row; the full reason is in `lapse request show`, JSON and CSV.
 const REASON_TABLE_WIDTH: usize = 40;
 
-/// A request as the API shows it. Only what the API always sends is required, so that a newer
-/// daemon adding fields does not break an older CLI.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RequestView {
-    pub id: String,
-    pub list: String,
-    pub requester: String,
-    #[serde(default)]
-    pub token_name: String,
-    #[serde(default)]
-    pub reason: String,
-    pub duration_secs: i64,
-    #[serde(default)]
-    pub break_glass: bool,
-    #[serde(default)]
-    pub extends_grant: Option<String>,
-    pub state: String,
-    #[serde(default)]
-    pub approvals_needed: i64,
-    pub created_at: DateTime<Utc>,
-    pub wait_until: DateTime<Utc>,
-    #[serde(default)]
-    pub decided_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub decided_by: Option<String>,
-    #[serde(default)]
-    pub decision_reason: Option<String>,
-    #[serde(default)]
-    pub grant_id: Option<String>,
-    #[serde(default)]
-    pub approvals: Vec<ApprovalView>,
-}
-
-/// One owner's approval of a request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ApprovalView {
-    pub approver: String,
-    #[serde(default)]
-    pub token_name: String,
-    pub at: DateTime<Utc>,
-    #[serde(default)]
-    pub reason: String,
-}
-
-/// `GET /v1/requests`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RequestList {
-    pub requests: Vec<RequestView>,
-}
-
-/// What a list lets its members request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TargetView {
-    pub kind: String,
-    #[serde(default)]
-    pub group: Option<String>,
-    #[serde(default)]
-    pub resources: Vec<String>,
-    #[serde(default)]
-    pub service_account: Option<String>,
-}
-
-/// An access list as `GET /v1/lists` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ListView {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default)]
-    pub owners: Vec<String>,
-    #[serde(default)]
-    pub members: Vec<String>,
-    pub target: TargetView,
-    /// A duration as the daemon writes it (`4h`, `1h 30m`).
-    #[serde(default)]
-    pub max_duration: Value,
-    #[serde(default)]
-    pub approvals: u32,
-    #[serde(default)]
-    pub auto_approve: bool,
-    #[serde(default)]
-    pub break_glass: bool,
-    #[serde(default)]
-    pub review_due: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub suspended: bool,
-    #[serde(default)]
-    pub file: String,
-}
-
-/// A list file the daemon refused; its old lists stay in force.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RefusedFile {
-    pub file: String,
-    #[serde(default)]
-    pub line: Option<u64>,
-    pub problem: String,
-}
-
-/// `GET /v1/lists`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ListsView {
-    pub lists: Vec<ListView>,
-    #[serde(default)]
-    pub refused_files: Vec<RefusedFile>,
-}
-
-/// One list's review as `GET /v1/reviews` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReviewView {
-    pub list: String,
-    pub due: DateTime<Utc>,
-    #[serde(default)]
-    pub overdue: bool,
-    #[serde(default)]
-    pub suspended: bool,
-    #[serde(default)]
-    pub owners: Vec<String>,
-    #[serde(default)]
-    pub members: Vec<String>,
-}
-
-/// `GET /v1/reviews`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReviewList {
-    pub reviews: Vec<ReviewView>,
-}
-
-/// `POST /v1/reviews`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReviewRecorded {
-    pub list: String,
-    pub next_due: DateTime<Utc>,
-}
+pub use lapse_requests::wire::{
+    AccessListView, ListTargetView, ListsReply, RequestList, RequestView, ReviewList,
+    ReviewRecorded, ReviewView,
+};
 
 /// Renders `GET /v1/requests` in `format`.
 pub fn render_request_list(
@@ -189,7 +58,7 @@ pub fn render_lists(
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
-    let lists: ListsView = parse(raw, "access lists")?;
+    let lists: ListsReply = parse(raw, "access lists")?;
     match format {
         OutputFormat::Csv => lists_csv(&lists),
         _ => Ok(lists_table(&lists, now)),
@@ -254,10 +123,6 @@ fn approvals_cell(r: &RequestView) -> String {
     format!("{}/{}", r.approvals.len(), r.approvals_needed)
 }
 
-fn span(secs: i64) -> String {
-    human_span(secs.unsigned_abs())
-}
-
 /// Requests, newest first as the server sent them.
 pub fn requests_table(requests: &[RequestView], now: DateTime<Utc>) -> String {
     if requests.is_empty() {
@@ -281,7 +146,7 @@ pub fn requests_table(requests: &[RequestView], now: DateTime<Utc>) -> String {
             r.list.clone(),
             request_state(r),
             r.requester.clone(),
-            span(r.duration_secs),
+            human_span(r.duration_secs.unsigned_abs()),
             approvals_cell(r),
             r.grant_id.clone().unwrap_or_else(|| "-".to_owned()),
             super::relative(r.created_at, now),
@@ -307,7 +172,7 @@ pub fn request_detail_table(r: &RequestView, now: DateTime<Utc>) -> String {
     } else {
         "for"
     };
-    field(how_long, span(r.duration_secs));
+    field(how_long, human_span(r.duration_secs.unsigned_abs()));
     if let Some(g) = &r.extends_grant {
         field("extends", g.clone());
     } else if let Some(g) = &r.grant_id {
@@ -391,15 +256,13 @@ pub fn requests_csv(requests: &[RequestView]) -> anyhow::Result<String> {
 }
 
 /// The seconds of a duration the daemon sends as text (`4h`, `1h 30m`) or plain seconds.
-fn duration_secs(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| {
-        v.as_str()
-            .and_then(|s| humantime::parse_duration(s).ok())
-            .and_then(|d| i64::try_from(d.as_secs()).ok())
-    })
+fn duration_secs(v: &str) -> Option<i64> {
+    humantime::parse_duration(v)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
 }
 
-fn target(t: &TargetView) -> String {
+fn target(t: &ListTargetView) -> String {
     let mut parts = Vec::new();
     if let Some(g) = &t.group {
         parts.push(format!("group {g}"));
@@ -418,7 +281,7 @@ fn target(t: &TargetView) -> String {
 }
 
 /// What sets a list apart from one needing owner approval: automatic, break-glass, suspended.
-fn list_flags(l: &ListView) -> String {
+fn list_flags(l: &AccessListView) -> String {
     let mut flags = Vec::new();
     if l.suspended {
         flags.push("SUSPENDED");
@@ -437,7 +300,7 @@ fn list_flags(l: &ListView) -> String {
 }
 
 /// The loaded lists, then any refused file with its line and problem.
-pub fn lists_table(v: &ListsView, now: DateTime<Utc>) -> String {
+pub fn lists_table(v: &ListsReply, now: DateTime<Utc>) -> String {
     let mut out = if v.lists.is_empty() {
         "no access lists".to_owned()
     } else {
@@ -460,7 +323,8 @@ pub fn lists_table(v: &ListsView, now: DateTime<Utc>) -> String {
                 target(&l.target),
                 names(&l.owners),
                 names(&l.members),
-                duration_secs(&l.max_duration).map_or_else(|| "-".to_owned(), span),
+                duration_secs(&l.max_duration)
+                    .map_or_else(|| "-".to_owned(), |s| human_span(s.unsigned_abs())),
                 l.approvals.to_string(),
                 list_flags(l),
                 l.review_due
@@ -501,7 +365,7 @@ const LIST_CSV_HEADER: [&str; 14] = [
 
 /// `lapse lists -o csv`: the lists, an empty line, then the refused files, as `lapse show -o csv`
 /// separates a grant from its history.
-pub fn lists_csv(v: &ListsView) -> anyhow::Result<String> {
+pub fn lists_csv(v: &ListsReply) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(LIST_CSV_HEADER)?;
     for l in &v.lists {

@@ -1,0 +1,16 @@
+//! The request flow and grant submission, apart from any transport: a service that the HTTP
+//! API (and later the web console and chat approvals) calls with typed inputs.
+
+pub mod engine;
+pub mod error;
+pub mod flow;
+pub mod notify;
+pub mod settings;
+pub mod submit;
+pub mod wire;
+
+pub use engine::GrantEngine;
+pub use error::{FlowError, FlowResult};
+pub use flow::{Actor, RequestService, Tick};
+pub use settings::AccessSettings;
+pub use submit::Submitter;
