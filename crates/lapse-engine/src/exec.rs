@@ -148,9 +148,23 @@ impl<P: AccessProvider + 'static> Engine<P> {
         rx: mpsc::Receiver<Command>,
         handle: EngineHandle,
     ) -> Result<Self, EngineError> {
-        let grants = store.load_open_grants().await.map_err(EngineError::Load)?;
+        let mut grants = store.load_open_grants().await.map_err(EngineError::Load)?;
         let edges = store.load_edges().await.map_err(EngineError::Load)?;
         let objects = store.load_objects().await.map_err(EngineError::Load)?;
+        // A grant that failed while it owned an object (a key whose create answer was lost, say)
+        // is not open, but the planner needs it to find and remove that object, as it does
+        // before a restart: without it a key made under lapse's name would be forgotten, active.
+        let open: HashSet<GrantId> = grants.iter().map(|g| g.id).collect();
+        let owners: HashSet<GrantId> = objects
+            .iter()
+            .map(|o| o.grant)
+            .filter(|id| !open.contains(id))
+            .collect();
+        for id in owners {
+            if let Some(g) = store.get_grant(id).await.map_err(EngineError::Load)? {
+                grants.push(g);
+            }
+        }
         info!(
             grants = grants.len(),
             edges = edges.len(),

@@ -270,3 +270,59 @@ async fn a_key_made_for_a_grant_that_failed_is_revoked_and_deleted() {
             .any(|j| j.mutation_applied)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_grants_key_is_still_removed_after_a_restart() {
+    let mut env = Env::new("").await;
+    // The key is made but its answer is an error, and the service account cannot be read, so the
+    // daemon cannot find the key to remove it before it is killed.
+    env.sim
+        .set_faults(Faults {
+            error_after_commit_operations: vec!["ServiceAccountKeyCreate".into()],
+            fail_operations: vec!["ServiceAccount".into(), "ServiceAccountKeysPage".into()],
+            ..Faults::none()
+        })
+        .expect("faults the sim accepts");
+    env.start().await;
+    let (s, key) = env
+        .grant(json!({"kind": "service-key", "service_account": "ci-deployer", "duration": "1h", "reason": "INC-12"}))
+        .await;
+    assert_eq!(s, 201, "{key}");
+    env.wait_state(&id_of(&key), "failed", WITHIN).await;
+    let key_name = format!("lapse-{}", id_of(&key).to_lowercase());
+    let named = |env: &Env| {
+        env.snapshot()
+            .service_account_named("ci-deployer")
+            .map(|s| s.keys.iter().filter(|k| k.name == key_name).count())
+            .unwrap_or(0)
+    };
+    assert!(
+        calls(&env, "ServiceAccountKeyCreate")
+            .iter()
+            .any(|j| j.mutation_applied),
+        "the key was made"
+    );
+    // The daemon tried to look the key up, and could not.
+    assert!(
+        eventually(WITHIN, || async {
+            calls(&env, "ServiceAccount")
+                .iter()
+                .chain(calls(&env, "ServiceAccountKeysPage").iter())
+                .any(|j| j.http_status == 503)
+        })
+        .await,
+        "a clean-up read was attempted; log:\n{}",
+        tail(&env.log())
+    );
+    assert_eq!(named(&env), 1, "the key is still there before the restart");
+    env.kill9();
+    env.sim
+        .set_faults(Faults::none())
+        .expect("faults the sim accepts");
+    env.start().await;
+    assert!(
+        eventually(WITHIN, || async { named(&env) == 0 }).await,
+        "after the restart the failed grant's key was revoked and deleted; log:\n{}",
+        tail(&env.log())
+    );
+}
