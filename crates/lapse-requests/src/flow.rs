@@ -911,11 +911,34 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
 
     /// One pass of the background work at `now`: each part asks the store for what is due,
     /// is safe to repeat, and says when it is next due.
+    ///
+    /// The parts run independently: one that fails (an unreadable row, say) is logged and
+    /// retried at the next tick without holding back the others; the first error is returned
+    /// after all have run.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<Tick, StoreError> {
-        let lapsed = self.lapse_due(now).await?;
-        self.scan_history().await?;
-        let warned = self.expiring_soon(now).await?;
-        let review_wake = self.reviews_due(now).await?;
+        let mut first_error = None;
+        let mut keep = |part: &str, e: StoreError| {
+            warn!(part, error = %e, "request flow background work");
+            first_error.get_or_insert(e);
+        };
+        let lapsed = self.lapse_due(now).await.unwrap_or_else(|e| {
+            keep("lapsing pending requests", e);
+            0
+        });
+        if let Err(e) = self.scan_history().await {
+            keep("reading the history for notices", e);
+        }
+        let warned = self.expiring_soon(now).await.unwrap_or_else(|e| {
+            keep("warning of grants ending soon", e);
+            0
+        });
+        let review_wake = self.reviews_due(now).await.unwrap_or_else(|e| {
+            keep("reminding owners of reviews", e);
+            None
+        });
+        if let Some(e) = first_error {
+            return Err(e);
+        }
         let lead = secs(self.settings.expiring_soon_lead);
         let mut next_wake = now + secs(HISTORY_POLL);
         let candidates = [
@@ -945,6 +968,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             if due.is_empty() {
                 return Ok(lapsed);
             }
+            let before = lapsed;
             let mut change = RequestChange::default();
             for mut r in due {
                 let Ok(state) = state_of(&r) else { continue };
@@ -973,6 +997,10 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                     .commit_requests(std::mem::take(&mut change))
                     .await?;
                 lapsed += 1;
+            }
+            // A batch of rows that could none of them be lapsed would come back for ever.
+            if lapsed == before {
+                return Ok(lapsed);
             }
         }
     }
@@ -1060,6 +1088,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             if due.is_empty() {
                 return Ok(warned);
             }
+            let before = warned;
             for (mut r, end) in due {
                 let Some(gid) = r
                     .grant_id
@@ -1083,6 +1112,9 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                     })
                     .await?;
                 warned += 1;
+            }
+            if warned == before {
+                return Ok(warned);
             }
         }
     }

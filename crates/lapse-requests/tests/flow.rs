@@ -834,3 +834,40 @@ async fn waiting_lists_only_what_the_caller_may_still_approve() {
         Err(FlowError::Refused(Refusal::NoIdentity))
     ));
 }
+
+#[tokio::test]
+async fn an_unreadable_history_row_holds_back_no_other_background_work() {
+    let f = fixture().await;
+    // The first tick marks where notices start.
+    f.flow.tick(Utc::now()).await.expect("tick");
+    let r = f
+        .flow
+        .create(&who("nico@x.io"), &ask("auto", ""))
+        .await
+        .expect("granted");
+    let g = f
+        .store
+        .get_grant(f.engine.submitted()[0].id)
+        .await
+        .expect("read")
+        .expect("stored");
+    let db = f._dir.path().join("lapse.db");
+    let inserted = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg(
+            "INSERT INTO history (seq, at, grant_id, actor, event, detail, prev_hash, hash) \
+             SELECT max(seq) + 1, '2026-01-01T00:00:00.000000Z', NULL, 'someone', \
+             'grant-expired', 'not json', 'x', 'y' FROM history",
+        )
+        .status()
+        .expect("the sqlite3 shell runs");
+    assert!(inserted.success());
+    let soon = g.expires_at - Duration::minutes(10) + Duration::seconds(1);
+    let tick = f.flow.tick(soon).await;
+    assert!(tick.is_err(), "the unreadable row is reported");
+    assert_eq!(
+        f.flow.show(&r.id).await.expect("shown").warned_expiry,
+        Some(g.expires_at),
+        "the warning of a grant ending soon went out although the history scan failed"
+    );
+}
