@@ -43,7 +43,7 @@ impl SeedBuilder {
         for n in 0..users {
             seed.users.push(SeedUser {
                 id: USER_PK + n as u64,
-                email: user_email(n),
+                email: Some(user_email(n)),
                 first_name: "Bench".into(),
                 last_name: n.to_string(),
                 role: Default::default(),
@@ -56,6 +56,7 @@ impl SeedBuilder {
                 name: resource_name(n),
                 address: format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255),
                 is_active: true,
+                default_access_mode: None,
             });
         }
         Self {

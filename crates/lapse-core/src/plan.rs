@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::grant::{Grant, GrantId, GrantSpec, GrantState};
+use crate::grant::{Grant, GrantId, GrantSpec, GrantState, Principal};
 use crate::ownership::{Edge, EdgeKind, ObjectKind, OwnedEdge, OwnedObject};
 use crate::provider::{
     AccessToAdd, GroupInfo, KeyStatus, Priority, RemoteId, ResourceInfo, ServiceAccountInfo,
@@ -20,6 +20,12 @@ use crate::provider::{
 /// How far a remote or stored expiry may fall short of the wanted one and still count as set:
 /// both sides round timestamps, and rewriting an edge for less than this would waste a write.
 const EXPIRY_SLACK: Duration = Duration::seconds(1);
+
+/// How far a remote expiry may fall short of one lapse has already written, confirmed, before
+/// it counts as changed: a server that stores `expiresAt` truncated to the minute reports up to
+/// this much less. Rewriting for that would repeat every sweep and never converge, so an edge
+/// is rewritten at most once for one wanted expiry. Falling short only ends access earlier.
+const STORED_EXPIRY_SLACK: Duration = Duration::minutes(1);
 
 /// Tunables of the planner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,16 +242,6 @@ pub fn key_days(ttl: Duration) -> u16 {
     let secs = ttl.num_seconds().max(1);
     let days = (secs + 86_399) / 86_400;
     u16::try_from(days.clamp(1, 365)).unwrap_or(365)
-}
-
-/// Capped exponential backoff with full jitter: `jitter` in `[0, 1)` picks the point.
-pub fn backoff(attempts: u32, base: Duration, cap: Duration, jitter: f64) -> Duration {
-    let exp = base
-        .num_milliseconds()
-        .saturating_mul(1_i64 << attempts.min(20));
-    let ceiling = exp.min(cap.num_milliseconds()).max(1);
-    let ms = (ceiling as f64 * jitter.clamp(0.0, 1.0)) as i64;
-    Duration::milliseconds(ms.max(base.num_milliseconds() / 10))
 }
 
 /// The edges a grant needs, with the expiry to set on access edges.
@@ -562,8 +558,18 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
                 // Remote and stored timestamps are rounded (to microseconds, or less): an expiry
                 // only counts as stale when it is short of the wanted one by more than that.
                 let short = |s: DateTime<Utc>, want: DateTime<Utc>| s + EXPIRY_SLACK < want;
+                // This very expiry was written and confirmed: the server keeps it as coarsely as
+                // it keeps it; only a larger shortfall (someone changed it) is written again.
+                let written = oe.confirmed && oe.expires_at == *expiry;
+                let seen_short = |s: DateTime<Utc>, want: DateTime<Utc>| {
+                    if written {
+                        s + STORED_EXPIRY_SLACK < want
+                    } else {
+                        short(s, want)
+                    }
+                };
                 let stale_expiry = match (observed_expiry(world.observed, edge), expiry) {
-                    (Some(seen_exp), Some(want)) => seen_exp.is_some_and(|s| short(s, *want)),
+                    (Some(seen_exp), Some(want)) => seen_exp.is_some_and(|s| seen_short(s, *want)),
                     (None, Some(want)) => oe.expires_at.is_some_and(|s| short(s, *want)),
                     _ => false,
                 };
@@ -870,56 +876,24 @@ fn plan_group_object(
         Some(id) => {
             // Live: repair drift inside lapse's own group, which the sweep reads even if nothing
             // else ever did (a group deleted remotely, strangers added to it).
-            if !observed.groups.contains_key(id) {
-                p.sweep(Container::Group(id.clone()));
-            }
-            if let Some(obs) = observed.groups.get(id) {
-                match &obs.value {
-                    None => {
-                        p.actions.push(Action::ReportDrift {
-                            detail: format!(
-                                "group {} ({id}) of grant {} was deleted remotely; recreating it",
-                                o.name, o.grant
-                            ),
-                        });
-                        p.forget(o);
-                    }
-                    Some(info) => {
-                        if let Some(GrantSpec::EphemeralGroup { users, resources }) =
-                            grant.map(|g| &g.spec)
-                        {
-                            let want: BTreeSet<&RemoteId> = users.iter().map(|u| &u.id).collect();
-                            let have: BTreeSet<&RemoteId> = info.users.iter().collect();
-                            let add: Vec<RemoteId> =
-                                want.difference(&have).map(|r| (*r).clone()).collect();
-                            let remove: Vec<RemoteId> =
-                                have.difference(&want).map(|r| (*r).clone()).collect();
-                            if !remove.is_empty() {
-                                p.actions.push(Action::ReportDrift {
-                                    detail: format!("{} user(s) not granted were found in lapse's group {}; removing them", remove.len(), o.name),
-                                });
-                            }
-                            if !add.is_empty() || !remove.is_empty() {
-                                let b = p
-                                    .batches
-                                    .entry((EdgeKind::Membership, id.clone()))
-                                    .or_default();
-                                b.add.extend(add.into_iter().map(|a| (a, None)));
-                                b.remove.extend(remove);
-                                b.grants.insert(o.grant);
-                            }
-                            if !p.cfg.ephemeral_backstop {
-                                let missing: Vec<RemoteId> = resources
-                                    .iter()
-                                    .filter(|r| !info.resources.contains(&r.id))
-                                    .map(|r| r.id.clone())
-                                    .collect();
-                                for r in missing {
-                                    let b = p.batches.entry((EdgeKind::Access, r)).or_default();
-                                    b.add.insert(id.clone(), None);
-                                    b.grants.insert(o.grant);
-                                }
-                            }
+            match observed.groups.get(id).map(|obs| &obs.value) {
+                None => p.sweep(Container::Group(id.clone())),
+                Some(None) => {
+                    p.actions.push(Action::ReportDrift {
+                        detail: format!(
+                            "group {} ({id}) of grant {} was deleted remotely; recreating it",
+                            o.name, o.grant
+                        ),
+                    });
+                    p.forget(o);
+                }
+                Some(Some(info)) => {
+                    if let Some(GrantSpec::EphemeralGroup { users, resources }) =
+                        grant.map(|g| &g.spec)
+                    {
+                        repair_own_members(p, o, id, info, users);
+                        if !p.cfg.ephemeral_backstop {
+                            repair_own_access(p, o, id, info, resources);
                         }
                     }
                 }
@@ -933,6 +907,58 @@ fn plan_group_object(
                 });
             }
         }
+    }
+}
+
+/// Members of lapse's own group that the grant does not name are removed (and reported); the
+/// ones it names and the group lacks are added back.
+fn repair_own_members(
+    p: &mut Planner<'_>,
+    o: &OwnedObject,
+    id: &RemoteId,
+    info: &GroupInfo,
+    users: &[Principal],
+) {
+    let want: BTreeSet<&RemoteId> = users.iter().map(|u| &u.id).collect();
+    let have: BTreeSet<&RemoteId> = info.users.iter().collect();
+    let add: Vec<RemoteId> = want.difference(&have).map(|r| (*r).clone()).collect();
+    let remove: Vec<RemoteId> = have.difference(&want).map(|r| (*r).clone()).collect();
+    if !remove.is_empty() {
+        p.actions.push(Action::ReportDrift {
+            detail: format!(
+                "{} user(s) not granted were found in lapse's group {}; removing them",
+                remove.len(),
+                o.name
+            ),
+        });
+    }
+    if add.is_empty() && remove.is_empty() {
+        return;
+    }
+    let b = p
+        .batches
+        .entry((EdgeKind::Membership, id.clone()))
+        .or_default();
+    b.add.extend(add.into_iter().map(|a| (a, None)));
+    b.remove.extend(remove);
+    b.grants.insert(o.grant);
+}
+
+/// Resources the grant names that lapse's own group lost access to get it back.
+fn repair_own_access(
+    p: &mut Planner<'_>,
+    o: &OwnedObject,
+    id: &RemoteId,
+    info: &GroupInfo,
+    resources: &[Principal],
+) {
+    for r in resources.iter().filter(|r| !info.resources.contains(&r.id)) {
+        let b = p
+            .batches
+            .entry((EdgeKind::Access, r.id.clone()))
+            .or_default();
+        b.add.insert(id.clone(), None);
+        b.grants.insert(o.grant);
     }
 }
 

@@ -58,7 +58,8 @@ pub enum GroupType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRef {
     pub id: RemoteId,
-    pub email: String,
+    /// `None` for a user Twingate knows without an email (the field is nullable).
+    pub email: Option<String>,
 }
 
 /// A resource or service account found by name or id.

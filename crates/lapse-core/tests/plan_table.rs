@@ -286,6 +286,32 @@ fn overlapping_later_group_access_raises_the_expiry() {
     );
 }
 
+/// A server that keeps `expiresAt` to the minute reports less than lapse wrote: the edge is
+/// written once for a wanted expiry, not again at every sweep; a larger shortfall is rewritten.
+#[test]
+fn an_expiry_stored_coarsely_is_not_rewritten_but_a_changed_one_is() {
+    let g = GrantBuilder::access("g1", &["r1"])
+        .window(0, 60)
+        .state(GrantState::Active)
+        .build();
+    let edge = access_edge("r1", "g1");
+    let plan = |owned_exp, seen_exp| {
+        let mut f = Fixture::new()
+            .grant(g.clone())
+            .edge(owned(edge.clone(), g.id, Some(owned_exp)))
+            .observed(ObservedBuilder::new().resource("r1", &[("g1", Some(seen_exp))], 10));
+        // Wanted: 65 minutes and 40 seconds; the server shows it truncated to minute 65.
+        f.cfg.backstop_grace = Duration::minutes(5) + Duration::seconds(40);
+        f.plan_at(10)
+    };
+    let want = at(65) + Duration::seconds(40);
+    assert!(writes(&plan(want, 65)).is_empty(), "written once already");
+    // Not yet written with this expiry (say, before an extension): written now.
+    assert_eq!(writes(&plan(at(64), 65)).len(), 1);
+    // Written, but since shortened by hand by more than the precision: written again.
+    assert_eq!(writes(&plan(want, 30)).len(), 1);
+}
+
 #[test]
 fn group_access_that_existed_before_gets_no_expiry() {
     let g = GrantBuilder::access("g1", &["r1"]).build();

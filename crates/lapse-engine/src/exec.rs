@@ -15,8 +15,8 @@ use lapse_core::provider::{
     CreatedKey, ErrorClass, KeyInfo, KeyStatus, PrincipalKind, Priority, ProviderError,
 };
 use lapse_core::{
-    AccessProvider, Edge, EdgeKind, Grant, GrantId, GrantState, ObjectKind, OwnedEdge, OwnedObject,
-    RemoteId,
+    AccessProvider, Edge, EdgeKind, Grant, GrantId, GrantState, HistoryEvent, ObjectKind,
+    OwnedEdge, OwnedObject, RemoteId, RetryState,
 };
 use lapse_store::{Batch, NewHistory, Store};
 use serde_json::json;
@@ -105,6 +105,9 @@ pub struct Engine<P> {
     rx: mpsc::Receiver<Command>,
     handle: EngineHandle,
     read_backoff: HashMap<Container, DateTime<Utc>>,
+    /// Backoff of writes that belong to no grant lapse holds (clean-up of what ended grants
+    /// left), which have no grant to keep it on. Keyed by the write itself; kept across passes.
+    orphan_retry: HashMap<String, RetryState>,
     sweep_limiter: DefaultDirectRateLimiter,
     reported: HashSet<String>,
     alarmed: HashSet<GrantId>,
@@ -124,7 +127,7 @@ fn object_key(o: &OwnedObject) -> (GrantId, ObjectKind) {
 fn history(
     grant: Option<GrantId>,
     actor: &str,
-    event: &str,
+    event: HistoryEvent,
     detail: serde_json::Value,
     at: DateTime<Utc>,
 ) -> NewHistory {
@@ -132,7 +135,7 @@ fn history(
         at,
         grant_id: grant,
         actor: actor.to_owned(),
-        event: event.to_owned(),
+        event: event.as_str().to_owned(),
         detail,
     }
 }
@@ -145,9 +148,23 @@ impl<P: AccessProvider + 'static> Engine<P> {
         rx: mpsc::Receiver<Command>,
         handle: EngineHandle,
     ) -> Result<Self, EngineError> {
-        let grants = store.load_open_grants().await.map_err(EngineError::Load)?;
+        let mut grants = store.load_open_grants().await.map_err(EngineError::Load)?;
         let edges = store.load_edges().await.map_err(EngineError::Load)?;
         let objects = store.load_objects().await.map_err(EngineError::Load)?;
+        // A grant that failed while it owned an object (a key whose create answer was lost, say)
+        // is not open, but the planner needs it to find and remove that object, as it does
+        // before a restart: without it a key made under lapse's name would be forgotten, active.
+        let open: HashSet<GrantId> = grants.iter().map(|g| g.id).collect();
+        let owners: HashSet<GrantId> = objects
+            .iter()
+            .map(|o| o.grant)
+            .filter(|id| !open.contains(id))
+            .collect();
+        for id in owners {
+            if let Some(g) = store.get_grant(id).await.map_err(EngineError::Load)? {
+                grants.push(g);
+            }
+        }
         info!(
             grants = grants.len(),
             edges = edges.len(),
@@ -168,6 +185,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             rx,
             handle,
             read_backoff: HashMap::new(),
+            orphan_retry: HashMap::new(),
             reported: HashSet::new(),
             alarmed: HashSet::new(),
             passes: 0,
@@ -285,7 +303,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             history: vec![history(
                 Some(id),
                 actor,
-                "revoke-requested",
+                HistoryEvent::RevokeRequested,
                 json!({ "reason": reason }),
                 now,
             )],
@@ -331,7 +349,13 @@ impl<P: AccessProvider + 'static> Engine<P> {
             json!({ "reason": reason, "from": from, "to": new_expires_at, "request": request });
         let batch = Batch {
             grants: vec![g.clone()],
-            history: vec![history(Some(id), actor, "extended", detail, now)],
+            history: vec![history(
+                Some(id),
+                actor,
+                HistoryEvent::Extended,
+                detail,
+                now,
+            )],
             ..Batch::default()
         };
         self.store.commit(batch).await?;
@@ -360,6 +384,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
         };
         let mut batch = Batch::default();
         let (mut revokes, mut reads, mut applies) = (Vec::new(), Vec::new(), Vec::new());
+        let mut orphans_planned = HashSet::new();
         for action in planned.actions {
             match action {
                 Action::Transition { grant, to } => {
@@ -385,7 +410,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                         batch.history.push(history(
                             Some(grant),
                             ENGINE,
-                            "adopted",
+                            HistoryEvent::Adopted,
                             json!({ "kind": kind.as_str(), "remote_id": remote_id, "name": o.name }),
                             now,
                         ));
@@ -398,7 +423,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                         batch.history.push(history(
                             None,
                             ENGINE,
-                            "drift",
+                            HistoryEvent::Drift,
                             json!({ "detail": detail }),
                             now,
                         ));
@@ -414,6 +439,18 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     reads.push(Action::Observe { container, sweep });
                 }
                 a => {
+                    if let Some(key) = self.orphan_key(&a) {
+                        let wait = self
+                            .orphan_retry
+                            .get(&key)
+                            .and_then(|r| r.next_attempt_at)
+                            .filter(|t| *t > now);
+                        orphans_planned.insert(key);
+                        if let Some(t) = wait {
+                            report.next_wake = Some(report.next_wake.map_or(t, |w| w.min(t)));
+                            continue;
+                        }
+                    }
                     if a.priority() == Priority::Revoke {
                         self.record_intent(&a, &mut batch);
                         revokes.push(a);
@@ -427,6 +464,8 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 }
             }
         }
+        // A clean-up the planner no longer asks for needs no backoff any more.
+        self.orphan_retry.retain(|k, _| orphans_planned.contains(k));
         // Intent is durable before any remote call it describes.
         let intents = !batch.is_empty();
         self.commit(std::mem::take(&mut batch)).await?;
@@ -481,8 +520,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             batch.grants.iter().map(|g| (g.id, g.state)).collect();
         self.store.commit(batch).await?;
         for (id, _) in &finished {
-            self.grants.remove(id);
-            self.alarmed.remove(id);
+            self.drop_if_done(*id);
         }
         let at = Utc::now();
         for (grant, state) in changed {
@@ -531,14 +569,30 @@ impl<P: AccessProvider + 'static> Engine<P> {
         }
         info!(grant = %id, from = from.as_str(), to = to.as_str(), "grant state");
         batch.grants.push(g.clone());
-        batch
-            .history
-            .push(history(Some(id), ENGINE, to.as_str(), detail, now));
+        batch.history.push(history(
+            Some(id),
+            ENGINE,
+            HistoryEvent::entered(to),
+            detail,
+            now,
+        ));
         true
+    }
+
+    /// A finished grant leaves memory once it owns no object: a failed grant whose key or group
+    /// may exist under its name stays, so the planner (which needs the grant's service account
+    /// to find a key) revokes and deletes what it made.
+    fn drop_if_done(&mut self, id: GrantId) {
+        let finished = self.grants.get(&id).is_some_and(|g| g.state.is_terminal());
+        if finished && !self.objects.items.iter().any(|o| o.grant == id) {
+            self.grants.remove(&id);
+            self.alarmed.remove(&id);
+        }
     }
 
     fn forget_object(&mut self, grant: GrantId, kind: ObjectKind, batch: &mut Batch) {
         if let Some(o) = self.objects.remove(&(grant, kind)) {
+            self.drop_if_done(grant);
             if let (ObjectKind::Group, Some(gid)) = (kind, &o.remote_id) {
                 // Edges that hung on lapse's own group went with it.
                 let hanging: Vec<Edge> = self
@@ -633,14 +687,42 @@ impl<P: AccessProvider + 'static> Engine<P> {
 
     fn succeeded(&mut self, action: Action, effect: Effect, now: DateTime<Utc>, batch: &mut Batch) {
         metrics::counter!("lapse_actions_total", "action" => action_name(&action), "outcome" => "ok").increment(1);
+        if let Some(key) = self.orphan_key(&action) {
+            self.orphan_retry.remove(&key);
+        }
         match action {
-            Action::Observe { container, .. } => {
-                self.read_backoff.remove(&container);
-                if let Effect::Read(reading) = effect {
-                    let objects: Vec<&OwnedObject> = self.objects.items.iter().collect();
-                    observe::record(&mut self.observed, &container, reading, &objects, now);
-                }
+            Action::Observe { container, .. } => self.succeeded_read(container, effect, now),
+            Action::CreateGroup { .. }
+            | Action::DeleteGroup { .. }
+            | Action::UpdateGroupUsers { .. } => self.succeeded_group(action, effect, now, batch),
+            Action::AddAccess { .. }
+            | Action::RemoveAccess { .. }
+            | Action::UpdateServiceResources { .. } => self.succeeded_access(action, now, batch),
+            Action::CreateKey { .. } | Action::RevokeKey { .. } | Action::DeleteKey { .. } => {
+                self.succeeded_key(action, effect, now, batch)
             }
+            _ => {}
+        }
+    }
+
+    /// A reading: kept as the latest observation of its container.
+    fn succeeded_read(&mut self, container: Container, effect: Effect, now: DateTime<Utc>) {
+        self.read_backoff.remove(&container);
+        if let Effect::Read(reading) = effect {
+            let objects: Vec<&OwnedObject> = self.objects.items.iter().collect();
+            observe::record(&mut self.observed, &container, reading, &objects, now);
+        }
+    }
+
+    /// lapse's own groups and group membership.
+    fn succeeded_group(
+        &mut self,
+        action: Action,
+        effect: Effect,
+        now: DateTime<Utc>,
+        batch: &mut Batch,
+    ) {
+        match action {
             Action::CreateGroup {
                 grant,
                 name,
@@ -656,33 +738,8 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     batch.history.push(history(
                         Some(grant),
                         ENGINE,
-                        "group-created",
+                        HistoryEvent::GroupCreated,
                         json!({ "name": name, "group": id }),
-                        now,
-                    ));
-                    self.succeeded_for(&[grant], batch);
-                }
-            }
-            Action::CreateKey {
-                grant,
-                service_account,
-                name,
-                expiration_days,
-            } => {
-                if let Effect::Key(created) = effect {
-                    observe::key_changed(&mut self.observed, &service_account, created.key.clone());
-                    if let Some(o) = self.objects.get_mut(&(grant, ObjectKind::Key)) {
-                        o.remote_id = Some(created.key.id.clone());
-                        batch.put_objects.push(o.clone());
-                    }
-                    if let Ok(mut tokens) = self.handle.tokens.lock() {
-                        tokens.insert(grant, (created.token, now));
-                    }
-                    batch.history.push(history(
-                        Some(grant),
-                        ENGINE,
-                        "key-created",
-                        json!({ "name": name, "key": created.key.id, "expiration_days": expiration_days }),
                         now,
                     ));
                     self.succeeded_for(&[grant], batch);
@@ -702,8 +759,8 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     self.forget_object(grant, ObjectKind::Group, batch);
                 }
                 let event = match reason {
-                    DeleteReason::Revoke => "group-deleted",
-                    DeleteReason::Duplicate => "duplicate-deleted",
+                    DeleteReason::Revoke => HistoryEvent::GroupDeleted,
+                    DeleteReason::Duplicate => HistoryEvent::DuplicateDeleted,
                 };
                 batch.history.push(history(
                     Some(grant),
@@ -728,13 +785,20 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     batch.history.push(history(
                         None,
                         ENGINE,
-                        "membership-changed",
+                        HistoryEvent::MembershipChanged,
                         json!({ "group": group, "added": add, "removed": remove, "grants": grants }),
                         now,
                     ));
                 }
                 self.succeeded_for(&grants, batch);
             }
+            _ => {}
+        }
+    }
+
+    /// Access edges of resources, for groups and service accounts.
+    fn succeeded_access(&mut self, action: Action, now: DateTime<Utc>, batch: &mut Batch) {
+        match action {
             Action::AddAccess {
                 resource,
                 add,
@@ -746,7 +810,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     None,
                     ENGINE,
-                    "access-added",
+                    HistoryEvent::AccessAdded,
                     json!({ "resource": resource, "principals": add.iter().map(|a| json!({"principal": a.principal, "expires_at": a.expires_at})).collect::<Vec<_>>(), "grants": grants }),
                     now,
                 ));
@@ -763,7 +827,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     None,
                     ENGINE,
-                    "access-removed",
+                    HistoryEvent::AccessRemoved,
                     json!({ "resource": resource, "principals": principals, "grants": grants }),
                     now,
                 ));
@@ -787,11 +851,49 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     None,
                     ENGINE,
-                    "service-resources-changed",
+                    HistoryEvent::ServiceResourcesChanged,
                     json!({ "service_account": service_account, "added": add, "removed": remove, "grants": grants }),
                     now,
                 ));
                 self.succeeded_for(&grants, batch);
+            }
+            _ => {}
+        }
+    }
+
+    /// Service keys: the token is handed to the requester, never stored.
+    fn succeeded_key(
+        &mut self,
+        action: Action,
+        effect: Effect,
+        now: DateTime<Utc>,
+        batch: &mut Batch,
+    ) {
+        match action {
+            Action::CreateKey {
+                grant,
+                service_account,
+                name,
+                expiration_days,
+            } => {
+                if let Effect::Key(created) = effect {
+                    observe::key_changed(&mut self.observed, &service_account, created.key.clone());
+                    if let Some(o) = self.objects.get_mut(&(grant, ObjectKind::Key)) {
+                        o.remote_id = Some(created.key.id.clone());
+                        batch.put_objects.push(o.clone());
+                    }
+                    if let Ok(mut tokens) = self.handle.tokens.lock() {
+                        tokens.insert(grant, (created.token, now));
+                    }
+                    batch.history.push(history(
+                        Some(grant),
+                        ENGINE,
+                        HistoryEvent::KeyCreated,
+                        json!({ "name": name, "key": created.key.id, "expiration_days": expiration_days }),
+                        now,
+                    ));
+                    self.succeeded_for(&[grant], batch);
+                }
             }
             Action::RevokeKey { grant, key, owned } => {
                 if owned && let Some(o) = self.objects.get_mut(&(grant, ObjectKind::Key)) {
@@ -814,7 +916,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     Some(grant),
                     ENGINE,
-                    "key-revoked",
+                    HistoryEvent::KeyRevoked,
                     json!({ "key": key }),
                     now,
                 ));
@@ -828,7 +930,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     Some(grant),
                     ENGINE,
-                    "key-deleted",
+                    HistoryEvent::KeyDeleted,
                     json!({ "key": key }),
                     now,
                 ));
@@ -885,6 +987,25 @@ impl<P: AccessProvider + 'static> Engine<P> {
         let grants = action_grants(&action);
         let revoking = action.priority() == Priority::Revoke;
         warn!(action = action_name(&action), error = %err, grants = grants.len(), "remote call failed");
+        if let Some(key) = self.orphan_key(&action) {
+            let attempts = self
+                .orphan_retry
+                .get(&key)
+                .map_or(0, |r| r.attempts)
+                .saturating_add(1);
+            let mut wait = retry_wait(&self.cfg, attempts, rand::random());
+            if let Some(after) = err.retry_after().and_then(|d| Duration::from_std(d).ok()) {
+                wait = wait.max(after);
+            }
+            self.orphan_retry.insert(
+                key,
+                RetryState {
+                    attempts,
+                    next_attempt_at: Some(now + wait),
+                    last_error: Some(err.to_string()),
+                },
+            );
+        }
         if let Action::Observe { container, .. } = &action {
             self.read_backoff
                 .insert(container.clone(), now + Duration::seconds(1));
@@ -913,7 +1034,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     grants.first().copied(),
                     ENGINE,
-                    "unknown-outcome",
+                    HistoryEvent::UnknownOutcome,
                     json!({ "action": action_name(&action), "error": err.to_string() }),
                     now,
                 ));
@@ -942,6 +1063,16 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 }
             }
         }
+    }
+
+    /// The key of a write no grant lapse holds answers for, whose backoff lives in
+    /// `orphan_retry`: the whole write, so that only an identical repeat waits.
+    fn orphan_key(&self, action: &Action) -> Option<String> {
+        let orphan = action.is_write()
+            && action_grants(action)
+                .iter()
+                .all(|id| self.grants.get(id).is_none());
+        orphan.then(|| format!("{action:?}"))
     }
 
     /// The ephemeral groups of lapse's own that an action writes to.
@@ -977,12 +1108,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             };
             g.retry.attempts = g.retry.attempts.saturating_add(1);
             let jitter: f64 = rand::random();
-            let mut wait = plan::backoff(
-                g.retry.attempts,
-                self.cfg.backoff_base,
-                self.cfg.backoff_cap,
-                jitter,
-            );
+            let mut wait = retry_wait(&self.cfg, g.retry.attempts, jitter);
             if let Some(after) = err.retry_after().and_then(|d| Duration::from_std(d).ok()) {
                 wait = wait.max(after);
             }
@@ -996,7 +1122,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 batch.history.push(history(
                     Some(*id),
                     ENGINE,
-                    "revocation-failing",
+                    HistoryEvent::RevocationFailing,
                     json!({ "attempts": g.retry.attempts, "error": err.to_string() }),
                     now,
                 ));
@@ -1012,7 +1138,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             *by_state
                 .entry(format!("{}:{}", g.kind().as_str(), g.state.as_str()))
                 .or_default() += 1;
-            if now > g.ends_at() {
+            if now > g.ends_at() && !g.state.is_terminal() {
                 overdue += 1;
                 oldest = oldest.max((now - g.ends_at()).num_milliseconds() as f64 / 1000.0);
             }
@@ -1032,6 +1158,18 @@ impl<P: AccessProvider + 'static> Engine<P> {
             h.by_state = by_state;
         }
     }
+}
+
+/// The engine's retry schedule, the one lapse uses everywhere.
+fn retry_wait(cfg: &EngineConfig, attempts: u32, jitter: f64) -> Duration {
+    let std = |d: Duration| d.to_std().unwrap_or_default();
+    let wait = lapse_core::backoff::backoff(
+        attempts,
+        std(cfg.backoff_base),
+        std(cfg.backoff_cap),
+        jitter,
+    );
+    Duration::from_std(wait).unwrap_or(cfg.backoff_cap)
 }
 
 fn has_additions(action: &Action) -> bool {

@@ -16,7 +16,7 @@ use lapse_core::access_list::{
 };
 use lapse_core::grant_policy::{self, DirectRule, Granter, PolicySet};
 use lapse_core::request::{self as lifecycle, RequestState, Transition};
-use lapse_core::{AccessProvider, Grant, GrantId};
+use lapse_core::{AccessProvider, Grant, GrantId, HistoryEvent};
 use lapse_engine::EngineError;
 use lapse_store::{
     ApprovalRecord, HistoryFilter, Idempotency, NewHistory, NewOutbox, NewReview, RequestChange,
@@ -89,12 +89,12 @@ pub struct RequestService<P, E> {
     wake: Notify,
 }
 
-fn history(grant: Option<GrantId>, actor: &str, event: &str, detail: Value) -> NewHistory {
+fn history(grant: Option<GrantId>, actor: &str, event: HistoryEvent, detail: Value) -> NewHistory {
     NewHistory {
         at: Utc::now(),
         grant_id: grant,
         actor: actor.to_owned(),
-        event: event.to_owned(),
+        event: event.as_str().to_owned(),
         detail,
     }
 }
@@ -208,13 +208,13 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             rows.push(history(
                 None,
                 DAEMON,
-                "list-file-refused",
+                HistoryEvent::ListFileRefused,
                 json!({ "file": e.file, "line": e.line, "problem": e.problem }),
             ));
         }
         if !changes.is_empty() {
             info!(added = ?changes.added, changed = ?changes.changed, removed = ?changes.removed, "access lists changed");
-            rows.push(history(None, DAEMON, "lists-loaded", json!({ "added": changes.added, "changed": changes.changed, "removed": changes.removed, "lists": loaded.lists.keys().collect::<Vec<_>>() })));
+            rows.push(history(None, DAEMON, HistoryEvent::ListsLoaded, json!({ "added": changes.added, "changed": changes.changed, "removed": changes.removed, "lists": loaded.lists.keys().collect::<Vec<_>>() })));
         }
         rows.extend(self.reload_policies(cap));
         if !rows.is_empty()
@@ -248,7 +248,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             rows.push(history(
                 None,
                 DAEMON,
-                "policy-file-refused",
+                HistoryEvent::PolicyFileRefused,
                 json!({ "file": e.file, "line": e.line, "problem": e.problem }),
             ));
         }
@@ -263,7 +263,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         let changed = changed(&set, &previous);
         if !added.is_empty() || !removed.is_empty() || !changed.is_empty() {
             info!(?added, ?changed, ?removed, "grant policies changed");
-            rows.push(history(None, DAEMON, "policies-loaded", json!({ "added": added, "changed": changed, "removed": removed, "policies": set.values().collect::<Vec<_>>() })));
+            rows.push(history(None, DAEMON, HistoryEvent::PoliciesLoaded, json!({ "added": added, "changed": changed, "removed": removed, "policies": set.values().collect::<Vec<_>>() })));
         }
         if let Ok(mut r) = self.refused.lock() {
             r.extend(errors);
@@ -393,7 +393,12 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             warned_expiry: None,
         };
         let detail = json!({ "request": req.id, "list": list.name, "requester": me, "reason": reason, "duration_secs": req.duration_secs, "break_glass": b.break_glass });
-        let created = history(None, &who.token, "request-created", detail.clone());
+        let created = history(
+            None,
+            &who.token,
+            HistoryEvent::RequestCreated,
+            detail.clone(),
+        );
         let req = if b.break_glass || list.auto_approve {
             let change = RequestChange {
                 history: vec![created],
@@ -515,7 +520,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 let h = history(
                     None,
                     &who.token,
-                    "approval-refused",
+                    HistoryEvent::ApprovalRefused,
                     json!({ "request": r.id, "list": list.name, "approver": me, "why": refusal.to_string() }),
                 );
                 self.store
@@ -539,7 +544,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         let h = history(
             None,
             &who.token,
-            "request-approval",
+            HistoryEvent::RequestApproval,
             json!({ "request": r.id, "list": list.name, "approver": me, "reason": reason, "approvals": earlier.len() + 1, "needed": list.approvals }),
         );
         let change = RequestChange {
@@ -574,7 +579,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         let h = history(
             None,
             &who.token,
-            "request-denied",
+            HistoryEvent::RequestDenied,
             json!({ "request": r.id, "list": list.name, "by": me, "reason": reason }),
         );
         let outbox = self.outbox(
@@ -614,7 +619,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         let h = history(
             None,
             &who.token,
-            "request-cancelled",
+            HistoryEvent::RequestCancelled,
             json!({ "request": r.id, "list": list.name, "reason": b.reason.trim() }),
         );
         self.store
@@ -695,7 +700,12 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             warned_expiry: None,
         };
         let detail = json!({ "request": req.id, "list": list.name, "grant": gid.to_string(), "by_secs": req.duration_secs, "reason": reason, "asked_by": me });
-        let created = history(Some(gid), &who.token, "extension-requested", detail.clone());
+        let created = history(
+            Some(gid),
+            &who.token,
+            HistoryEvent::ExtensionRequested,
+            detail.clone(),
+        );
         let req = if list.auto_approve {
             let mut r = req;
             r.decision_reason = Some("approved automatically by the list".into());
@@ -795,7 +805,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         let h = history(
             None,
             &who.token,
-            "list-reviewed",
+            HistoryEvent::ListReviewed,
             json!({ "list": list.name, "reviewer": me, "kept": kept, "removed": removed, "next_due": next_due }),
         );
         let review = NewReview {
@@ -850,7 +860,10 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 })
                 .await?
                 .into_iter()
-                .find(|h| h.event == "extended" && h.detail["request"] == req.id.as_str())
+                .find(|h| {
+                    h.event == HistoryEvent::Extended.as_str()
+                        && h.detail["request"] == req.id.as_str()
+                })
                 .and_then(|h| serde_json::from_value(h.detail["to"].clone()).ok());
             let end = match done {
                 Some(end) => end,
@@ -873,9 +886,12 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 }
                 Err(e) => return Err(FlowError::Engine(e)),
             }
-            change
-                .history
-                .push(history(Some(id), actor, "extension-approved", detail));
+            change.history.push(history(
+                Some(id),
+                actor,
+                HistoryEvent::ExtensionApproved,
+                detail,
+            ));
             change.outbox.extend(self.outbox(
                 "request-approved",
                 std::slice::from_ref(&req.requester),
@@ -920,9 +936,9 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             format!("list:{}", list.name)
         };
         let event = if req.break_glass {
-            "break-glass-granted"
+            HistoryEvent::BreakGlassGranted
         } else {
-            "request-approved"
+            HistoryEvent::RequestApproved
         };
         // The grant, the request marked approved, its history and notifications commit
         // together: a crash in between would leave access with a request still pending.
@@ -965,11 +981,34 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
 
     /// One pass of the background work at `now`: each part asks the store for what is due,
     /// is safe to repeat, and says when it is next due.
+    ///
+    /// The parts run independently: one that fails (an unreadable row, say) is logged and
+    /// retried at the next tick without holding back the others; the first error is returned
+    /// after all have run.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<Tick, StoreError> {
-        let lapsed = self.lapse_due(now).await?;
-        self.scan_history().await?;
-        let warned = self.expiring_soon(now).await?;
-        let review_wake = self.reviews_due(now).await?;
+        let mut first_error = None;
+        let mut keep = |part: &str, e: StoreError| {
+            warn!(part, error = %e, "request flow background work");
+            first_error.get_or_insert(e);
+        };
+        let lapsed = self.lapse_due(now).await.unwrap_or_else(|e| {
+            keep("lapsing pending requests", e);
+            0
+        });
+        if let Err(e) = self.scan_history().await {
+            keep("reading the history for notices", e);
+        }
+        let warned = self.expiring_soon(now).await.unwrap_or_else(|e| {
+            keep("warning of grants ending soon", e);
+            0
+        });
+        let review_wake = self.reviews_due(now).await.unwrap_or_else(|e| {
+            keep("reminding owners of reviews", e);
+            None
+        });
+        if let Some(e) = first_error {
+            return Err(e);
+        }
         let lead = secs(self.settings.expiring_soon_lead);
         let mut next_wake = now + secs(HISTORY_POLL);
         let candidates = [
@@ -999,6 +1038,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             if due.is_empty() {
                 return Ok(lapsed);
             }
+            let before = lapsed;
             let mut change = RequestChange::default();
             for mut r in due {
                 let Ok(state) = state_of(&r) else { continue };
@@ -1018,7 +1058,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 change.history.push(history(
                     None,
                     DAEMON,
-                    "request-lapsed",
+                    HistoryEvent::RequestLapsed,
                     json!({ "request": r.id, "list": r.list, "waited_until": r.wait_until }),
                 ));
                 change.request = Some(r);
@@ -1027,6 +1067,10 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                     .commit_requests(std::mem::take(&mut change))
                     .await?;
                 lapsed += 1;
+            }
+            // A batch of rows that could none of them be lapsed would come back for ever.
+            if lapsed == before {
+                return Ok(lapsed);
             }
         }
     }
@@ -1054,9 +1098,15 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         let mut outbox = Vec::new();
         for h in &rows {
             let Some(gid) = h.grant_id else { continue };
+            let Ok(event) = h.event.parse::<HistoryEvent>() else {
+                continue;
+            };
             if !matches!(
-                h.event.as_str(),
-                "expired" | "revoked" | "failed" | "revocation-failing"
+                event,
+                HistoryEvent::Expired
+                    | HistoryEvent::Revoked
+                    | HistoryEvent::Failed
+                    | HistoryEvent::RevocationFailing
             ) {
                 continue;
             }
@@ -1067,7 +1117,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 .into_iter()
                 .find(|r| r.extends_grant.is_none());
             let list = origin.as_ref().and_then(|r| self.list(&r.list).ok());
-            if h.event == "revocation-failing" {
+            if event == HistoryEvent::RevocationFailing {
                 let mut to: Vec<String> = list.map(|l| l.owners).unwrap_or_default();
                 to.extend(origin.as_ref().map(|r| r.requester.clone()));
                 outbox.extend(self.outbox(
@@ -1108,6 +1158,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             if due.is_empty() {
                 return Ok(warned);
             }
+            let before = warned;
             for (mut r, end) in due {
                 let Some(gid) = r
                     .grant_id
@@ -1131,6 +1182,9 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                     })
                     .await?;
                 warned += 1;
+            }
+            if warned == before {
+                return Ok(warned);
             }
         }
     }
@@ -1172,7 +1226,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             let h = history(
                 None,
                 DAEMON,
-                "review-due",
+                HistoryEvent::ReviewDue,
                 json!({ "list": l.name, "due": due, "on_missed": rule.on_missed }),
             );
             self.store

@@ -22,7 +22,9 @@ use tracing::{debug, warn};
 pub struct NotifySettings {
     #[serde(default)]
     pub webhook: Vec<WebhookSettings>,
-    /// First retry delay; doubles per failed attempt up to `retry_cap`.
+    /// First retry delay; the ceiling doubles per failed attempt up to `retry_cap`, and each
+    /// wait is drawn below it (full jitter, `lapse_core::backoff`), so sinks that failed together
+    /// are not retried in step.
     #[serde(default = "default_retry_base", with = "humantime_serde")]
     pub retry_base: Duration,
     #[serde(default = "default_retry_cap", with = "humantime_serde")]
@@ -250,8 +252,12 @@ async fn deliver_due(
                 store.outbox_attempted(item.id, Ok(at)).await?;
             }
             Err(error) => {
-                let shift = item.attempts.min(20);
-                let delay = s.retry_base.saturating_mul(1u32 << shift).min(s.retry_cap);
+                let delay = lapse_core::backoff::backoff(
+                    item.attempts,
+                    s.retry_base,
+                    s.retry_cap,
+                    rand::random::<f64>(),
+                );
                 let next = Utc::now()
                     + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::minutes(5));
                 warn!(sink = %sink.name, event = %item.event, id = item.id, attempts = item.attempts + 1, %error, "notification not delivered; will retry");

@@ -40,7 +40,7 @@ async fn resolve_user<P: AccessProvider>(p: &P, email: &str) -> FlowResult<Princ
     match p.user_by_email(&e).await.map_err(provider_down)? {
         Some(u) => Ok(Principal {
             id: u.id,
-            name: u.email,
+            name: u.email.unwrap_or(e),
         }),
         None => Err(FlowError::field(
             "users",

@@ -1,7 +1,6 @@
 //! The request flow against in-memory parts: a fake directory, a fake engine and a real SQLite
 //! file in a temporary directory. No HTTP and no spawned binary.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -9,147 +8,15 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use lapse_core::access_list::Refusal;
 use lapse_core::policy::Limits;
-use lapse_core::provider::{
-    AccessToAdd, CreatedKey, GroupInfo, GroupType, NamedRef, Priority, ProviderResult,
-    ResourceInfo, ServiceAccountInfo, UserRef,
-};
-use lapse_core::{AccessProvider, Grant, GrantId, GrantSpec, GrantState, ProviderError, RemoteId};
+use lapse_core::{Grant, GrantId, GrantSpec, GrantState, RemoteId};
 use lapse_engine::EngineError;
 use lapse_requests::notify::{Notifier, NotifySettings, WebhookSettings, load_sinks};
 use lapse_requests::wire::{CreateBody, DecisionBody, ExtendBody, ReviewBody};
 use lapse_requests::{AccessSettings, Actor, FlowError, GrantEngine, RequestService, Submitter};
 use lapse_store::{HistoryFilter, Store};
 
-/// A directory with a few users and one manual group; it is never written to.
-struct Directory {
-    users: HashMap<String, RemoteId>,
-    group: GroupInfo,
-}
-
-impl Directory {
-    fn new() -> Self {
-        let users = ["mia@x.io", "olga@x.io", "omar@x.io", "nico@x.io"]
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| (e.to_owned(), RemoteId::new(format!("U{i}"))))
-            .collect();
-        Self {
-            users,
-            group: GroupInfo {
-                id: RemoteId::new("G1"),
-                name: "db-admins".into(),
-                group_type: GroupType::Manual,
-                is_active: true,
-                users: Vec::new(),
-                resources: Vec::new(),
-            },
-        }
-    }
-}
-
-fn no_writes<T>() -> ProviderResult<T> {
-    Err(ProviderError::Invalid(
-        "the request flow never writes to Twingate".into(),
-    ))
-}
-
-impl AccessProvider for Directory {
-    async fn user_by_email(&self, email: &str) -> ProviderResult<Option<UserRef>> {
-        Ok(self.users.get(email).map(|id| UserRef {
-            id: id.clone(),
-            email: email.to_owned(),
-        }))
-    }
-    async fn user(&self, _: &RemoteId) -> ProviderResult<Option<UserRef>> {
-        Ok(None)
-    }
-    async fn resources_by_name(&self, _: &str) -> ProviderResult<Vec<NamedRef>> {
-        Ok(Vec::new())
-    }
-    async fn resource(&self, _: &RemoteId) -> ProviderResult<Option<ResourceInfo>> {
-        Ok(None)
-    }
-    async fn groups_by_name(&self, name: &str) -> ProviderResult<Vec<GroupInfo>> {
-        Ok(if name == self.group.name {
-            vec![self.group.clone()]
-        } else {
-            Vec::new()
-        })
-    }
-    async fn groups_with_prefix(&self, _: &str) -> ProviderResult<Vec<GroupInfo>> {
-        Ok(Vec::new())
-    }
-    async fn group(&self, _: &RemoteId) -> ProviderResult<Option<GroupInfo>> {
-        Ok(None)
-    }
-    async fn service_accounts_by_name(&self, _: &str) -> ProviderResult<Vec<ServiceAccountInfo>> {
-        Ok(Vec::new())
-    }
-    async fn service_account(&self, _: &RemoteId) -> ProviderResult<Option<ServiceAccountInfo>> {
-        Ok(None)
-    }
-    async fn create_group(
-        &self,
-        _: &str,
-        _: &[RemoteId],
-        _: &[RemoteId],
-        _: Priority,
-    ) -> ProviderResult<RemoteId> {
-        no_writes()
-    }
-    async fn delete_group(&self, _: &RemoteId, _: Priority) -> ProviderResult<()> {
-        no_writes()
-    }
-    async fn update_group_users(
-        &self,
-        _: &RemoteId,
-        _: &[RemoteId],
-        _: &[RemoteId],
-        _: Priority,
-    ) -> ProviderResult<()> {
-        no_writes()
-    }
-    async fn add_resource_access(
-        &self,
-        _: &RemoteId,
-        _: &[AccessToAdd],
-        _: Priority,
-    ) -> ProviderResult<()> {
-        no_writes()
-    }
-    async fn remove_resource_access(
-        &self,
-        _: &RemoteId,
-        _: &[RemoteId],
-        _: Priority,
-    ) -> ProviderResult<()> {
-        no_writes()
-    }
-    async fn update_service_account_resources(
-        &self,
-        _: &RemoteId,
-        _: &[RemoteId],
-        _: &[RemoteId],
-        _: Priority,
-    ) -> ProviderResult<()> {
-        no_writes()
-    }
-    async fn create_key(
-        &self,
-        _: &RemoteId,
-        _: &str,
-        _: u16,
-        _: Priority,
-    ) -> ProviderResult<CreatedKey> {
-        no_writes()
-    }
-    async fn revoke_key(&self, _: &RemoteId, _: Priority) -> ProviderResult<()> {
-        no_writes()
-    }
-    async fn delete_key(&self, _: &RemoteId, _: Priority) -> ProviderResult<()> {
-        no_writes()
-    }
-}
+mod common;
+use common::Directory;
 
 /// An extension the engine was asked for: the grant, its new end and the request.
 type Extension = (GrantId, DateTime<Utc>, Option<String>);
@@ -226,6 +93,16 @@ group = "db-admins"
 default_duration = "1h"
 max_duration = "4h"
 break_glass = true
+
+[[list]]
+name = "quick"
+owners = ["olga@x.io"]
+members = ["mia@x.io"]
+kind = "group-membership"
+reason_required = false
+group = "db-admins"
+max_duration = "1h"
+pending_wait = "2s"
 
 [[list]]
 name = "db-two"
@@ -805,21 +682,29 @@ async fn reviews_are_for_owners_of_lists_with_a_period() {
 async fn a_thousand_and_one_pending_requests_all_lapse_in_one_tick() {
     let f = fixture().await;
     let mut ids = Vec::new();
+    let mut first_wait = None;
     for i in 0..1001 {
         let r = f
             .flow
-            .create(&who("mia@x.io"), &ask("db", &format!("INC-{i}")))
+            .create(&who("mia@x.io"), &ask("quick", &format!("INC-{i}")))
             .await
             .expect("created");
+        first_wait.get_or_insert(r.wait_until);
         ids.push(r.id);
     }
     let created = Utc::now();
-    // Not yet due: nothing lapses, and the tick wakes when the first wait runs out.
-    let early = f.flow.tick(created).await.expect("tick");
+    // Before the first wait runs out nothing lapses, and the tick wakes by then (the tick is
+    // given the time, so however long the creating took does not matter).
+    let first_wait = first_wait.expect("a request");
+    let early = f
+        .flow
+        .tick(first_wait - Duration::milliseconds(1))
+        .await
+        .expect("tick");
     assert_eq!(early.lapsed, 0);
-    assert!(early.next_wake <= created + Duration::seconds(1));
+    assert!(early.next_wake <= first_wait);
 
-    let later = created + Duration::hours(1) + Duration::seconds(1);
+    let later = created + Duration::seconds(3);
     let tick = f.flow.tick(later).await.expect("tick");
     assert_eq!(tick.lapsed, 1001);
     for id in [&ids[0], &ids[500], &ids[1000]] {
@@ -948,4 +833,41 @@ async fn waiting_lists_only_what_the_caller_may_still_approve() {
         waiting(None).await,
         Err(FlowError::Refused(Refusal::NoIdentity))
     ));
+}
+
+#[tokio::test]
+async fn an_unreadable_history_row_holds_back_no_other_background_work() {
+    let f = fixture().await;
+    // The first tick marks where notices start.
+    f.flow.tick(Utc::now()).await.expect("tick");
+    let r = f
+        .flow
+        .create(&who("nico@x.io"), &ask("auto", ""))
+        .await
+        .expect("granted");
+    let g = f
+        .store
+        .get_grant(f.engine.submitted()[0].id)
+        .await
+        .expect("read")
+        .expect("stored");
+    let db = f._dir.path().join("lapse.db");
+    let inserted = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg(
+            "INSERT INTO history (seq, at, grant_id, actor, event, detail, prev_hash, hash) \
+             SELECT max(seq) + 1, '2026-01-01T00:00:00.000000Z', NULL, 'someone', \
+             'grant-expired', 'not json', 'x', 'y' FROM history",
+        )
+        .status()
+        .expect("the sqlite3 shell runs");
+    assert!(inserted.success());
+    let soon = g.expires_at - Duration::minutes(10) + Duration::seconds(1);
+    let tick = f.flow.tick(soon).await;
+    assert!(tick.is_err(), "the unreadable row is reported");
+    assert_eq!(
+        f.flow.show(&r.id).await.expect("shown").warned_expiry,
+        Some(g.expires_at),
+        "the warning of a grant ending soon went out although the history scan failed"
+    );
 }

@@ -45,6 +45,10 @@ pub enum StoreError {
     #[error("idempotency key `{key}` was already used for a different request")]
     IdempotencyConflict { key: String },
 
+    /// Only the events lapse knows are recorded, so a reader can rely on the names.
+    #[error("refusing to record the unknown history event `{event}`")]
+    UnknownEvent { event: String },
+
     #[error("a token named `{name}` already exists")]
     TokenNameTaken { name: String },
 

@@ -2,7 +2,9 @@
 
 use chrono::Utc;
 use futures::TryStreamExt;
-use lapse_core::{Grant, GrantId, GrantKind, GrantSpec, GrantState, Principal, RetryState};
+use lapse_core::{
+    Grant, GrantId, GrantKind, GrantSpec, GrantState, HistoryEvent, Principal, RetryState,
+};
 use serde_json::json;
 use sqlx::sqlite::SqliteConnection;
 
@@ -423,7 +425,7 @@ pub(crate) async fn insert_one(
             at: grant.created_at,
             grant_id: Some(grant.id),
             actor: grant.requester.clone(),
-            event: "created".to_owned(),
+            event: HistoryEvent::Created.as_str().to_owned(),
             detail: created_detail(grant, rule),
         },
     )

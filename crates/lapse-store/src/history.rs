@@ -5,7 +5,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use lapse_core::GrantId;
+use lapse_core::{GrantId, HistoryEvent};
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
@@ -171,6 +171,11 @@ impl ChainHead {
         conn: &mut SqliteConnection,
         entry: &NewHistory,
     ) -> Result<i64, StoreError> {
+        if entry.event.parse::<HistoryEvent>().is_err() {
+            return Err(StoreError::UnknownEvent {
+                event: entry.event.clone(),
+            });
+        }
         let seq = self.next_seq;
         let at_time = match self.floor {
             Some(floor) if floor > entry.at => floor,
@@ -241,12 +246,21 @@ fn row_from_sql(row: &SqliteRow) -> Result<HistoryRow, StoreError> {
         value: format!("(row {seq}) {detail}"),
         reason: e.to_string(),
     })?;
+    let event: String = col(row, "event", STEP)?;
+    event
+        .parse::<HistoryEvent>()
+        .map_err(|reason| StoreError::Corrupt {
+            step: STEP,
+            column: "history.event",
+            value: format!("(row {seq}) {event}"),
+            reason,
+        })?;
     Ok(HistoryRow {
         seq,
         at: parse_ts("history.at", &col::<String>(row, "at", STEP)?)?,
         grant_id,
         actor: col(row, "actor", STEP)?,
-        event: col(row, "event", STEP)?,
+        event,
         detail,
         prev_hash: col(row, "prev_hash", STEP)?,
         hash: col(row, "hash", STEP)?,

@@ -1,7 +1,7 @@
 //! Just-in-time requests, approvals, list reviews, token identities and the notification outbox.
 
 use chrono::{DateTime, Utc};
-use lapse_core::{GrantId, RequestState};
+use lapse_core::{GrantId, HistoryEvent, RequestState};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -543,7 +543,7 @@ impl Store {
                 at: now,
                 grant_id: None,
                 actor: "local-admin".to_owned(),
-                event: "token-identity-set".to_owned(),
+                event: HistoryEvent::TokenIdentitySet.as_str().to_owned(),
                 detail: json!({ "name": name, "identity": identity }),
             },
         )

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use lapse_core::HistoryEvent;
+
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -266,7 +268,7 @@ impl Store {
                 at: now,
                 grant_id: None,
                 actor: actor.to_owned(),
-                event: "token-revoked".to_owned(),
+                event: HistoryEvent::TokenRevoked.as_str().to_owned(),
                 detail: json!({ "name": name }),
             },
         )

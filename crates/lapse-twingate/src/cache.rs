@@ -41,8 +41,9 @@ impl DirectoryCache {
             return;
         }
         let until = Instant::now() + self.ttl;
-        self.users_by_email
-            .put(user.email.clone(), user.clone(), until);
+        if let Some(email) = &user.email {
+            self.users_by_email.put(email.clone(), user.clone(), until);
+        }
         self.users_by_id.put(user.id.clone(), user.clone(), until);
     }
 
@@ -117,7 +118,7 @@ mod tests {
     fn alice() -> UserRef {
         UserRef {
             id: RemoteId::new("VXNlcjox"),
-            email: "alice@example.com".to_owned(),
+            email: Some("alice@example.com".to_owned()),
         }
     }
 

@@ -11,4 +11,5 @@ mod transport;
 pub use budget::Budget;
 pub use client::TwingateClient;
 pub use config::{ClientConfig, ConfigError, MAX_PAGE_SIZE};
+pub use ops::documents;
 pub use secrecy::SecretString;

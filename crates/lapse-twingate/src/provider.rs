@@ -13,8 +13,8 @@ use crate::ops::groups::{
 };
 use crate::ops::keys::{KeyCreate, KeyCreateVars, KeyDelete, KeyRevoke};
 use crate::ops::resources::{
-    AccessInput, Resource, ResourceAccessAdd, ResourceAccessAddVars, ResourceAccessRemove,
-    ResourceAccessRemoveVars, ResourcesByName,
+    AccessInput, AccessPolicyInput, Resource, ResourceAccessAdd, ResourceAccessAddVars,
+    ResourceAccessRemove, ResourceAccessRemoveVars, ResourcesByName,
 };
 use crate::ops::service_accounts::{
     ServiceAccount, ServiceAccountUpdateResources, ServiceAccountUpdateResourcesVars,
@@ -34,6 +34,17 @@ fn user_ref(node: UserNode) -> UserRef {
     }
 }
 
+/// A create answered `ok` without its entity: the object exists, but which one is only known if
+/// exactly one carries the name (lapse's names are unique to a grant).
+fn the_one<T>(operation: &str, name: &str, mut found: Vec<T>) -> ProviderResult<T> {
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        n => Err(ProviderError::UnknownOutcome(format!(
+            "{operation}: answered ok without the new object, and {n} objects are named {name}; look before acting again"
+        ))),
+    }
+}
+
 /// Twingate allows keys of 1..=365 days (0 means never, which lapse must not create by accident).
 const KEY_DAYS: std::ops::RangeInclusive<u16> = 1..=365;
 
@@ -44,6 +55,28 @@ impl TwingateClient {
             first: self.inner.page_size,
             after,
         }
+    }
+
+    async fn created_group_named(&self, name: &str) -> ProviderResult<RemoteId> {
+        let found = self.groups_by_name(name).await?;
+        the_one(GroupCreate::NAME, name, found).map(|g| g.id)
+    }
+
+    /// The active key of that name: the one just created (a revoked or expired one is older).
+    async fn created_key_named(
+        &self,
+        service_account: &RemoteId,
+        name: &str,
+    ) -> ProviderResult<lapse_core::provider::KeyInfo> {
+        let keys = self
+            .service_account(service_account)
+            .await?
+            .map(|sa| sa.keys)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| k.name == name && k.status == lapse_core::provider::KeyStatus::Active)
+            .collect();
+        the_one(KeyCreate::NAME, name, keys)
     }
 
     fn object(&self, id: &RemoteId) -> ObjectVars {
@@ -221,9 +254,12 @@ impl AccessProvider for TwingateClient {
         let payload = data
             .group_create
             .ok_or_else(|| missing_payload(GroupCreate::NAME))?;
-        let group = payload.into_entity(GroupCreate::NAME)?;
-        tracing::info!(group = %group.id, name, "created group");
-        Ok(RemoteId(group.id))
+        let id = match payload.accepted(GroupCreate::NAME)? {
+            Some(group) => RemoteId(group.id),
+            None => self.created_group_named(name).await?,
+        };
+        tracing::info!(group = %id, name, "created group");
+        Ok(id)
     }
 
     async fn delete_group(&self, id: &RemoteId, priority: Priority) -> ProviderResult<()> {
@@ -261,7 +297,7 @@ impl AccessProvider for TwingateClient {
             .await?;
         data.group_update
             .ok_or_else(|| missing_payload(GroupUpdateUsers::NAME))?
-            .into_entity(GroupUpdateUsers::NAME)?;
+            .accepted(GroupUpdateUsers::NAME)?;
         tracing::info!(%group, added = add.len(), removed = remove.len(), "updated group members");
         Ok(())
     }
@@ -282,6 +318,8 @@ impl AccessProvider for TwingateClient {
                 .map(|a| AccessInput {
                     principal_id: a.principal.0.clone(),
                     expires_at: a.expires_at,
+                    // As Terraform sends it: plain access, whatever the resource's default is.
+                    access_policy: AccessPolicyInput::MANUAL,
                 })
                 .collect(),
         };
@@ -292,7 +330,7 @@ impl AccessProvider for TwingateClient {
             .await?;
         data.resource_access_add
             .ok_or_else(|| missing_payload(ResourceAccessAdd::NAME))?
-            .into_entity(ResourceAccessAdd::NAME)?;
+            .accepted(ResourceAccessAdd::NAME)?;
         tracing::info!(%resource, edges = access.len(), "added resource access");
         Ok(())
     }
@@ -317,7 +355,7 @@ impl AccessProvider for TwingateClient {
             .await?;
         data.resource_access_remove
             .ok_or_else(|| missing_payload(ResourceAccessRemove::NAME))?
-            .into_entity(ResourceAccessRemove::NAME)?;
+            .accepted(ResourceAccessRemove::NAME)?;
         tracing::info!(%resource, edges = principals.len(), "removed resource access");
         Ok(())
     }
@@ -344,7 +382,7 @@ impl AccessProvider for TwingateClient {
             .await?;
         data.service_account_update
             .ok_or_else(|| missing_payload(ServiceAccountUpdateResources::NAME))?
-            .into_entity(ServiceAccountUpdateResources::NAME)?;
+            .accepted(ServiceAccountUpdateResources::NAME)?;
         tracing::info!(%service_account, added = add.len(), removed = remove.len(), "updated service account resources");
         Ok(())
     }
@@ -376,7 +414,10 @@ impl AccessProvider for TwingateClient {
             .service_account_key_create
             .ok_or_else(|| missing_payload(KeyCreate::NAME))?;
         let (key, token) = payload.into_parts(KeyCreate::NAME)?;
-        let key = key_info(key);
+        let key = match key {
+            Some(key) => key_info(key),
+            None => self.created_key_named(service_account, name).await?,
+        };
         tracing::info!(key = %key.id, %service_account, "created service key");
         Ok(CreatedKey {
             key,
@@ -392,7 +433,7 @@ impl AccessProvider for TwingateClient {
             .await?;
         data.service_account_key_revoke
             .ok_or_else(|| missing_payload(KeyRevoke::NAME))?
-            .into_entity(KeyRevoke::NAME)?;
+            .accepted(KeyRevoke::NAME)?;
         tracing::info!(key = %id, "revoked service key");
         Ok(())
     }

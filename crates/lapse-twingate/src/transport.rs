@@ -5,7 +5,6 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use lapse_core::provider::{Priority, ProviderError, ProviderResult};
-use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
@@ -14,6 +13,15 @@ use tokio::time::Instant;
 use crate::budget::Budget;
 use crate::config::{ClientConfig, ConfigError};
 use crate::ops::{Envelope, GraphqlRequest, Mutation, Operation, Query};
+
+/// Enough for a network name to reach its region; a loop is a configuration problem.
+const MAX_REGION_REDIRECTS: usize = 5;
+
+/// The origin (`https://host[:port]`) of a `Location`, which may be relative to `endpoint`.
+fn api_url_origin(endpoint: &str, location: &str) -> Option<String> {
+    let base = reqwest::Url::parse(endpoint).ok()?;
+    Some(base.join(location).ok()?.origin().ascii_serialization())
+}
 
 /// What Twingate's clients assume when a 429 carries no `Retry-After`.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -33,10 +41,18 @@ enum AttemptError {
     Failed(ProviderError),
 }
 
-pub(crate) struct Transport {
-    http: reqwest::Client,
+/// Where the API answers: the configured base URL, or the regional one it redirects to.
+struct Api {
     base_url: String,
     endpoint: String,
+}
+
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    /// Follows redirects and carries no key: used once, to find the network's regional address.
+    probe: reqwest::Client,
+    base_url: String,
+    api: tokio::sync::OnceCell<Api>,
     api_key: SecretString,
     /// Built once and marked sensitive, so HTTP-level logging prints it as redacted.
     key_header: HeaderValue,
@@ -76,16 +92,25 @@ impl Transport {
             .user_agent(config.user_agent.clone())
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout.min(config.timeout))
-            // The API never redirects; following one would send the key somewhere else.
+            // API calls never follow a redirect: that would send the key somewhere else. The
+            // regional address is found once, by `probe`, which sends no key.
             // reqwest's own default retries stay on: they cover only protocol refusals
             // (HTTP/2 REFUSED_STREAM, graceful GOAWAY) that the server guarantees it did not process.
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+        let probe = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout.min(config.timeout))
+            .redirect(reqwest::redirect::Policy::limited(MAX_REGION_REDIRECTS))
+            .build()
+            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
 
         Ok(Self {
             http,
-            endpoint: format!("{base_url}/api/graphql/"),
+            probe,
+            api: tokio::sync::OnceCell::new(),
             base_url,
             api_key: config.api_key.clone(),
             key_header,
@@ -96,8 +121,66 @@ impl Transport {
         })
     }
 
+    /// The base URL calls go to: the regional one once it is known, else the configured one.
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.api.get().map_or(&self.base_url, |a| &a.base_url)
+    }
+
+    /// The API's address, resolved once before the first call (as Twingate's Terraform provider
+    /// does): redirects from the configured base URL are followed and the final host is kept.
+    async fn api(&self) -> ProviderResult<&Api> {
+        self.api.get_or_try_init(|| self.resolve_region()).await
+    }
+
+    async fn resolve_region(&self) -> ProviderResult<Api> {
+        let configured = &self.base_url;
+        let answer = self
+            .probe
+            .get(format!("{configured}/api/graphql/"))
+            .send()
+            .await
+            .map_err(|e| {
+                let reason = chain(&e);
+                if e.is_redirect() {
+                    ProviderError::Misconfigured(format!(
+                        "{configured} redirects more than {MAX_REGION_REDIRECTS} times: {reason}"
+                    ))
+                } else {
+                    ProviderError::Transient(format!(
+                        "cannot reach {configured} to find the network's address: {reason}"
+                    ))
+                }
+            })?;
+        let at = answer.url();
+        let origin = at.origin().ascii_serialization();
+        let configured_url = reqwest::Url::parse(configured)
+            .map_err(|e| ProviderError::Misconfigured(format!("base URL {configured}: {e}")))?;
+        if configured_url.origin() == at.origin() {
+            return Ok(Api {
+                base_url: configured.clone(),
+                endpoint: format!("{configured}/api/graphql/"),
+            });
+        }
+        if configured_url.scheme() == "https" && at.scheme() != "https" {
+            return Err(ProviderError::Misconfigured(format!(
+                "{configured} redirects to {origin}, which is not https; refusing to send the key there"
+            )));
+        }
+        // Only a move of the API itself counts: a redirect to some other page (a login page,
+        // say) is not the network's address, and the calls will say what is wrong.
+        let Some(prefix) = at.path().strip_suffix("/api/graphql/") else {
+            tracing::warn!(configured = %configured, to = %at, "the base URL redirects away from the API; keeping it");
+            return Ok(Api {
+                base_url: configured.clone(),
+                endpoint: format!("{configured}/api/graphql/"),
+            });
+        };
+        let base_url = format!("{origin}{prefix}");
+        tracing::info!(configured = %configured, regional = %base_url, "the network answers at its regional address");
+        Ok(Api {
+            endpoint: format!("{base_url}/api/graphql/"),
+            base_url,
+        })
     }
 
     pub fn write_budget(&self) -> &Budget {
@@ -140,11 +223,12 @@ impl Transport {
             Kind::Read => Priority::Apply,
             Kind::Write(p) => p,
         };
+        let api = self.api().await.map_err(|e| self.redact(e))?;
         let mut transient_failures = 0u32;
         let mut rate_limit_waited = Duration::ZERO;
         loop {
             budget.acquire(priority).await;
-            match self.attempt::<O>(&body, kind).await {
+            match self.attempt::<O>(api, &body, kind).await {
                 Ok(data) => return Ok(data),
                 Err(AttemptError::RateLimited(wait)) => {
                     if rate_limit_waited + wait > self.rate_limit_patience {
@@ -183,6 +267,7 @@ impl Transport {
 
     async fn attempt<O: Operation>(
         &self,
+        api: &Api,
         body: &[u8],
         kind: Kind,
     ) -> Result<O::Data, AttemptError> {
@@ -190,7 +275,7 @@ impl Transport {
         let started = Instant::now();
         let sent = self
             .http
-            .post(&self.endpoint)
+            .post(&api.endpoint)
             .header("X-API-KEY", self.key_header.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(body.to_vec())
@@ -208,6 +293,20 @@ impl Transport {
             "answer"
         );
 
+        if status.is_redirection() {
+            // The network moved after start-up; the key is never sent after a redirect.
+            let to = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| api_url_origin(&api.endpoint, l))
+                .unwrap_or_else(|| "an address it did not give".to_owned());
+            return Err(AttemptError::Failed(ProviderError::Misconfigured(format!(
+                "{op}: {} redirected the call (HTTP {status}) to {to}; the network has moved: \
+                 set base_url to {to} or restart lapse to follow it",
+                api.base_url
+            ))));
+        }
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Err(AttemptError::RateLimited(retry_after(
                 response.headers().get(RETRY_AFTER),
@@ -216,7 +315,7 @@ impl Transport {
         if status.is_server_error() {
             return Err(AttemptError::Failed(ProviderError::Transient(format!(
                 "{op}: {} answered HTTP {status}",
-                self.base_url
+                self.base_url()
             ))));
         }
         let content_type = response
@@ -251,7 +350,7 @@ impl Transport {
             return Err(AttemptError::Failed(ProviderError::Misconfigured(format!(
                 "{op}: {} did not answer with GraphQL JSON (HTTP {status}, content type {content_type}); \
                  is the base URL the network's Twingate address?",
-                self.base_url
+                self.base_url()
             ))));
         };
         let errors = envelope
@@ -269,7 +368,7 @@ impl Transport {
             let detail = errors.map(|m| format!(": {m}")).unwrap_or_default();
             return Err(AttemptError::Failed(ProviderError::Misconfigured(format!(
                 "{op}: {} answered HTTP {status}{detail}; is the base URL the network's Twingate address?",
-                self.base_url
+                self.base_url()
             ))));
         }
         if let Some(messages) = errors {
@@ -285,7 +384,7 @@ impl Transport {
         let Some(data) = envelope.data.filter(|d| !d.is_null()) else {
             return Err(AttemptError::Failed(ProviderError::Misconfigured(format!(
                 "{op}: {} answered without data or errors",
-                self.base_url
+                self.base_url()
             ))));
         };
         serde_json::from_value::<O::Data>(data).map_err(|e| {
@@ -298,7 +397,7 @@ impl Transport {
                 )),
                 Kind::Read => ProviderError::Misconfigured(format!(
                     "{op}: the answer from {} did not have the expected shape: {e}",
-                    self.base_url
+                    self.base_url()
                 )),
             })
         })
@@ -309,14 +408,14 @@ impl Transport {
         if e.is_builder() {
             return ProviderError::Misconfigured(format!(
                 "{op}: cannot build a request to {}: {reason}",
-                self.base_url
+                self.base_url()
             ));
         }
         if e.is_connect() {
             // Nothing reached the server.
             return ProviderError::Transient(format!(
                 "{op}: cannot connect to {}: {reason}",
-                self.base_url
+                self.base_url()
             ));
         }
         let reason = if e.is_timeout() {
@@ -331,7 +430,7 @@ impl Transport {
         let detail = message.map(|m| format!(": {m}")).unwrap_or_default();
         ProviderError::Unauthorized(format!(
             "{op}: {} refused the API key (HTTP {status}){detail}; check the key and its permissions",
-            self.base_url
+            self.base_url()
         ))
     }
 
@@ -379,11 +478,7 @@ fn retry_after(value: Option<&HeaderValue>) -> Duration {
 
 /// Full jitter over a capped exponential, so retrying clients do not move in step.
 fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(BACKOFF_CAP);
-    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(rand::rng().random_range(0..=millis))
+    lapse_core::backoff::backoff(attempt, BACKOFF_BASE, BACKOFF_CAP, rand::random())
 }
 
 /// An error with its causes, which is where reqwest keeps the useful part.

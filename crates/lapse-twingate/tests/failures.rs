@@ -19,7 +19,8 @@ fn storm(sim: &SimHandle, seconds: i64) {
     sim.set_faults(Faults {
         rate_limit_storm_until: Some(sim.clock().now() + TimeDelta::seconds(seconds)),
         ..Faults::none()
-    });
+    })
+    .expect("faults the sim accepts");
 }
 
 #[tokio::test]
@@ -147,7 +148,8 @@ async fn a_5xx_is_transient_reads_are_retried_and_writes_are_not() {
     sim.set_faults(Faults {
         error_5xx_rate: 1.0,
         ..Faults::none()
-    });
+    })
+    .expect("faults the sim accepts");
 
     let read = client.group(&rid(group_id(201))).await;
     assert!(matches!(read, Err(ProviderError::Transient(_))), "{read:?}");
@@ -178,7 +180,8 @@ async fn a_read_that_succeeds_on_retry_is_returned() {
     sim.set_faults(Faults {
         error_5xx_rate: 0.5,
         ..Faults::none()
-    });
+    })
+    .expect("faults the sim accepts");
     let group = client
         .group(&rid(group_id(201)))
         .await
@@ -200,7 +203,8 @@ async fn a_reset_connection_is_transient_for_a_read_and_unknown_for_a_write() {
     sim.set_faults(Faults {
         reset_rate: 1.0,
         ..Faults::none()
-    });
+    })
+    .expect("faults the sim accepts");
 
     let read = client.group(&rid(group_id(201))).await;
     assert!(matches!(read, Err(ProviderError::Transient(_))), "{read:?}");
@@ -224,7 +228,8 @@ async fn a_write_committed_then_dropped_is_an_unknown_outcome_never_a_failure() 
     sim.set_faults(Faults {
         commit_then_lose: CommitThenLose::Drop,
         ..Faults::none()
-    });
+    })
+    .expect("faults the sim accepts");
 
     let result = client
         .create_group(
@@ -247,7 +252,8 @@ async fn a_write_committed_then_dropped_is_an_unknown_outcome_never_a_failure() 
     assert_eq!(journal.len(), 1, "never retried blindly");
     assert!(journal[0].mutation_applied);
     // Looking before acting again finds exactly the one group.
-    sim.set_faults(Faults::none());
+    sim.set_faults(Faults::none())
+        .expect("faults the sim accepts");
     let found = client
         .groups_by_name("lapse-lost-answer")
         .await
@@ -264,9 +270,10 @@ async fn a_write_committed_then_answered_too_late_is_an_unknown_outcome() {
         .build();
     sim.set_faults(Faults {
         commit_then_lose: CommitThenLose::DelaySecs(60),
-        commit_then_lose_fields: vec!["groupUpdate".to_owned()],
+        commit_then_lose_operations: vec!["GroupUpdateUsers".to_owned()],
         ..Faults::none()
-    });
+    })
+    .expect("faults the sim accepts");
 
     let result = client
         .update_group_users(
@@ -295,7 +302,8 @@ async fn a_read_timing_out_is_transient() {
     sim.set_faults(Faults {
         latency: Duration::from_secs(5),
         ..Faults::none()
-    });
+    })
+    .expect("faults the sim accepts");
     let read = client.group(&rid(group_id(201))).await;
     assert!(
         matches!(read, Err(ProviderError::Transient(ref m)) if m.contains("timed out")),
@@ -310,7 +318,8 @@ async fn an_html_page_with_http_200_is_misconfigured_and_names_the_base_url() {
     sim.set_faults(Faults {
         html_200: true,
         ..Faults::none()
-    });
+    })
+    .expect("faults the sim accepts");
 
     let read = client.user_by_email("alice@example.com").await;
     match read {

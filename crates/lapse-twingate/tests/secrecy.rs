@@ -143,7 +143,8 @@ async fn the_api_key_never_reaches_the_logs() {
     sim.set_faults(Faults {
         rate_limit_storm_until: Some(sim.clock().now() + TimeDelta::seconds(1)),
         ..Faults::none()
-    });
+    })
+    .expect("faults the sim accepts");
     failures.push(client.group(&rid(group_id(201))).await.err());
     for faults in [
         Faults {
@@ -167,7 +168,7 @@ async fn the_api_key_never_reaches_the_logs() {
             ..Faults::none()
         },
     ] {
-        sim.set_faults(faults);
+        sim.set_faults(faults).expect("faults the sim accepts");
         failures.push(client.group(&rid(group_id(201))).await.err());
         failures.push(
             client
@@ -176,7 +177,8 @@ async fn the_api_key_never_reaches_the_logs() {
                 .err(),
         );
     }
-    sim.set_faults(Faults::none());
+    sim.set_faults(Faults::none())
+        .expect("faults the sim accepts");
     let wrong = TwingateClient::new(ClientConfig::new(
         sim.base_url(),
         SecretString::from(WRONG_KEY),

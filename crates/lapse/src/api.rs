@@ -1,5 +1,5 @@
-//! The JSON HTTP API: grant submission with validation and name resolution, listing, revocation,
-//! history and audit, behind bearer tokens with roles.
+//! The HTTP API for grants, history, audit and operations: authenticate (`Caller`, `Writer`),
+//! parse, call the submitter or the engine, and map errors to statuses.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -553,7 +553,7 @@ async fn record_hand_out(store: &Store, id: GrantId, to: &str, how: &str) -> Api
                 at: Utc::now(),
                 grant_id: Some(id),
                 actor: to.to_owned(),
-                event: "token-handed-out".to_owned(),
+                event: lapse_core::HistoryEvent::TokenHandedOut.as_str().to_owned(),
                 detail: serde_json::json!({ "to": to, "via": how }),
             }],
             ..Default::default()

@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// Configuration file (default: /etc/lapse/lapse.toml, if present).
     #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Write the bound port to FILE once listening (with `listen = "127.0.0.1:0"`, the port
+    /// the system picked).
+    #[arg(long, value_name = "FILE")]
+    pub port_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -27,11 +27,18 @@ fn load(config: Option<&Path>) -> anyhow::Result<Settings> {
     Ok(s)
 }
 
-pub async fn serve(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub async fn serve(config: Option<&Path>, port_file: Option<&Path>) -> anyhow::Result<ExitCode> {
     let settings = load(config)?;
     crate::telemetry::init_logging(&settings.log.filter, settings.log.format == "json");
     let key = settings.api_key()?;
     let app = serve::build(&settings, key).await?;
+    if let Some(path) = port_file {
+        // Written whole and then renamed, so a reader never sees half a number.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{}\n", app.addr().port()))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("writing the port to {}", path.display()))?;
+    }
     app.run_until_stopped(serve::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

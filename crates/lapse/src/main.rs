@@ -32,7 +32,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => local::serve(args.config.as_deref()).await,
+            Command::Serve(args) => {
+                local::serve(args.config.as_deref(), args.port_file.as_deref()).await
+            }
             #[cfg(feature = "demo")]
             Command::Demo(args) => demo::run(args).await,
             #[cfg(not(feature = "demo"))]

@@ -231,7 +231,6 @@ pub async fn build_with<P: AccessProvider + 'static>(
 }
 
 impl<P: AccessProvider + 'static> Application<P> {
-    #[cfg(feature = "demo")]
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -29,10 +29,12 @@ fn creates_named(env: &Env, name: &str) -> usize {
 async fn sigkill_at_any_point_is_repaired_on_restart() {
     let mut env = Env::new("").await;
     // Slow calls so that kills land before, during and after remote calls and commits.
-    env.sim.set_faults(Faults {
-        latency: Duration::from_millis(120),
-        ..Faults::none()
-    });
+    env.sim
+        .set_faults(Faults {
+            latency: Duration::from_millis(120),
+            ..Faults::none()
+        })
+        .expect("faults the sim accepts");
     env.start().await;
     let mut grants = Vec::new();
     for (i, delay_ms) in [0u64, 40, 130, 260, 400, 700, 1100, 1600]
@@ -142,11 +144,13 @@ async fn crash_at_each_step_is_repaired_on_restart() {
 async fn lost_create_answers_leave_exactly_one_group() {
     let mut env = Env::new("[twingate]\ntimeout = \"1s\"\n").await;
     env.start().await;
-    env.sim.set_faults(Faults {
-        commit_then_lose: CommitThenLose::Drop,
-        commit_then_lose_fields: vec!["groupCreate".into()],
-        ..Faults::none()
-    });
+    env.sim
+        .set_faults(Faults {
+            commit_then_lose: CommitThenLose::Drop,
+            commit_then_lose_operations: vec!["GroupCreate".into()],
+            ..Faults::none()
+        })
+        .expect("faults the sim accepts");
     let (_, e) = env.grant(ephemeral("alice@example.com", "5s")).await;
     let name = format!("lapse-{}", id_of(&e).to_lowercase());
     env.wait_state(&id_of(&e), "active", WITHIN).await;
@@ -156,7 +160,9 @@ async fn lost_create_answers_leave_exactly_one_group() {
         "adopted after the lost answer, no duplicate"
     );
     assert_eq!(creates_named(&env, &name), 1);
-    env.sim.set_faults(Faults::none());
+    env.sim
+        .set_faults(Faults::none())
+        .expect("faults the sim accepts");
     env.wait_state(&id_of(&e), "expired", WITHIN).await;
     assert_eq!(env.groups_named(&name), 0);
 }
@@ -165,10 +171,12 @@ async fn lost_create_answers_leave_exactly_one_group() {
 async fn storms_of_5xx_and_429_end_in_the_right_state() {
     let mut env = Env::new("").await;
     env.start().await;
-    env.sim.set_faults(Faults {
-        error_5xx_rate: 0.5,
-        ..Faults::none()
-    });
+    env.sim
+        .set_faults(Faults {
+            error_5xx_rate: 0.5,
+            ..Faults::none()
+        })
+        .expect("faults the sim accepts");
     let (_, a) = env
         .grant(membership("oncall", &["alice@example.com"], "12s"))
         .await;
@@ -176,10 +184,12 @@ async fn storms_of_5xx_and_429_end_in_the_right_state() {
     env.wait_state(&id_of(&a), "active", WITHIN).await;
     env.wait_state(&id_of(&e), "active", WITHIN).await;
     let until = env.sim.clock().now() + chrono::Duration::seconds(3);
-    env.sim.set_faults(Faults {
-        rate_limit_storm_until: Some(until),
-        ..Faults::none()
-    });
+    env.sim
+        .set_faults(Faults {
+            rate_limit_storm_until: Some(until),
+            ..Faults::none()
+        })
+        .expect("faults the sim accepts");
     env.wait_state(&id_of(&a), "expired", WITHIN).await;
     env.wait_state(&id_of(&e), "expired", WITHIN).await;
     assert!(!env.group_has("oncall", "alice@example.com"));

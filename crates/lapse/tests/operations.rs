@@ -488,11 +488,13 @@ async fn the_api_answers_over_https_with_a_configured_certificate() {
         cert.display().to_string(),
         key.display().to_string()
     );
-    let env = Env::new(&extra).await;
+    let mut env = Env::new(&extra).await;
     let log = std::fs::File::create(env.log_path()).expect("log");
     let mut child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(&env.config)
+        .arg("--port-file")
+        .arg(env.port_file())
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(log)
@@ -502,7 +504,7 @@ async fn the_api_answers_over_https_with_a_configured_certificate() {
         .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).expect("pem"))
         .build()
         .expect("client");
-    let url = format!("https://localhost:{}", env.port);
+    let url = format!("https://localhost:{}", env.read_port().await);
     let ready = eventually(WITHIN, || async {
         client
             .get(format!("{url}/readyz"))

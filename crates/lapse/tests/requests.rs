@@ -981,10 +981,13 @@ async fn a_failing_revocation_alarms_the_owners_and_still_completes() {
     let gid = bg["grant_id"].as_str().expect("grant id").to_owned();
     jit.env.wait_state(&gid, "active", WITHIN).await;
     // Every call now fails; the requester ends the grant early.
-    jit.env.sim.set_faults(twingate_sim::Faults {
-        error_5xx_rate: 1.0,
-        ..twingate_sim::Faults::none()
-    });
+    jit.env
+        .sim
+        .set_faults(twingate_sim::Faults {
+            error_5xx_rate: 1.0,
+            ..twingate_sim::Faults::none()
+        })
+        .expect("faults the sim accepts");
     let (s, r) = jit
         .call(
             &alice,
@@ -1009,7 +1012,10 @@ async fn a_failing_revocation_alarms_the_owners_and_still_completes() {
     );
     assert_eq!(jit.env.state_of(&gid).await, "revoking");
     // Twingate recovers: the revocation, never given up, completes.
-    jit.env.sim.set_faults(twingate_sim::Faults::none());
+    jit.env
+        .sim
+        .set_faults(twingate_sim::Faults::none())
+        .expect("faults the sim accepts");
     jit.env.wait_state(&gid, "revoked", WITHIN).await;
     assert!(!jit.env.group_has("platform", "alice@example.com"));
     jit.hook.wait_for("ended", "grant", &gid, 1).await;

@@ -6,6 +6,7 @@ use async_graphql::MaybeUndefined;
 use chrono::{DateTime, Utc};
 
 use crate::error::SimError;
+use crate::faults::ExpiryPrecision;
 use crate::ids;
 use crate::model::{GroupType, Principal};
 use crate::shared::Shared;
@@ -162,7 +163,9 @@ impl Admin {
             approval_mode: MaybeUndefined::Undefined,
         };
         self.shared
-            .with_store(|s, now| s.access_add(&r, vec![change], false, now))
+            .with_store(|s, now| {
+                s.access_add(&r, vec![change], false, ExpiryPrecision::Micros, now)
+            })
             .map(|_| ())
             .map_err(SimError::Rejected)
     }

@@ -78,24 +78,30 @@ async fn clear_journal(State(app): State<AppState>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// Faults as JSON; `rate_limit_storm_secs` is a convenience for a storm starting now.
-#[derive(Deserialize)]
-struct FaultsBody {
-    #[serde(flatten)]
-    faults: Faults,
-    #[serde(default)]
-    rate_limit_storm_secs: Option<u64>,
-}
-
-async fn set_faults(State(app): State<AppState>, Json(body): Json<FaultsBody>) -> StatusCode {
-    let mut faults = body.faults;
-    if let Some(secs) = body.rate_limit_storm_secs {
+/// Faults as JSON; `rate_limit_storm_secs` is a convenience for a storm starting now. Unknown
+/// settings and per-operation keys that name no operation are refused with 400 and the reason.
+async fn set_faults(
+    State(app): State<AppState>,
+    Json(mut body): Json<serde_json::Value>,
+) -> Response {
+    let storm = body
+        .as_object_mut()
+        .and_then(|o| o.remove("rate_limit_storm_secs"))
+        .and_then(|v| v.as_u64());
+    let mut faults: Faults = match serde_json::from_value(body) {
+        Ok(f) => f,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("faults: {e}")).into_response(),
+    };
+    if let Err(e) = faults.check() {
+        return (StatusCode::BAD_REQUEST, format!("faults: {e}")).into_response();
+    }
+    if let Some(secs) = storm {
         let secs = i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000);
         faults.rate_limit_storm_until =
             Some(app.shared.clock.now() + chrono::Duration::seconds(secs));
     }
     app.shared.set_faults(faults);
-    StatusCode::NO_CONTENT
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn get_faults(State(app): State<AppState>) -> Json<Faults> {

@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 pub use admin::Admin;
 pub use clock::SimClock;
 pub use error::SimError;
-pub use faults::{CommitThenLose, Faults};
+pub use faults::{CommitThenLose, ExpiryPrecision, Faults};
 pub use journal::{JournalEntry, Outcome};
 pub use model::{
     AccessApprovalMode, AccessPolicyMode, GroupType, Permission, PrincipalType,
@@ -132,6 +132,10 @@ fn router(state: AppState) -> Router {
                 axum::Json(serde_json::json!({"errors": [{"message": "Not found: the API is at POST /api/graphql/"}]})),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            transport::regional_redirect,
+        ))
         .with_state(state)
 }
 
@@ -170,8 +174,11 @@ impl SimHandle {
         self.shared.journal().clear();
     }
 
-    pub fn set_faults(&self, faults: Faults) {
+    /// Puts `faults` in force, or refuses per-operation keys that name no operation.
+    pub fn set_faults(&self, faults: Faults) -> Result<(), SimError> {
+        faults.check().map_err(SimError::Invalid)?;
         self.shared.set_faults(faults);
+        Ok(())
     }
 
     pub fn faults(&self) -> Faults {

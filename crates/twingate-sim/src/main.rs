@@ -86,21 +86,23 @@ async fn run(args: Args) -> Result<(), String> {
     .await
     .map_err(|e| e.to_string())?;
     let now = handle.clock().now();
-    handle.set_faults(Faults {
-        latency: Duration::from_millis(args.latency_ms),
-        error_5xx_rate: args.error_rate,
-        reset_rate: args.reset_rate,
-        rate_limit_storm_until: args.rate_limit_storm_secs.map(|s| {
-            now + chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1_000_000))
-        }),
-        commit_then_lose: match (args.commit_then_delay_secs, args.commit_then_drop) {
-            (Some(secs), _) => CommitThenLose::DelaySecs(secs),
-            (None, true) => CommitThenLose::Drop,
-            (None, false) => CommitThenLose::Off,
-        },
-        html_200: args.html_200,
-        ..Faults::default()
-    });
+    handle
+        .set_faults(Faults {
+            latency: Duration::from_millis(args.latency_ms),
+            error_5xx_rate: args.error_rate,
+            reset_rate: args.reset_rate,
+            rate_limit_storm_until: args.rate_limit_storm_secs.map(|s| {
+                now + chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1_000_000))
+            }),
+            commit_then_lose: match (args.commit_then_delay_secs, args.commit_then_drop) {
+                (Some(secs), _) => CommitThenLose::DelaySecs(secs),
+                (None, true) => CommitThenLose::Drop,
+                (None, false) => CommitThenLose::Off,
+            },
+            html_200: args.html_200,
+            ..Faults::default()
+        })
+        .map_err(|e| e.to_string())?;
     println!("twingate-sim listening on {}", handle.base_url());
     println!("GraphQL endpoint: {}", handle.graphql_url());
     match rate_limit {

@@ -56,7 +56,10 @@ pub enum AccessApprovalMode {
     Automatic,
 }
 
+/// How an access edge is used: plain access, access that locks when unused, or access that
+/// must be requested first. Twingate's `AccessMode`.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[graphql(name = "AccessMode")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AccessPolicyMode {
     Manual,
@@ -82,7 +85,8 @@ pub enum PrincipalType {
 #[derive(Clone, Debug)]
 pub(crate) struct User {
     pub pk: u64,
-    pub email: String,
+    /// Twingate's `User.email` is nullable (users synced without one).
+    pub email: Option<String>,
     pub first_name: String,
     pub last_name: String,
     pub role: UserRole,
@@ -119,7 +123,7 @@ pub(crate) struct Edge {
     pub expires_at: Option<DateTime<Utc>>,
     pub security_policy: Option<u64>,
     pub access_policy_mode: Option<AccessPolicyMode>,
-    pub access_policy_duration: Option<String>,
+    pub access_policy_duration: Option<i32>,
     pub approval_mode: Option<AccessApprovalMode>,
 }
 
@@ -142,6 +146,8 @@ pub(crate) struct Resource {
     pub name: String,
     pub address: String,
     pub is_active: bool,
+    /// The access mode an edge added without `accessPolicy` inherits (`None`: `MANUAL`).
+    pub default_access_mode: Option<AccessPolicyMode>,
     pub access: Vec<Edge>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -110,6 +110,18 @@ fn opt_int_refs(
     ids.as_ref().map(|_| int_refs(arg, ids, kind)).transpose()
 }
 
+/// A nullable field that failed answers `null` beside its error, as Twingate does
+/// (`{"data":{"group":null},"errors":[…]}`), rather than failing the whole `data`.
+fn nullable<T>(ctx: &Context<'_>, result: Result<Option<T>>) -> Option<T> {
+    match result {
+        Ok(v) => v,
+        Err(e) => {
+            ctx.add_error(ctx.set_error_path(e.into_server_error(ctx.item.pos)));
+            None
+        }
+    }
+}
+
 // ---------- pagination ----------
 
 #[derive(SimpleObject, Clone)]
@@ -124,13 +136,14 @@ fn cursor(index: usize) -> String {
     STANDARD.encode(format!("arrayconnection:{index}"))
 }
 
-fn decode_cursor(after: &str) -> Result<usize> {
+/// The index a cursor names; `None` for one the server never gave out (the Twingate CLI sends
+/// `after: "0"` for its first page, and the real server answers with the first page).
+fn decode_cursor(after: &str) -> Option<usize> {
     STANDARD
         .decode(after)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.strip_prefix("arrayconnection:")?.parse().ok())
-        .ok_or_else(|| Error::new(format!("Invalid cursor '{after}'")))
 }
 
 /// The nodes of one page with their cursors, the page info and the total count.
@@ -146,10 +159,10 @@ fn page<T>(items: Vec<T>, first: Option<i32>, after: Option<String>) -> Result<P
         ));
     }
     let first = first.min(MAX_PAGE_SIZE) as usize;
-    let start = match after {
-        Some(a) => decode_cursor(&a)? + 1,
-        None => 0,
-    };
+    let start = after
+        .as_deref()
+        .and_then(decode_cursor)
+        .map_or(0, |i| i + 1);
     let nodes: Vec<(String, T)> = items
         .into_iter()
         .enumerate()
@@ -250,7 +263,7 @@ connection!(
 // ---------- filters ----------
 
 #[derive(InputObject, Default)]
-#[graphql(name = "StringFilterOperationInput")]
+#[graphql(name = "StringFilterOperatorInput")]
 pub(crate) struct StringFilter {
     eq: Option<String>,
     ne: Option<String>,
@@ -371,7 +384,9 @@ fn filter_users<'s>(
         .iter()
         .filter_map(|pk| store.users.get(pk))
         .filter(|u| {
-            pass(&email, &u.email)
+            email
+                .as_ref()
+                .is_none_or(|m| u.email.as_deref().is_some_and(|e| m.matches(e)))
                 && pass(&first, &u.first_name)
                 && pass(&last, &u.last_name)
                 && roles.as_ref().is_none_or(|r| r.contains(&u.role))
@@ -395,8 +410,8 @@ impl UserNode {
     async fn id(&self) -> ID {
         ID(ids::encode(ids::USER, self.0.pk))
     }
-    async fn email(&self) -> &str {
-        &self.0.email
+    async fn email(&self) -> Option<&str> {
+        self.0.email.as_deref()
     }
     async fn first_name(&self) -> &str {
         &self.0.first_name
@@ -429,8 +444,10 @@ pub(crate) struct SecurityPolicyNode {
     name: String,
 }
 
+/// The policy in force: the one set, or the network's default (the first policy) when none is.
 fn policy_node(store: &Store, pk: Option<u64>) -> Option<SecurityPolicyNode> {
     pk.and_then(|pk| store.policy(pk))
+        .or_else(|| store.policies.first())
         .map(|p| SecurityPolicyNode {
             id: ID(ids::encode(ids::SECURITY_POLICY, p.pk)),
             name: p.name.clone(),
@@ -460,8 +477,10 @@ impl GroupNode {
     async fn updated_at(&self) -> DateTimeScalar {
         ts(self.0.updated_at)
     }
-    async fn security_policy(&self, ctx: &Context<'_>) -> Result<Option<SecurityPolicyNode>> {
-        Ok(shared(ctx)?.with_store(|s, _| policy_node(s, self.0.security_policy)))
+    async fn security_policy(&self, ctx: &Context<'_>) -> Result<SecurityPolicyNode> {
+        shared(ctx)?
+            .with_store(|s, _| policy_node(s, self.0.security_policy))
+            .ok_or_else(|| Error::new("the network has no security policy"))
     }
     /// Members, read afresh so that a nested page reflects the state at resolution time.
     async fn users(
@@ -500,6 +519,7 @@ pub(crate) enum AddressType {
 }
 
 #[derive(SimpleObject)]
+#[graphql(name = "ResourceAddress")]
 pub(crate) struct Address {
     #[graphql(name = "type")]
     address_type: AddressType,
@@ -508,9 +528,8 @@ pub(crate) struct Address {
 
 #[derive(SimpleObject)]
 pub(crate) struct AccessPolicy {
-    mode: Option<AccessPolicyMode>,
-    duration: Option<String>,
-    approval_mode: Option<AccessApprovalMode>,
+    mode: AccessPolicyMode,
+    duration_seconds: Option<i32>,
 }
 
 pub(crate) struct NetworkResource(Resource);
@@ -571,13 +590,9 @@ impl NetworkResource {
                         node,
                         expires_at: e.expires_at.map(ts),
                         security_policy: policy_node(s, e.security_policy),
-                        access_policy: (e.access_policy_mode.is_some()
-                            || e.access_policy_duration.is_some()
-                            || e.approval_mode.is_some())
-                        .then(|| AccessPolicy {
-                            mode: e.access_policy_mode,
-                            duration: e.access_policy_duration.clone(),
-                            approval_mode: e.approval_mode,
+                        access_policy: e.access_policy_mode.map(|mode| AccessPolicy {
+                            mode,
+                            duration_seconds: e.access_policy_duration,
                         }),
                         approval_mode: e.approval_mode,
                     })
@@ -729,11 +744,13 @@ impl KeyNode {
     async fn updated_at(&self) -> DateTimeScalar {
         ts(self.0.updated_at)
     }
-    async fn service_account(&self, ctx: &Context<'_>) -> Result<Option<ServiceAccountNode>> {
-        Ok(shared(ctx)?.with_store(|s, _| {
-            s.service_account(&self.0.service_account)
-                .map(|sa| ServiceAccountNode(sa.clone()))
-        }))
+    async fn service_account(&self, ctx: &Context<'_>) -> Result<ServiceAccountNode> {
+        shared(ctx)?
+            .with_store(|s, _| {
+                s.service_account(&self.0.service_account)
+                    .map(|sa| ServiceAccountNode(sa.clone()))
+            })
+            .ok_or_else(|| Error::new("the key's service account does not exist"))
     }
 }
 
@@ -741,15 +758,18 @@ impl KeyNode {
 
 pub(crate) struct QueryRoot;
 
-#[Object(name = "Query")]
+#[Object(name = "QueriesRoot")]
 impl QueryRoot {
-    async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<UserNode>> {
-        let r = int_ref("id", &id, ids::USER)?;
-        Ok(shared(ctx)?.with_store(|s, _| {
-            r.key
-                .and_then(|pk| s.users.get(&pk))
-                .map(|u| UserNode(u.clone()))
-        }))
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> Option<UserNode> {
+        let read = || {
+            let r = int_ref("id", &id, ids::USER)?;
+            Ok(shared(ctx)?.with_store(|s, _| {
+                r.key
+                    .and_then(|pk| s.users.get(&pk))
+                    .map(|u| UserNode(u.clone()))
+            }))
+        };
+        nullable(ctx, read())
     }
 
     async fn users(
@@ -766,13 +786,16 @@ impl QueryRoot {
         Ok(UserConnection::from(page))
     }
 
-    async fn group(&self, ctx: &Context<'_>, id: ID) -> Result<Option<GroupNode>> {
-        let r = int_ref("id", &id, ids::GROUP)?;
-        Ok(shared(ctx)?.with_store(|s, _| {
-            r.key
-                .and_then(|pk| s.groups.get(&pk))
-                .map(|g| GroupNode(g.clone()))
-        }))
+    async fn group(&self, ctx: &Context<'_>, id: ID) -> Option<GroupNode> {
+        let read = || {
+            let r = int_ref("id", &id, ids::GROUP)?;
+            Ok(shared(ctx)?.with_store(|s, _| {
+                r.key
+                    .and_then(|pk| s.groups.get(&pk))
+                    .map(|g| GroupNode(g.clone()))
+            }))
+        };
+        nullable(ctx, read())
     }
 
     async fn groups(
@@ -808,13 +831,16 @@ impl QueryRoot {
         page(items, first, after).map(GroupConnection::from)
     }
 
-    async fn resource(&self, ctx: &Context<'_>, id: ID) -> Result<Option<ResourceNode>> {
-        let r = int_ref("id", &id, ids::RESOURCE)?;
-        Ok(shared(ctx)?.with_store(|s, _| {
-            r.key
-                .and_then(|pk| s.resources.get(&pk))
-                .map(|res| ResourceNode::NetworkResource(NetworkResource(res.clone())))
-        }))
+    async fn resource(&self, ctx: &Context<'_>, id: ID) -> Option<ResourceNode> {
+        let read = || {
+            let r = int_ref("id", &id, ids::RESOURCE)?;
+            Ok(shared(ctx)?.with_store(|s, _| {
+                r.key
+                    .and_then(|pk| s.resources.get(&pk))
+                    .map(|res| ResourceNode::NetworkResource(NetworkResource(res.clone())))
+            }))
+        };
+        nullable(ctx, read())
     }
 
     async fn resources(
@@ -838,17 +864,16 @@ impl QueryRoot {
         page(items, first, after).map(ResourceConnection::from)
     }
 
-    async fn service_account(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-    ) -> Result<Option<ServiceAccountNode>> {
-        let r = uuid_ref("id", &id, ids::SERVICE_ACCOUNT)?;
-        Ok(shared(ctx)?.with_store(|s, _| {
-            r.key
-                .and_then(|k| s.service_account(&k).cloned())
-                .map(ServiceAccountNode)
-        }))
+    async fn service_account(&self, ctx: &Context<'_>, id: ID) -> Option<ServiceAccountNode> {
+        let read = || {
+            let r = uuid_ref("id", &id, ids::SERVICE_ACCOUNT)?;
+            Ok(shared(ctx)?.with_store(|s, _| {
+                r.key
+                    .and_then(|k| s.service_account(&k).cloned())
+                    .map(ServiceAccountNode)
+            }))
+        };
+        nullable(ctx, read())
     }
 
     async fn service_accounts(
@@ -872,48 +897,114 @@ impl QueryRoot {
         page(items, first, after).map(ServiceAccountConnection::from)
     }
 
-    async fn service_account_key(&self, ctx: &Context<'_>, id: ID) -> Result<Option<KeyNode>> {
-        let r = uuid_ref("id", &id, ids::SERVICE_ACCOUNT_KEY)?;
-        Ok(shared(ctx)?.with_store(|s, now| {
-            r.key
-                .and_then(|k| s.key(&k).cloned())
-                .map(|k| KeyNode(k, now))
-        }))
+    /// By ID, or by name when no ID is given (the first key with that name).
+    async fn service_account_key(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        name: Option<String>,
+    ) -> Option<KeyNode> {
+        let read = || {
+            let r = id
+                .as_ref()
+                .map(|id| uuid_ref("id", id, ids::SERVICE_ACCOUNT_KEY))
+                .transpose()?;
+            Ok(shared(ctx)?.with_store(|s, now| {
+                let key = match (&r, &name) {
+                    (Some(r), _) => r.key.as_ref().and_then(|k| s.key(k)),
+                    (None, Some(name)) => s.keys.iter().find(|k| &k.name == name),
+                    (None, None) => None,
+                };
+                key.cloned().map(|k| KeyNode(k, now))
+            }))
+        };
+        nullable(ctx, read())
     }
 }
 
 // ---------- mutations ----------
 
-#[derive(SimpleObject)]
-pub(crate) struct GroupOperationPayload {
-    ok: bool,
-    error: Option<String>,
-    entity: Option<GroupNode>,
+/// Each mutation has its own payload type, as in Twingate: `{ok, error, entity}` (`entity`
+/// nullable), or `{ok, error}` for deletions.
+macro_rules! payload {
+    ($name:ident, $gql:literal, $entity:ty) => {
+        #[derive(SimpleObject)]
+        #[graphql(name = $gql)]
+        pub(crate) struct $name {
+            ok: bool,
+            error: Option<String>,
+            entity: Option<$entity>,
+        }
+
+        impl From<std::result::Result<Option<$entity>, String>> for $name {
+            fn from(r: std::result::Result<Option<$entity>, String>) -> $name {
+                match r {
+                    Ok(entity) => $name {
+                        ok: true,
+                        error: None,
+                        entity,
+                    },
+                    Err(e) => $name {
+                        ok: false,
+                        error: Some(e),
+                        entity: None,
+                    },
+                }
+            }
+        }
+    };
+    ($name:ident, $gql:literal) => {
+        #[derive(SimpleObject)]
+        #[graphql(name = $gql)]
+        pub(crate) struct $name {
+            ok: bool,
+            error: Option<String>,
+        }
+
+        impl From<std::result::Result<(), String>> for $name {
+            fn from(r: std::result::Result<(), String>) -> $name {
+                match r {
+                    Ok(()) => $name {
+                        ok: true,
+                        error: None,
+                    },
+                    Err(e) => $name {
+                        ok: false,
+                        error: Some(e),
+                    },
+                }
+            }
+        }
+    };
 }
 
-#[derive(SimpleObject)]
-pub(crate) struct ResourceAccessPayload {
-    ok: bool,
-    error: Option<String>,
-    entity: Option<ResourceNode>,
-}
+payload!(GroupCreatePayload, "GroupCreateMutation", GroupNode);
+payload!(GroupUpdatePayload, "GroupUpdateMutation", GroupNode);
+payload!(GroupDeletePayload, "GroupDeleteMutation");
+payload!(AccessAddPayload, "ResourceAccessAddMutation", ResourceNode);
+payload!(AccessSetPayload, "ResourceAccessSetMutation", ResourceNode);
+payload!(
+    AccessRemovePayload,
+    "ResourceAccessRemoveMutation",
+    ResourceNode
+);
+payload!(
+    ServiceAccountCreatePayload,
+    "ServiceAccountCreateMutation",
+    ServiceAccountNode
+);
+payload!(
+    ServiceAccountUpdatePayload,
+    "ServiceAccountUpdateMutation",
+    ServiceAccountNode
+);
+payload!(ServiceAccountDeletePayload, "ServiceAccountDeleteMutation");
+payload!(KeyRevokePayload, "ServiceAccountKeyRevokeMutation", KeyNode);
+payload!(KeyDeletePayload, "ServiceAccountKeyDeleteMutation");
 
 #[derive(SimpleObject)]
-pub(crate) struct ServiceAccountOperationPayload {
-    ok: bool,
-    error: Option<String>,
-    entity: Option<ServiceAccountNode>,
-}
-
-#[derive(SimpleObject)]
-pub(crate) struct ServiceAccountKeyOperationPayload {
-    ok: bool,
-    error: Option<String>,
-    entity: Option<KeyNode>,
-}
-
-#[derive(SimpleObject)]
-pub(crate) struct ServiceAccountKeyCreatePayload {
+#[graphql(name = "ServiceAccountKeyCreateMutation")]
+pub(crate) struct KeyCreatePayload {
     ok: bool,
     error: Option<String>,
     entity: Option<KeyNode>,
@@ -921,17 +1012,11 @@ pub(crate) struct ServiceAccountKeyCreatePayload {
     token: Option<String>,
 }
 
-#[derive(SimpleObject)]
-pub(crate) struct DeleteObjectPayload {
-    ok: bool,
-    error: Option<String>,
-}
-
+/// Twingate's `AccessPolicyInput`: the mode is required once a policy is sent.
 #[derive(InputObject)]
 pub(crate) struct AccessPolicyInput {
-    mode: MaybeUndefined<AccessPolicyMode>,
-    duration: MaybeUndefined<String>,
-    approval_mode: MaybeUndefined<AccessApprovalMode>,
+    mode: AccessPolicyMode,
+    duration_seconds: MaybeUndefined<i32>,
 }
 
 #[derive(InputObject)]
@@ -954,24 +1039,14 @@ fn access_changes(access: Vec<AccessInput>) -> Result<Vec<AccessChange>> {
                 MaybeUndefined::Null => MaybeUndefined::Null,
                 MaybeUndefined::Undefined => MaybeUndefined::Undefined,
             };
-            let (mode, duration, policy_approval) = match a.access_policy {
-                MaybeUndefined::Value(p) => (p.mode, p.duration, p.approval_mode),
+            let (mode, duration) = match a.access_policy {
+                MaybeUndefined::Value(p) => (MaybeUndefined::Value(p.mode), p.duration_seconds),
+                // An explicit null policy is plain access again.
                 MaybeUndefined::Null => (
+                    MaybeUndefined::Value(AccessPolicyMode::Manual),
                     MaybeUndefined::Null,
-                    MaybeUndefined::Null,
-                    MaybeUndefined::Undefined,
                 ),
-                MaybeUndefined::Undefined => (
-                    MaybeUndefined::Undefined,
-                    MaybeUndefined::Undefined,
-                    MaybeUndefined::Undefined,
-                ),
-            };
-            // The top-level approvalMode wins; the one inside accessPolicy is the newer spelling.
-            let approval_mode = if a.approval_mode.is_undefined() {
-                policy_approval
-            } else {
-                a.approval_mode
+                MaybeUndefined::Undefined => (MaybeUndefined::Undefined, MaybeUndefined::Undefined),
             };
             Ok(AccessChange {
                 principal: principal_ref("principalId", &a.principal_id)?,
@@ -979,109 +1054,86 @@ fn access_changes(access: Vec<AccessInput>) -> Result<Vec<AccessChange>> {
                 expires_at: a.expires_at.map_value(|t| t.0),
                 access_policy_mode: mode,
                 access_policy_duration: duration,
-                approval_mode,
+                approval_mode: a.approval_mode,
             })
         })
         .collect()
 }
 
-fn applied(ctx: &Context<'_>) {
+/// Marks the request as having changed state, and hides the entity when the fault says so.
+fn applied<T>(ctx: &Context<'_>, entity: Option<T>) -> Option<T> {
     if let Ok(a) = ctx.data::<Applied>() {
         a.mark();
     }
+    match ctx.data::<Arc<Shared>>() {
+        Ok(s) if s.faults().null_entities => None,
+        _ => entity,
+    }
 }
 
-fn group_payload(
+fn group_result(
     ctx: &Context<'_>,
     result: std::result::Result<u64, String>,
-) -> Result<GroupOperationPayload> {
+) -> Result<std::result::Result<Option<GroupNode>, String>> {
     Ok(match result {
         Ok(pk) => {
-            applied(ctx);
-            GroupOperationPayload {
-                ok: true,
-                error: None,
-                entity: shared(ctx)?.with_store(|s, _| s.groups.get(&pk).cloned().map(GroupNode)),
-            }
+            let entity = shared(ctx)?.with_store(|s, _| s.groups.get(&pk).cloned().map(GroupNode));
+            Ok(applied(ctx, entity))
         }
-        Err(e) => GroupOperationPayload {
-            ok: false,
-            error: Some(e),
-            entity: None,
-        },
+        Err(e) => Err(e),
     })
 }
 
-fn resource_payload(
+fn resource_result(
     ctx: &Context<'_>,
     result: std::result::Result<u64, String>,
-) -> Result<ResourceAccessPayload> {
+) -> Result<std::result::Result<Option<ResourceNode>, String>> {
     Ok(match result {
         Ok(pk) => {
-            applied(ctx);
-            ResourceAccessPayload {
-                ok: true,
-                error: None,
-                entity: shared(ctx)?.with_store(|s, _| {
-                    s.resources
-                        .get(&pk)
-                        .cloned()
-                        .map(|r| ResourceNode::NetworkResource(NetworkResource(r)))
-                }),
-            }
+            let entity = shared(ctx)?.with_store(|s, _| {
+                s.resources
+                    .get(&pk)
+                    .cloned()
+                    .map(|r| ResourceNode::NetworkResource(NetworkResource(r)))
+            });
+            Ok(applied(ctx, entity))
         }
-        Err(e) => ResourceAccessPayload {
-            ok: false,
-            error: Some(e),
-            entity: None,
-        },
+        Err(e) => Err(e),
     })
 }
 
-fn service_account_payload(
+fn service_account_result(
     ctx: &Context<'_>,
     result: std::result::Result<String, String>,
-) -> Result<ServiceAccountOperationPayload> {
+) -> Result<std::result::Result<Option<ServiceAccountNode>, String>> {
     Ok(match result {
         Ok(id) => {
-            applied(ctx);
-            ServiceAccountOperationPayload {
-                ok: true,
-                error: None,
-                entity: shared(ctx)?
-                    .with_store(|s, _| s.service_account(&id).cloned().map(ServiceAccountNode)),
-            }
+            let entity = shared(ctx)?
+                .with_store(|s, _| s.service_account(&id).cloned().map(ServiceAccountNode));
+            Ok(applied(ctx, entity))
         }
-        Err(e) => ServiceAccountOperationPayload {
-            ok: false,
-            error: Some(e),
-            entity: None,
-        },
+        Err(e) => Err(e),
     })
 }
 
-fn delete_payload(
+fn deleted(
     ctx: &Context<'_>,
     result: std::result::Result<(), String>,
-) -> DeleteObjectPayload {
-    match result {
-        Ok(()) => {
-            applied(ctx);
-            DeleteObjectPayload {
-                ok: true,
-                error: None,
-            }
-        }
-        Err(e) => DeleteObjectPayload {
-            ok: false,
-            error: Some(e),
-        },
+) -> std::result::Result<(), String> {
+    if result.is_ok() {
+        applied::<()>(ctx, None);
     }
+    result
+}
+
+/// `[ID!]!` arguments.
+fn principal_refs(arg: &str, ids: &[ID]) -> Result<Vec<Ref<Principal>>> {
+    ids.iter().map(|p| principal_ref(arg, p)).collect()
 }
 
 pub(crate) struct MutationRoot;
 
-#[Object(name = "Mutation")]
+#[Object(name = "MutationsRoot")]
 impl MutationRoot {
     #[allow(clippy::too_many_arguments)]
     async fn group_create(
@@ -1091,7 +1143,7 @@ impl MutationRoot {
         user_ids: Option<Vec<Option<ID>>>,
         resource_ids: Option<Vec<Option<ID>>>,
         security_policy_id: Option<ID>,
-    ) -> Result<Option<GroupOperationPayload>> {
+    ) -> Result<GroupCreatePayload> {
         let users = int_refs("userIds", &user_ids, ids::USER)?;
         let resources = int_refs("resourceIds", &resource_ids, ids::RESOURCE)?;
         let policy = security_policy_id
@@ -1107,7 +1159,7 @@ impl MutationRoot {
                 now,
             )
         });
-        group_payload(ctx, result).map(Some)
+        group_result(ctx, result).map(GroupCreatePayload::from)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1124,7 +1176,7 @@ impl MutationRoot {
         user_ids: Option<Vec<Option<ID>>>,
         resource_ids: Option<Vec<Option<ID>>>,
         security_policy_id: Option<ID>,
-    ) -> Result<Option<GroupOperationPayload>> {
+    ) -> Result<GroupUpdatePayload> {
         let id = int_ref("id", &id, ids::GROUP)?;
         let changes = GroupChanges {
             name,
@@ -1144,13 +1196,13 @@ impl MutationRoot {
                 .transpose()?,
         };
         let result = shared(ctx)?.with_store(|s, now| s.update_group(&id, changes, false, now));
-        group_payload(ctx, result).map(Some)
+        group_result(ctx, result).map(GroupUpdatePayload::from)
     }
 
-    async fn group_delete(&self, ctx: &Context<'_>, id: ID) -> Result<Option<DeleteObjectPayload>> {
+    async fn group_delete(&self, ctx: &Context<'_>, id: ID) -> Result<GroupDeletePayload> {
         let id = int_ref("id", &id, ids::GROUP)?;
         let result = shared(ctx)?.with_store(|s, _| s.delete_group(&id, false));
-        Ok(Some(delete_payload(ctx, result)))
+        Ok(deleted(ctx, result).into())
     }
 
     async fn resource_access_add(
@@ -1158,11 +1210,14 @@ impl MutationRoot {
         ctx: &Context<'_>,
         resource_id: ID,
         access: Vec<AccessInput>,
-    ) -> Result<Option<ResourceAccessPayload>> {
+    ) -> Result<AccessAddPayload> {
         let resource = int_ref("resourceId", &resource_id, ids::RESOURCE)?;
         let changes = access_changes(access)?;
-        let result = shared(ctx)?.with_store(|s, now| s.access_add(&resource, changes, false, now));
-        resource_payload(ctx, result).map(Some)
+        let shared = shared(ctx)?;
+        let precision = shared.faults().expiry_precision;
+        let result =
+            shared.with_store(|s, now| s.access_add(&resource, changes, false, precision, now));
+        resource_result(ctx, result).map(AccessAddPayload::from)
     }
 
     async fn resource_access_set(
@@ -1170,30 +1225,26 @@ impl MutationRoot {
         ctx: &Context<'_>,
         resource_id: ID,
         access: Vec<AccessInput>,
-    ) -> Result<Option<ResourceAccessPayload>> {
+    ) -> Result<AccessSetPayload> {
         let resource = int_ref("resourceId", &resource_id, ids::RESOURCE)?;
         let changes = access_changes(access)?;
-        let result = shared(ctx)?.with_store(|s, now| s.access_add(&resource, changes, true, now));
-        resource_payload(ctx, result).map(Some)
+        let shared = shared(ctx)?;
+        let precision = shared.faults().expiry_precision;
+        let result =
+            shared.with_store(|s, now| s.access_add(&resource, changes, true, precision, now));
+        resource_result(ctx, result).map(AccessSetPayload::from)
     }
 
     async fn resource_access_remove(
         &self,
         ctx: &Context<'_>,
         resource_id: ID,
-        principal_ids: Option<Vec<Option<ID>>>,
-    ) -> Result<Option<ResourceAccessPayload>> {
+        principal_ids: Vec<ID>,
+    ) -> Result<AccessRemovePayload> {
         let resource = int_ref("resourceId", &resource_id, ids::RESOURCE)?;
-        let principals = principal_ids
-            .iter()
-            .flatten()
-            .map(|p| match p {
-                Some(p) => principal_ref("principalIds", p),
-                None => Err(parse_error("principalIds")),
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let principals = principal_refs("principalIds", &principal_ids)?;
         let result = shared(ctx)?.with_store(|s, now| s.access_remove(&resource, &principals, now));
-        resource_payload(ctx, result).map(Some)
+        resource_result(ctx, result).map(AccessRemovePayload::from)
     }
 
     async fn service_account_create(
@@ -1201,11 +1252,11 @@ impl MutationRoot {
         ctx: &Context<'_>,
         name: String,
         resource_ids: Option<Vec<Option<ID>>>,
-    ) -> Result<Option<ServiceAccountOperationPayload>> {
+    ) -> Result<ServiceAccountCreatePayload> {
         let resources = int_refs("resourceIds", &resource_ids, ids::RESOURCE)?;
         let result =
             shared(ctx)?.with_store(|s, now| s.create_service_account(&name, &resources, now));
-        service_account_payload(ctx, result).map(Some)
+        service_account_result(ctx, result).map(ServiceAccountCreatePayload::from)
     }
 
     async fn service_account_update(
@@ -1216,7 +1267,7 @@ impl MutationRoot {
         added_resource_ids: Option<Vec<Option<ID>>>,
         removed_resource_ids: Option<Vec<Option<ID>>>,
         resource_ids: Option<Vec<Option<ID>>>,
-    ) -> Result<Option<ServiceAccountOperationPayload>> {
+    ) -> Result<ServiceAccountUpdatePayload> {
         let id = uuid_ref("id", &id, ids::SERVICE_ACCOUNT)?;
         let changes = ServiceAccountChanges {
             name,
@@ -1229,17 +1280,17 @@ impl MutationRoot {
             resources: opt_int_refs("resourceIds", &resource_ids, ids::RESOURCE)?,
         };
         let result = shared(ctx)?.with_store(|s, now| s.update_service_account(&id, changes, now));
-        service_account_payload(ctx, result).map(Some)
+        service_account_result(ctx, result).map(ServiceAccountUpdatePayload::from)
     }
 
     async fn service_account_delete(
         &self,
         ctx: &Context<'_>,
         id: ID,
-    ) -> Result<Option<DeleteObjectPayload>> {
+    ) -> Result<ServiceAccountDeletePayload> {
         let id = uuid_ref("id", &id, ids::SERVICE_ACCOUNT)?;
         let result = shared(ctx)?.with_store(|s, _| s.delete_service_account(&id));
-        Ok(Some(delete_payload(ctx, result)))
+        Ok(deleted(ctx, result).into())
     }
 
     async fn service_account_key_create(
@@ -1248,7 +1299,7 @@ impl MutationRoot {
         service_account_id: ID,
         name: Option<String>,
         expiration_time: i32,
-    ) -> Result<Option<ServiceAccountKeyCreatePayload>> {
+    ) -> Result<KeyCreatePayload> {
         let sa = uuid_ref(
             "serviceAccountId",
             &service_account_id,
@@ -1259,59 +1310,42 @@ impl MutationRoot {
             s.create_key(&sa, name, expiration_time, now)
                 .map(|(id, token)| (s.key(&id).cloned().map(|k| KeyNode(k, now)), token))
         });
-        Ok(Some(match result {
-            Ok((entity, token)) => {
-                applied(ctx);
-                ServiceAccountKeyCreatePayload {
-                    ok: true,
-                    error: None,
-                    entity,
-                    token: Some(token),
-                }
-            }
-            Err(e) => ServiceAccountKeyCreatePayload {
+        Ok(match result {
+            Ok((entity, token)) => KeyCreatePayload {
+                ok: true,
+                error: None,
+                entity: applied(ctx, entity),
+                token: Some(token),
+            },
+            Err(e) => KeyCreatePayload {
                 ok: false,
                 error: Some(e),
                 entity: None,
                 token: None,
             },
-        }))
+        })
     }
 
     async fn service_account_key_revoke(
         &self,
         ctx: &Context<'_>,
         id: ID,
-    ) -> Result<Option<ServiceAccountKeyOperationPayload>> {
+    ) -> Result<KeyRevokePayload> {
         let id = uuid_ref("id", &id, ids::SERVICE_ACCOUNT_KEY)?;
         let result = shared(ctx)?.with_store(|s, now| {
             s.revoke_key(&id, now)
                 .map(|k| s.key(&k).cloned().map(|k| KeyNode(k, now)))
         });
-        Ok(Some(match result {
-            Ok(entity) => {
-                applied(ctx);
-                ServiceAccountKeyOperationPayload {
-                    ok: true,
-                    error: None,
-                    entity,
-                }
-            }
-            Err(e) => ServiceAccountKeyOperationPayload {
-                ok: false,
-                error: Some(e),
-                entity: None,
-            },
-        }))
+        Ok(result.map(|entity| applied(ctx, entity)).into())
     }
 
     async fn service_account_key_delete(
         &self,
         ctx: &Context<'_>,
         id: ID,
-    ) -> Result<Option<DeleteObjectPayload>> {
+    ) -> Result<KeyDeletePayload> {
         let id = uuid_ref("id", &id, ids::SERVICE_ACCOUNT_KEY)?;
         let result = shared(ctx)?.with_store(|s, now| s.delete_key(&id, now));
-        Ok(Some(delete_payload(ctx, result)))
+        Ok(deleted(ctx, result).into())
     }
 }

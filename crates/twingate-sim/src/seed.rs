@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::SimError;
-use crate::model::{GroupType, Permission, UserRole, UserState};
+use crate::model::{AccessPolicyMode, GroupType, Permission, UserRole, UserState};
 
 pub const DEMO_ADMIN_KEY: &str = "sim-admin-key";
 pub const DEMO_RW_KEY: &str = "sim-rw-key";
@@ -34,7 +34,9 @@ pub struct Seed {
 pub struct SeedUser {
     /// Integer pk; the global ID is `User:<id>`.
     pub id: u64,
-    pub email: String,
+    /// Absent for a user without one (Twingate's `User.email` is nullable).
+    #[serde(default)]
+    pub email: Option<String>,
     #[serde(default)]
     pub first_name: String,
     #[serde(default)]
@@ -70,6 +72,9 @@ pub struct SeedResource {
     pub address: String,
     #[serde(default = "yes")]
     pub is_active: bool,
+    /// The access mode edges added without `accessPolicy` get; `MANUAL` when absent.
+    #[serde(default)]
+    pub default_access_mode: Option<AccessPolicyMode>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -112,7 +117,7 @@ impl Seed {
             .iter()
             .map(|(id, login, first, last)| SeedUser {
                 id: *id,
-                email: format!("{login}@example.com"),
+                email: Some(format!("{login}@example.com")),
                 first_name: first.to_string(),
                 last_name: last.to_string(),
                 role: if *id == 101 {
@@ -135,6 +140,7 @@ impl Seed {
             name: name.to_string(),
             address: address.to_string(),
             is_active: true,
+            default_access_mode: None,
         })
         .collect();
         let group = |id, name: &str, group_type, users: Vec<u64>, resources: Vec<u64>| SeedGroup {
@@ -221,7 +227,9 @@ impl Seed {
         );
         dupes(
             "user email",
-            self.users.iter().map(|u| u.email.to_lowercase()),
+            self.users
+                .iter()
+                .filter_map(|u| u.email.as_ref().map(|e| e.to_lowercase())),
             &mut problems,
         );
         dupes(
@@ -313,7 +321,7 @@ mod tests {
     fn duplicates_are_named() {
         let mut seed = Seed::demo();
         seed.users[1].id = 101;
-        seed.users[2].email = "ALICE@example.com".into();
+        seed.users[2].email = Some("ALICE@example.com".into());
         let err = seed.validate().expect_err("duplicates").to_string();
         assert!(err.contains("duplicate user id 101"), "{err}");
         assert!(

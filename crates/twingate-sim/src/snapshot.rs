@@ -20,7 +20,7 @@ pub struct StateSnapshot {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct UserSnapshot {
     pub id: String,
-    pub email: String,
+    pub email: Option<String>,
     pub first_name: String,
     pub last_name: String,
     pub role: UserRole,
@@ -201,7 +201,9 @@ impl StateSnapshot {
     }
 
     pub fn user_by_email(&self, email: &str) -> Option<&UserSnapshot> {
-        self.users.iter().find(|u| u.email == email)
+        self.users
+            .iter()
+            .find(|u| u.email.as_deref() == Some(email))
     }
 
     pub fn service_account_named(&self, name: &str) -> Option<&ServiceAccountSnapshot> {

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::faults::ExpiryPrecision;
 use crate::ids;
 use crate::model::*;
 use crate::seed::{Seed, SeedApiKey};
@@ -53,7 +54,7 @@ pub(crate) struct AccessChange {
     pub security_policy: MaybeUndefined<Ref<u64>>,
     pub expires_at: MaybeUndefined<DateTime<Utc>>,
     pub access_policy_mode: MaybeUndefined<AccessPolicyMode>,
-    pub access_policy_duration: MaybeUndefined<String>,
+    pub access_policy_duration: MaybeUndefined<i32>,
     pub approval_mode: MaybeUndefined<AccessApprovalMode>,
 }
 
@@ -120,6 +121,7 @@ impl Store {
                     name: r.name.clone(),
                     address: r.address.clone(),
                     is_active: r.is_active,
+                    default_access_mode: r.default_access_mode,
                     access: Vec::new(),
                     created_at: now,
                     updated_at: now,
@@ -279,11 +281,11 @@ impl Store {
         last: &str,
         now: DateTime<Utc>,
     ) -> Result<u64, Reject> {
-        if self
-            .users
-            .values()
-            .any(|u| u.email.eq_ignore_ascii_case(email))
-        {
+        if self.users.values().any(|u| {
+            u.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        }) {
             return Err(format!("User with email '{email}' already exists"));
         }
         let pk = self.next_user;
@@ -292,7 +294,7 @@ impl Store {
             pk,
             User {
                 pk,
-                email: email.to_string(),
+                email: Some(email.to_string()),
                 first_name: first.to_string(),
                 last_name: last.to_string(),
                 role: UserRole::Member,
@@ -315,6 +317,7 @@ impl Store {
                 name: name.to_string(),
                 address: address.to_string(),
                 is_active: true,
+                default_access_mode: None,
                 access: Vec::new(),
                 created_at: now,
                 updated_at: now,
@@ -467,6 +470,7 @@ impl Store {
         resource: &Ref<u64>,
         changes: Vec<AccessChange>,
         replace: bool,
+        precision: ExpiryPrecision,
         now: DateTime<Utc>,
     ) -> Result<u64, Reject> {
         let pk = self.check_resource(resource)?;
@@ -491,6 +495,7 @@ impl Store {
         let Some(r) = self.resources.get_mut(&pk) else {
             return Err(missing("Resource", &resource.raw));
         };
+        let default_mode = r.default_access_mode.unwrap_or(AccessPolicyMode::Manual);
         let mut old = std::mem::take(&mut r.access);
         if !replace {
             r.access = old.clone();
@@ -505,7 +510,11 @@ impl Store {
                         .iter()
                         .find(|e| e.principal == principal)
                         .cloned()
-                        .unwrap_or_else(|| Edge::plain(principal.clone()));
+                        .unwrap_or_else(|| Edge {
+                            // A new edge sent without accessPolicy takes the resource's default.
+                            access_policy_mode: Some(default_mode),
+                            ..Edge::plain(principal.clone())
+                        });
                     r.access.push(base);
                     r.access.len() - 1
                 }
@@ -514,7 +523,7 @@ impl Store {
             apply(&mut edge.security_policy, policy);
             apply(
                 &mut edge.expires_at,
-                c.expires_at.map_value(crate::clock::micros),
+                c.expires_at.map_value(|t| precision.store(t)),
             );
             apply(&mut edge.access_policy_mode, c.access_policy_mode);
             apply(&mut edge.access_policy_duration, c.access_policy_duration);

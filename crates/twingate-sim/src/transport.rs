@@ -117,7 +117,8 @@ fn dropped_connection() -> Response {
     Response::new(Body::from_stream(stream))
 }
 
-const HTML_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Twingate</title></head>\
+/// Lower case, as the real error page is: clients sniff for `<!doctype html>`.
+const HTML_PAGE: &str = "<!doctype html>\n<html><head><title>Twingate</title></head>\
 <body><h1>Network not found</h1><p>Check the network name in your URL.</p></body></html>\n";
 
 /// Finds the first `ok: false` payload among the root fields and returns its error string.
@@ -135,6 +136,28 @@ fn rejection(data: &async_graphql::Value) -> Option<String> {
             _ => String::new(),
         })
     })
+}
+
+/// The `redirect_to` fault: every request but the control surface's is sent on with a 308 to
+/// the same path on another base URL, as a network moved to another region is.
+pub(crate) async fn regional_redirect(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let faults = app.shared.faults();
+    match &faults.redirect_to {
+        Some(to) if !request.uri().path().starts_with("/_sim") => {
+            let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            let location = format!("{}{path}", to.trim_end_matches('/'));
+            (
+                StatusCode::PERMANENT_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+                .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 pub(crate) async fn graphql(
@@ -194,10 +217,11 @@ pub(crate) async fn graphql(
 
     let latency = faults.latency
         + classified
-            .root_fields
-            .iter()
-            .filter_map(|f| faults.latency_per_operation.get(f))
-            .sum::<Duration>();
+            .operation_name
+            .as_ref()
+            .and_then(|op| faults.latency_per_operation.get(op))
+            .copied()
+            .unwrap_or_default();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -278,6 +302,40 @@ pub(crate) async fn graphql(
         )
             .into_response();
     }
+    let named = |list: &[String]| {
+        classified
+            .operation_name
+            .as_ref()
+            .is_some_and(|op| list.contains(op))
+    };
+    if named(&faults.fail_operations) {
+        record(
+            entry,
+            503,
+            Outcome::Fault("fail_operations: http 503".into()),
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body><h1>503 Service Unavailable</h1></body></html>",
+        )
+            .into_response();
+    }
+    if classified.is_mutation && named(&faults.refuse_operations) {
+        let message = "Refused by the stand-in (refuse_operations)";
+        let data: serde_json::Map<String, serde_json::Value> = classified
+            .root_fields
+            .iter()
+            .map(|f| {
+                (
+                    f.clone(),
+                    serde_json::json!({"ok": false, "error": message}),
+                )
+            })
+            .collect();
+        record(entry, 200, Outcome::Rejected(message.into()));
+        return json_ok(serde_json::json!({ "data": data }).to_string().into_bytes());
+    }
     if draw_reset < faults.reset_rate {
         record(entry, 0, Outcome::Fault("connection reset".into()));
         return dropped_connection();
@@ -308,12 +366,21 @@ pub(crate) async fn graphql(
         }
     };
 
+    if entry.mutation_applied && named(&faults.error_after_commit_operations) {
+        let message = "Internal server error (error_after_commit_operations)";
+        record(entry, 200, Outcome::Fault(message.into()));
+        return json_ok(
+            serde_json::json!({"data": null, "errors": [{"message": message}]})
+                .to_string()
+                .into_bytes(),
+        );
+    }
     let lose = entry.mutation_applied
-        && (faults.commit_then_lose_fields.is_empty()
+        && (faults.commit_then_lose_operations.is_empty()
             || classified
-                .root_fields
-                .iter()
-                .any(|f| faults.commit_then_lose_fields.contains(f)));
+                .operation_name
+                .as_ref()
+                .is_some_and(|op| faults.commit_then_lose_operations.contains(op)));
     if lose {
         match faults.commit_then_lose {
             crate::faults::CommitThenLose::Off => {}

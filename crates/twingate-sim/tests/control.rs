@@ -308,3 +308,48 @@ async fn shutdown_stops_the_server() {
         .await;
     assert!(result.is_err(), "nothing listens any more");
 }
+
+#[tokio::test]
+async fn faults_refuse_unknown_settings_and_keys_that_name_no_operation() {
+    let sim = start().await;
+    let put = |body: Value| {
+        let req = sim
+            .http
+            .put(format!("{}/_sim/faults", sim.handle.base_url()))
+            .json(&body);
+        async move {
+            let resp = req.send().await.expect("send");
+            (resp.status().as_u16(), resp.text().await.expect("text"))
+        }
+    };
+    // A root field name is not what the journal shows: refused, naming the fix.
+    let (status, text) = put(json!({"latency_per_operation_ms": {"resource": 300}})).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("\"resource\"") && text.contains("operation name"),
+        "{text}"
+    );
+    // A misspelt setting is refused rather than ignored.
+    let (status, text) = put(json!({"latncy_ms": 5})).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("latncy_ms"), "{text}");
+    assert_eq!(sim.handle.faults(), twingate_sim::Faults::default());
+
+    // Keyed by the journal's operation name, the latency applies to that operation only.
+    let (status, text) = put(json!({"latency_per_operation_ms": {"Resource": 300}})).await;
+    assert_eq!(status, 204, "{text}");
+    let started = std::time::Instant::now();
+    sim.gql("query Groups { groups { totalCount } }", json!({}))
+        .await;
+    assert!(started.elapsed() < std::time::Duration::from_millis(300));
+    let id = sim.resource_id("prod-db");
+    let started = std::time::Instant::now();
+    sim.gql(
+        "query Resource($id: ID!) { resource(id: $id) { id } }",
+        json!({"id": id}),
+    )
+    .await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    let entry = sim.handle.journal().pop().expect("entry");
+    assert_eq!(entry.operation_name.as_deref(), Some("Resource"));
+}

@@ -328,7 +328,11 @@ async fn resource_access_add_is_an_upsert_and_null_clears() {
     let a = sim.gql(&q, json!(null)).await;
     let edge = &a.data()["resourceAccessAdd"]["entity"]["access"]["edges"][0];
     assert_eq!(edge["expiresAt"], "2098-05-05T00:00:00.000000+00:00");
-    assert!(edge["securityPolicy"].is_null());
+    // A cleared policy reads as the network's default policy, as in Twingate, never null.
+    assert_eq!(
+        edge["securityPolicy"]["id"],
+        twingate_sim::global_id("SecurityPolicy", 1)
+    );
 }
 
 #[tokio::test]
@@ -695,4 +699,99 @@ async fn clock_advance_expires_edges_and_keys() {
         )
         .await;
     assert_eq!(a.data()["serviceAccountKeyDelete"]["ok"], true);
+}
+
+const EDGES: &str = "query R($id: ID!) { resource(id: $id) { access { edges { expiresAt \
+    accessPolicy { mode durationSeconds } node { ... on Group { id } } } } } }";
+
+#[tokio::test]
+async fn new_edges_inherit_the_resources_default_access_mode_unless_sent_one() {
+    let mut seed = twingate_sim::Seed::demo();
+    for r in &mut seed.resources {
+        if r.name == "prod-db" {
+            r.default_access_mode = Some(twingate_sim::AccessPolicyMode::AccessRequest);
+        }
+    }
+    let sim = start_with(twingate_sim::SimConfig {
+        seed,
+        ..twingate_sim::SimConfig::default()
+    })
+    .await;
+    let prod = sim.resource_id("prod-db");
+    let platform = sim.group_id("platform");
+    let oncall = sim.group_id("oncall");
+    let a = sim
+        .gql(
+            ACCESS_ADD,
+            json!({"resourceId": prod, "access": [{"principalId": platform}]}),
+        )
+        .await;
+    assert_eq!(a.data()["resourceAccessAdd"]["ok"], true, "{}", a.body);
+    // The call Terraform sends, with inline literals.
+    let q = format!(
+        r#"mutation {{ resourceAccessAdd(resourceId: "{prod}", access: [{{principalId: "{oncall}", accessPolicy: {{mode: MANUAL, durationSeconds: null}}}}]) {{ ok error }} }}"#
+    );
+    let a = sim.gql(&q, json!(null)).await;
+    assert_eq!(a.data()["resourceAccessAdd"]["ok"], true, "{}", a.body);
+    let edges = sim.gql(EDGES, json!({"id": prod})).await;
+    let edges = edges.data()["resource"]["access"]["edges"]
+        .as_array()
+        .expect("edges")
+        .clone();
+    let mode = |g: &str| {
+        edges
+            .iter()
+            .find(|e| e["node"]["id"] == g)
+            .map(|e| e["accessPolicy"].clone())
+    };
+    assert_eq!(
+        mode(&platform),
+        Some(json!({"mode": "ACCESS_REQUEST", "durationSeconds": null}))
+    );
+    assert_eq!(
+        mode(&oncall),
+        Some(json!({"mode": "MANUAL", "durationSeconds": null}))
+    );
+    // The old spelling is refused by the schema.
+    let q = format!(
+        r#"mutation {{ resourceAccessAdd(resourceId: "{prod}", access: [{{principalId: "{oncall}", accessPolicy: {{mode: MANUAL, duration: "1h"}}}}]) {{ ok }} }}"#
+    );
+    assert!(
+        sim.gql(&q, json!(null))
+            .await
+            .first_error()
+            .contains("duration")
+    );
+}
+
+#[tokio::test]
+async fn null_entities_and_coarse_expiry_are_settings() {
+    let sim = start().await;
+    let prod = sim.resource_id("prod-db");
+    let platform = sim.group_id("platform");
+    sim.handle
+        .set_faults(twingate_sim::Faults {
+            null_entities: true,
+            expiry_precision: twingate_sim::ExpiryPrecision::Minutes,
+            ..twingate_sim::Faults::default()
+        })
+        .expect("faults the sim accepts");
+    let a = sim
+        .gql(
+            ACCESS_ADD,
+            json!({"resourceId": prod, "access": [{"principalId": platform, "expiresAt": "2099-01-02T03:04:05.123456+00:00"}]}),
+        )
+        .await;
+    assert_eq!(
+        a.data()["resourceAccessAdd"],
+        json!({"ok": true, "error": null, "entity": null})
+    );
+    let edges = sim.gql(EDGES, json!({"id": prod})).await;
+    let stored = edges.data()["resource"]["access"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .find(|e| e["node"]["id"] == platform)
+        .map(|e| e["expiresAt"].clone());
+    assert_eq!(stored, Some(json!("2099-01-02T03:04:00.000000+00:00")));
 }

@@ -47,8 +47,23 @@ async fn unparsable_id_is_a_top_level_error_and_missing_id_is_null() {
         .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.first_error(), "{'id': ['Unable to parse global ID']}");
-    assert!(a.body["data"]["group"].is_null());
+    // The failed nullable field is null in data beside its error: not data null, not absent.
+    assert_eq!(a.body["data"], json!({"group": null}), "{}", a.body);
     assert_eq!(a.body["errors"][0]["path"], json!(["group"]));
+    let oncall = sim.group_id("oncall");
+    let a = sim
+        .gql(
+            "query($bad: ID!, $good: ID!) { bad: group(id: $bad) { id } good: group(id: $good) { id } }",
+            json!({"bad": "garbage!", "good": oncall}),
+        )
+        .await;
+    assert_eq!(
+        a.body["data"],
+        json!({"bad": null, "good": {"id": oncall}}),
+        "{}",
+        a.body
+    );
+    assert_eq!(a.body["errors"][0]["path"], json!(["bad"]));
 
     let missing = twingate_sim::global_id("Group", 999);
     for (field, id) in [
@@ -228,13 +243,24 @@ async fn pagination_walks_250_users_in_pages() {
         a.data()["users"]["edges"].as_array().map(Vec::len),
         Some(100)
     );
-    let a = sim
-        .gql(
-            r#"{ users(first: 5, after: "bogus") { totalCount } }"#,
-            json!({}),
-        )
-        .await;
-    assert!(a.first_error().contains("Invalid cursor"));
+    // A cursor the server never gave out (the Twingate CLI sends "0" for its first page)
+    // answers the first page, as the real server does.
+    for bogus in ["0", "bogus"] {
+        let q = format!(
+            r#"{{ users(first: 5, after: "{bogus}") {{ edges {{ cursor }} pageInfo {{ hasPreviousPage }} }} }}"#
+        );
+        let a = sim.gql(&q, json!({})).await;
+        let first = sim
+            .gql("{ users(first: 5) { edges { cursor } } }", json!({}))
+            .await;
+        assert_eq!(
+            a.data()["users"]["edges"],
+            first.data()["users"]["edges"],
+            "after {bogus:?}: {}",
+            a.body
+        );
+        assert_eq!(a.data()["users"]["pageInfo"]["hasPreviousPage"], false);
+    }
 }
 
 #[tokio::test]
@@ -291,7 +317,11 @@ async fn resource_interface_fragments_aliases_and_access_edges() {
     assert_eq!(edge["node"]["__typename"], "Group");
     assert_eq!(edge["node"]["name"], "oncall");
     assert!(edge["expiresAt"].is_null());
-    assert!(edge["securityPolicy"].is_null());
+    // An edge created without a policy reports the effective default policy, not null.
+    assert_eq!(
+        edge["securityPolicy"]["id"],
+        twingate_sim::global_id("SecurityPolicy", 1)
+    );
     assert_eq!(d["second"]["__typename"], "NetworkResource");
     assert_eq!(
         d["second"]["access"]["edges"][0]["node"]["__typename"],
@@ -311,12 +341,13 @@ async fn introspection_describes_the_schema() {
             r#"{ __schema { queryType { name } mutationType { name } }
                  resource: __type(name: "Resource") { kind possibleTypes { name } }
                  principal: __type(name: "Principal") { kind possibleTypes { name } }
-                 mutation: __type(name: "Mutation") { fields { name args { name type { kind name ofType { kind name } } } } } }"#,
+                 mutation: __type(name: "MutationsRoot") { fields { name args { name type { kind name ofType { kind name } } } } } }"#,
             json!({}),
         )
         .await;
     let d = a.data();
-    assert_eq!(d["__schema"]["queryType"]["name"], "Query");
+    assert_eq!(d["__schema"]["queryType"]["name"], "QueriesRoot");
+    assert_eq!(d["__schema"]["mutationType"]["name"], "MutationsRoot");
     assert_eq!(d["resource"]["kind"], "INTERFACE");
     assert_eq!(d["resource"]["possibleTypes"][0]["name"], "NetworkResource");
     assert_eq!(d["principal"]["kind"], "UNION");

@@ -153,10 +153,12 @@ async fn rate_limits_are_per_key_and_answer_429_with_retry_after() {
 async fn rate_limit_storm_answers_429_until_its_end() {
     let sim = start().await;
     let clock = sim.handle.clock();
-    sim.handle.set_faults(Faults {
-        rate_limit_storm_until: Some(clock.now() + chrono::Duration::seconds(90)),
-        ..Faults::default()
-    });
+    sim.handle
+        .set_faults(Faults {
+            rate_limit_storm_until: Some(clock.now() + chrono::Duration::seconds(90)),
+            ..Faults::default()
+        })
+        .expect("faults the sim accepts");
     let a = sim.gql(GROUPS, json!({})).await;
     assert_eq!(a.status, 429);
     let retry: i64 = a.headers["retry-after"]
@@ -177,10 +179,12 @@ async fn five_xx_fault_answers_without_applying_and_is_reproducible() {
             ..SimConfig::default()
         })
         .await;
-        sim.handle.set_faults(Faults {
-            error_5xx_rate: 0.5,
-            ..Faults::default()
-        });
+        sim.handle
+            .set_faults(Faults {
+                error_5xx_rate: 0.5,
+                ..Faults::default()
+            })
+            .expect("faults the sim accepts");
         let oncall = sim.group_id("oncall");
         let mut statuses = Vec::new();
         for n in 0..20 {
@@ -211,10 +215,12 @@ async fn five_xx_fault_answers_without_applying_and_is_reproducible() {
 #[tokio::test]
 async fn reset_fault_drops_the_connection_without_applying() {
     let sim = start().await;
-    sim.handle.set_faults(Faults {
-        reset_rate: 1.0,
-        ..Faults::default()
-    });
+    sim.handle
+        .set_faults(Faults {
+            reset_rate: 1.0,
+            ..Faults::default()
+        })
+        .expect("faults the sim accepts");
     let oncall = sim.group_id("oncall");
     let err = sim
         .http
@@ -237,12 +243,14 @@ async fn reset_fault_drops_the_connection_without_applying() {
 #[tokio::test]
 async fn commit_then_drop_applies_and_loses_the_answer() {
     let sim = start().await;
-    sim.handle.set_faults(Faults {
-        commit_then_lose: CommitThenLose::Drop,
-        commit_then_lose_fields: vec!["groupCreate".into()],
-        ..Faults::default()
-    });
-    let create = "mutation($n: String!) { groupCreate(name: $n) { ok } }";
+    sim.handle
+        .set_faults(Faults {
+            commit_then_lose: CommitThenLose::Drop,
+            commit_then_lose_operations: vec!["Create".into()],
+            ..Faults::default()
+        })
+        .expect("faults the sim accepts");
+    let create = "mutation Create($n: String!) { groupCreate(name: $n) { ok } }";
     let result = sim
         .http
         .post(sim.url())
@@ -272,10 +280,12 @@ async fn commit_then_drop_applies_and_loses_the_answer() {
 #[tokio::test]
 async fn commit_then_delay_applies_and_outlasts_the_client_timeout() {
     let sim = start().await;
-    sim.handle.set_faults(Faults {
-        commit_then_lose: CommitThenLose::DelaySecs(30),
-        ..Faults::default()
-    });
+    sim.handle
+        .set_faults(Faults {
+            commit_then_lose: CommitThenLose::DelaySecs(30),
+            ..Faults::default()
+        })
+        .expect("faults the sim accepts");
     let oncall = sim.group_id("oncall");
     let started = Instant::now();
     let err = sim
@@ -303,15 +313,23 @@ async fn commit_then_delay_applies_and_outlasts_the_client_timeout() {
 #[tokio::test]
 async fn html_200_fault_serves_a_page() {
     let sim = start().await;
-    sim.handle.set_faults(Faults {
-        html_200: true,
-        ..Faults::default()
-    });
+    sim.handle
+        .set_faults(Faults {
+            html_200: true,
+            ..Faults::default()
+        })
+        .expect("faults the sim accepts");
     let a = sim.gql(GROUPS, json!({})).await;
     assert_eq!(a.status, 200);
-    assert!(a.text.starts_with("<!DOCTYPE html>"));
+    assert!(
+        a.text.starts_with("<!doctype html>"),
+        "lower case, as the real page: {}",
+        a.text
+    );
     assert_eq!(a.headers["content-type"], "text/html; charset=utf-8");
-    sim.handle.set_faults(Faults::default());
+    sim.handle
+        .set_faults(Faults::default())
+        .expect("faults the sim accepts");
     assert_eq!(
         sim.gql(GROUPS, json!({})).await.data()["groups"]["totalCount"],
         4
@@ -321,11 +339,13 @@ async fn html_200_fault_serves_a_page() {
 #[tokio::test]
 async fn latency_applies_globally_and_per_operation() {
     let sim = start().await;
-    sim.handle.set_faults(Faults {
-        latency: Duration::from_millis(100),
-        latency_per_operation: [("groupUpdate".to_string(), Duration::from_millis(300))].into(),
-        ..Faults::default()
-    });
+    sim.handle
+        .set_faults(Faults {
+            latency: Duration::from_millis(100),
+            latency_per_operation: [("Rename".to_string(), Duration::from_millis(300))].into(),
+            ..Faults::default()
+        })
+        .expect("faults the sim accepts");
     let t = Instant::now();
     assert_eq!(sim.gql(GROUPS, json!({})).await.status, 200);
     let read = t.elapsed();

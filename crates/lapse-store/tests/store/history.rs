@@ -530,7 +530,7 @@ async fn the_next_append_after_deleted_rows_takes_a_fresh_number_and_verify_name
                 at: t0(),
                 grant_id: None,
                 actor: "lapse".into(),
-                event: "note".into(),
+                event: "drift".into(),
                 detail: json!({}),
             }],
             ..Default::default()
@@ -576,7 +576,7 @@ async fn a_row_is_never_earlier_than_the_row_before_it_under_concurrent_appends(
                         at: t0() - Duration::microseconds(n),
                         grant_id: None,
                         actor: "lapse".into(),
-                        event: "tick".into(),
+                        event: "drift".into(),
                         detail: json!({ "n": n }),
                     }],
                     ..Default::default()
@@ -645,5 +645,57 @@ async fn a_checkpointed_row_removed_from_the_middle_and_disagreeing_checkpoints_
             .contains("row 5, which a checkpoint recorded, was removed"),
         "{}",
         checked.findings[1]
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_event_is_refused_on_write_and_on_read() {
+    let db = TestDb::new().await;
+    let n = populate(&db).await;
+    let refused = db
+        .store
+        .commit(Batch {
+            history: vec![NewHistory {
+                at: t0(),
+                grant_id: None,
+                actor: "lapse".into(),
+                event: "activated".into(),
+                detail: json!({}),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("unknown history event `activated`"),
+        "{refused}"
+    );
+    assert_eq!(
+        db.store.last_history_seq().await.unwrap(),
+        n,
+        "nothing was written"
+    );
+
+    // A row renamed behind the triggers is refused when read, naming the row.
+    let mut conn = raw(&db.path()).await;
+    sqlx::query("DROP TRIGGER history_no_update")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE history SET event = 'activated' WHERE seq = 2")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let err = db
+        .store
+        .history(&HistoryFilter::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("history.event") && err.contains("(row 2) activated"),
+        "{err}"
     );
 }

@@ -46,20 +46,21 @@ pub(crate) struct KeyCreatePayload {
 }
 
 impl KeyCreatePayload {
-    pub fn into_parts(self, operation: &str) -> ProviderResult<(KeyNode, SecretString)> {
+    /// The new key (when the server sent it) and its token.
+    pub fn into_parts(self, operation: &str) -> ProviderResult<(Option<KeyNode>, SecretString)> {
         let token = self.token;
         let key = Payload {
             ok: self.ok,
             error: self.error,
             entity: self.entity,
         }
-        .into_entity(operation)?;
+        .accepted(operation)?;
         match token {
             Some(token) => Ok((key, token)),
-            // The key exists but nobody can use it; say which, so it can be revoked.
-            None => Err(ProviderError::Rejected(format!(
-                "{operation}: key {} was created but its token was not returned",
-                key.id
+            // A key may exist that nobody can use: an unknown outcome, so the engine looks it
+            // up by name and revokes it.
+            None => Err(ProviderError::UnknownOutcome(format!(
+                "{operation}: a key was created but its token was not returned"
             ))),
         }
     }

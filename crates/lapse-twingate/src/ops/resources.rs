@@ -131,12 +131,38 @@ pub(crate) const RESOURCE_ACCESS_ADD: &str =
   resourceAccessAdd(resourceId: $resourceId, access: $access) { ok error entity { id } }
 }";
 
-/// `expiresAt` is always sent, `null` included: the edge is an upsert and must end up exactly as asked.
+/// `expiresAt` is always sent, `null` included: the edge is an upsert and must end up exactly as
+/// asked. It is sent with microseconds at most, the precision Twingate prints.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct AccessInput {
     pub principal_id: String,
+    #[serde(serialize_with = "micros")]
     pub expires_at: Option<DateTime<Utc>>,
+    pub access_policy: AccessPolicyInput,
+}
+
+/// `{mode: MANUAL, durationSeconds: null}` is what Terraform sends for a group's edge, so a
+/// resource whose default is auto-lock or access-request does not change what lapse grants.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AccessPolicyInput {
+    pub mode: &'static str,
+    pub duration_seconds: Option<u32>,
+}
+
+impl AccessPolicyInput {
+    pub const MANUAL: AccessPolicyInput = AccessPolicyInput {
+        mode: "MANUAL",
+        duration_seconds: None,
+    };
+}
+
+fn micros<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Serialize)]

@@ -7,7 +7,9 @@ use super::{Connection, FilterPageVars, IdVars, Operation, Query};
 #[derive(Debug, Deserialize)]
 pub(crate) struct UserNode {
     pub id: String,
-    pub email: String,
+    /// Nullable in Twingate: a user may have no email.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 pub(crate) const USERS_BY_EMAIL: &str =

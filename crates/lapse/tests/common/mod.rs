@@ -22,11 +22,6 @@ pub struct Env {
     pub http: reqwest::Client,
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 impl Env {
     /// A sim with the demo seed and a daemon configured against it (not yet started).
     pub async fn new(extra: &str) -> Env {
@@ -38,14 +33,13 @@ impl Env {
 
     pub async fn with_sim(sim: SimHandle, extra: &str) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let key = dir.path().join("twingate.key");
         std::fs::write(&key, twingate_sim::DEMO_ADMIN_KEY).expect("key");
         let config = dir.path().join("lapse.toml");
         let base = format!(
             r#"
 [server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 [database]
 path = "{db}"
 [twingate]
@@ -102,7 +96,7 @@ filter = "info,lapse_engine=debug"
             sim,
             dir,
             config,
-            port,
+            port: 0,
             token,
             child: None,
             http: reqwest::Client::new(),
@@ -111,6 +105,33 @@ filter = "info,lapse_engine=debug"
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Where `lapse serve --port-file` writes the port it bound.
+    pub fn port_file(&self) -> PathBuf {
+        self.dir.path().join("lapse.port")
+    }
+
+    /// Waits for the daemon just started to write its bound port, and remembers it.
+    pub async fn read_port(&mut self) -> u16 {
+        let file = self.port_file();
+        let mut port = None;
+        let found = eventually(Duration::from_secs(30), || {
+            let got = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|p| p.trim().parse::<u16>().ok());
+            port = got;
+            async move { got.is_some() }
+        })
+        .await;
+        assert!(
+            found,
+            "lapse wrote no port to {}; log:\n{}",
+            file.display(),
+            self.log()
+        );
+        self.port = port.unwrap_or_default();
+        self.port
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -133,9 +154,13 @@ filter = "info,lapse_engine=debug"
             .append(true)
             .open(self.log_path())
             .expect("log");
+        // A restart binds a fresh port; the file of the last run must not be read for it.
+        let _ = std::fs::remove_file(self.port_file());
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&self.config)
+            .arg("--port-file")
+            .arg(self.port_file())
             .env_remove("RUST_LOG")
             .envs(vars.iter().copied())
             .stdout(Stdio::null())
@@ -143,6 +168,7 @@ filter = "info,lapse_engine=debug"
             .spawn()
             .expect("spawn lapse serve");
         self.child = Some(child);
+        self.read_port().await;
         let url = format!("{}/readyz", self.url());
         let http = self.http.clone();
         let ok = eventually(Duration::from_secs(30), || {
