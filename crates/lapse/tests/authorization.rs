@@ -740,7 +740,7 @@ async fn files_logs_and_error_bodies() {
         .lines()
         .filter(|l| l.contains("authentication failed"))
         .count();
-    assert!(warned >= 1 && warned < 2000, "{warned} lines");
+    assert!((1..500).contains(&warned), "{warned} lines: not rate-limited");
     assert!(log.contains("peer"), "the peer address is logged");
     assert!(!log.contains(bad), "the token is never logged");
 
