@@ -201,7 +201,7 @@ impl Default for LapseOpts {
     }
 }
 
-/// A `lapse serve` process with its own state directory, config and operator token.
+/// A `lapse serve` process with its own state directory, config and admin token.
 pub struct Lapse {
     bin: PathBuf,
     child: Option<Child>,
@@ -213,7 +213,7 @@ pub struct Lapse {
 }
 
 impl Lapse {
-    /// Write the config (against `sim_url`) and create an operator token; does not start.
+    /// Write the config (against `sim_url`) and create an admin token; does not start.
     pub async fn prepare(
         bin: &Path,
         dir: &Path,
@@ -239,7 +239,7 @@ impl Lapse {
         lapse.write_config(port, sim_url, opts)?;
         let out = Command::new(bin)
             .args([
-                "token", "create", "--name", "bench", "--role", "operator", "--config",
+                "token", "create", "--name", "bench", "--role", "admin", "--config",
             ])
             .arg(&lapse.config)
             .env_remove("RUST_LOG")

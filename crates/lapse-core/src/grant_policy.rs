@@ -471,7 +471,13 @@ break_glass = true
             .collect();
         let lists = parse_lists("l.toml", LISTS).unwrap();
         // (role, token, spec, hours, expected: Ok rule or the refusal's variant name)
-        type Case = (Role, &'static str, GrantSpec, i64, Result<DirectRule, &'static str>);
+        type Case = (
+            Role,
+            &'static str,
+            GrantSpec,
+            i64,
+            Result<DirectRule, &'static str>,
+        );
         let cases: Vec<Case> = vec![
             // A list needing approval governs prod-db: nobody grants it directly.
             (

@@ -740,7 +740,10 @@ async fn files_logs_and_error_bodies() {
         .lines()
         .filter(|l| l.contains("authentication failed"))
         .count();
-    assert!((1..500).contains(&warned), "{warned} lines: not rate-limited");
+    assert!(
+        (1..500).contains(&warned),
+        "{warned} lines: not rate-limited"
+    );
     assert!(log.contains("peer"), "the peer address is logged");
     assert!(!log.contains(bad), "the token is never logged");
 
