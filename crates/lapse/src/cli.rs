@@ -100,6 +100,11 @@ pub enum Command {
     Review(jit::ReviewArgs),
     /// Show the loaded access lists and any refused list files.
     Lists,
+    /// Print a shell completion script, e.g. `lapse completions bash > /etc/bash_completion.d/lapse`.
+    Completions(crate::generate::CompletionsArgs),
+    /// Print the man page (roff), e.g. `lapse man | man -l -`.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -375,7 +380,9 @@ pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result
         | Command::Token(_)
         | Command::Demo(_)
         | Command::Config(_)
-        | Command::Doctor(_) => {
+        | Command::Doctor(_)
+        | Command::Completions(_)
+        | Command::Man => {
             anyhow::bail!("not a client command")
         }
     };

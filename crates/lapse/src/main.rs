@@ -4,6 +4,7 @@ mod api;
 mod cli;
 #[cfg(feature = "demo")]
 mod demo;
+mod generate;
 mod local;
 mod openapi;
 mod output;
@@ -44,6 +45,8 @@ fn main() -> ExitCode {
             Command::Token(cmd) => local::token(cmd).await,
             Command::Config(cmd) => local::config(cmd),
             Command::Doctor(args) => local::doctor(args.config.as_deref()).await,
+            Command::Completions(args) => generate::completions(args.shell),
+            Command::Man => generate::man(),
             other => cli::run_client(other, &cli.global).await,
         }
     });
