@@ -31,6 +31,10 @@ pub async fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(lists.join("prod-db-oncall.toml"), DEMO_LIST)
         .context("writing the demo access list")?;
     settings.access.lists_dir = lists;
+    // No grant policy: direct grants are the admin's, on targets no list governs.
+    let policies = dir.path().join("grant-policies.d");
+    std::fs::create_dir_all(&policies).context("creating the demo grant-policy directory")?;
+    settings.access.policies_dir = policies;
     let store = serve::open_store(&settings).await?;
     let token = store.create_token("demo-admin", Role::Admin).await?;
     let mut people = Vec::new();
@@ -59,7 +63,7 @@ pub async fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
         "  lapse grant --kind group-membership --group oncall --user alice@example.com --for 2m --reason INC-4211"
     );
     println!(
-        "  lapse grant --kind ephemeral-group --user bob@example.com --resource prod-db --for 1m --reason 'deploy check' --wait"
+        "  lapse grant --kind ephemeral-group --user bob@example.com --resource staging-db --for 1m --reason 'deploy check' --wait"
     );
     println!("  lapse list");
     println!("\nThe request flow (access list `prod-db-oncall`: alice may ask, bob approves):");
