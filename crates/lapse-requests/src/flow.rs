@@ -301,6 +301,25 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         self.notifier.rows(event, to, text, detail)
     }
 
+    /// Stores a request that waits for its owners, with its history row and their notices.
+    async fn store_pending(
+        &self,
+        req: RequestRecord,
+        created: NewHistory,
+        outbox: Vec<NewOutbox>,
+    ) -> FlowResult<RequestRecord> {
+        self.store
+            .commit_requests(RequestChange {
+                request: Some(req.clone()),
+                history: vec![created],
+                outbox,
+                ..RequestChange::default()
+            })
+            .await?;
+        self.wake.notify_one();
+        Ok(req)
+    }
+
     async fn view(&self, r: RequestRecord) -> FlowResult<RequestView> {
         let approvals = self.store.approvals(&r.id).await?;
         Ok(RequestView::new(r, approvals))
@@ -424,16 +443,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 ),
                 detail,
             );
-            self.store
-                .commit_requests(RequestChange {
-                    request: Some(req.clone()),
-                    history: vec![created],
-                    outbox,
-                    ..RequestChange::default()
-                })
-                .await?;
-            self.wake.notify_one();
-            req
+            self.store_pending(req, created, outbox).await?
         };
         self.view(req).await
     }
@@ -729,16 +739,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 ),
                 detail,
             );
-            self.store
-                .commit_requests(RequestChange {
-                    request: Some(req.clone()),
-                    history: vec![created],
-                    outbox,
-                    ..RequestChange::default()
-                })
-                .await?;
-            self.wake.notify_one();
-            req
+            self.store_pending(req, created, outbox).await?
         };
         self.view(req).await
     }
