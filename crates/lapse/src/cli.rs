@@ -11,7 +11,7 @@ use lapse_requests::wire::{GrantRequest, RevokeRequest};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::output::{self, OutputFormat};
+use lapse_output::{self as output, OutputFormat};
 
 mod client;
 mod jit;

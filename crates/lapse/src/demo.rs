@@ -12,7 +12,7 @@ use twingate_sim::{SimConfig, start};
 
 use crate::cli::DemoArgs;
 use crate::serve;
-use crate::settings::Settings;
+use lapse_settings::Settings;
 
 const DEMO_LIST: &str = include_str!("../../../deploy/access-lists.d/prod-db-oncall.toml");
 

@@ -12,7 +12,7 @@ use lapse_twingate::TwingateClient;
 
 use crate::cli::{ConfigCmd, TokenCmd};
 use crate::serve;
-use crate::settings::Settings;
+use lapse_settings::Settings;
 
 /// The example configuration shipped in `deploy/`.
 pub const EXAMPLE_CONFIG: &str = include_str!("../../../deploy/lapse.toml");
@@ -20,7 +20,7 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../../../deploy/lapse.toml");
 fn load(config: Option<&Path>) -> anyhow::Result<Settings> {
     let file = config
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| crate::settings::DEFAULT_CONFIG.into());
+        .unwrap_or_else(|| lapse_settings::DEFAULT_CONFIG.into());
     let s = Settings::load(config)
         .with_context(|| format!("loading settings from {}", file.display()))?;
     s.validate()?;

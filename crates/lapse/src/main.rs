@@ -7,10 +7,8 @@ mod demo;
 mod generate;
 mod local;
 mod openapi;
-mod output;
 mod requests;
 mod serve;
-mod settings;
 mod telemetry;
 
 use std::process::ExitCode;

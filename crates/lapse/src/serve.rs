@@ -22,7 +22,7 @@ use lapse_requests::notify::Notifier;
 use lapse_requests::{RequestService, Submitter};
 
 use crate::api::{self, ApiState};
-use crate::settings::Settings;
+use lapse_settings::Settings;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::client::{ApiClient, Failure, emit};
-use crate::output::{OutputFormat, jit};
+use lapse_output::{OutputFormat, jit};
 
 /// Ask for access on an access list.
 #[derive(Debug, Clone, Args)]

@@ -299,7 +299,6 @@ impl Settings {
     }
 
     /// Built-in defaults and the environment only (the demo).
-    #[cfg(feature = "demo")]
     pub fn defaults() -> Result<Self, SettingsError> {
         finish(
             config::Config::builder()
