@@ -1,0 +1,97 @@
+//! Loading and validating settings files: defaults, overrides, and errors that name the key,
+//! the bad value and what would be accepted.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use lapse_settings::{Settings, SettingsError};
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(text.as_bytes()).expect("write settings");
+    f
+}
+
+fn load(text: &str) -> Result<Settings, Box<SettingsError>> {
+    let f = file(text);
+    Settings::load(Some(f.path())).map_err(Box::new)
+}
+
+#[test]
+fn built_in_defaults_need_only_the_network_url() {
+    let e = Settings::defaults()
+        .expect("defaults load")
+        .validate()
+        .expect_err("no network URL");
+    assert!(e.to_string().contains("twingate.base_url"), "{e}");
+    let s = load("[twingate]\nbase_url = \"https://acme.twingate.com\"\n").expect("loads");
+    s.validate().expect("defaults plus the URL validate");
+    assert_eq!(s.twingate.writes_per_minute, 20);
+    assert_eq!(s.engine.tick, Duration::from_secs(1));
+    assert_eq!(s.grants.max_duration, Duration::from_secs(24 * 3600));
+}
+
+#[test]
+fn the_file_overrides_the_defaults_and_keeps_the_rest() {
+    let s = load("[engine]\ntick = \"250ms\"\n[grants]\nmax_duration = \"8h\"\n").expect("loads");
+    assert_eq!(s.engine.tick, Duration::from_millis(250));
+    assert_eq!(s.grants.max_duration, Duration::from_secs(8 * 3600));
+    assert_eq!(
+        s.engine.sweep_interval,
+        Duration::from_secs(300),
+        "default kept"
+    );
+}
+
+#[test]
+fn an_unknown_key_is_named_with_the_known_ones() {
+    let e = load("[engine]\ntik = \"1s\"\n").expect_err("unknown key refused");
+    let msg = e.to_string();
+    assert!(msg.contains("engine.tik"), "{msg}");
+    assert!(msg.contains("tick"), "names the known keys: {msg}");
+}
+
+#[test]
+fn a_bad_duration_names_the_key_the_value_and_the_form() {
+    let e = load("[engine]\ntick = \"soon\"\n").expect_err("bad duration refused");
+    let msg = e.to_string();
+    assert!(msg.contains("engine.tick"), "{msg}");
+    assert!(msg.contains("soon"), "{msg}");
+    assert!(msg.contains("duration"), "{msg}");
+}
+
+#[test]
+fn a_secret_in_the_file_is_refused_with_directions_to_a_credential_file() {
+    let e = load("[twingate]\napi_key = \"tg-secret\"\n").expect_err("secret refused");
+    assert!(matches!(*e, SettingsError::SecretInFile { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("twingate.api_key"), "{msg}");
+    assert!(msg.contains("api_key_file"), "{msg}");
+    assert!(
+        !msg.contains("tg-secret"),
+        "the secret is never echoed: {msg}"
+    );
+}
+
+#[test]
+fn broken_toml_is_a_syntax_error_with_its_position() {
+    let e = load("[engine\ntick = 1\n").expect_err("syntax error");
+    assert!(matches!(*e, SettingsError::Syntax { .. }), "{e:?}");
+    assert!(e.to_string().contains("line"), "{e}");
+}
+
+#[test]
+fn a_file_that_does_not_exist_is_an_error_when_named() {
+    let dir = tempfile::tempdir().expect("dir");
+    let missing = dir.path().join("absent.toml");
+    assert!(Settings::load(Some(&missing)).is_err());
+}
+
+#[test]
+fn the_api_key_comes_from_its_file_trimmed() {
+    let key = file("tg-key-123\n");
+    let path = key.path().display().to_string();
+    let s = load(&format!("[twingate]\napi_key_file = {path:?}\n")).expect("loads");
+    let secret = s.api_key().expect("key read");
+    assert_eq!(secrecy::ExposeSecret::expose_secret(&secret), "tg-key-123");
+}
