@@ -266,7 +266,7 @@ impl Verifier {
 
 /// The key a header's `kid` names; without a `kid`, the only signing key if there is one.
 fn pick(set: &JwkSet, kid: Option<&str>) -> Option<Jwk> {
-    let signing = set.keys.iter().filter(|k| {
+    let mut signing = set.keys.iter().filter(|k| {
         !matches!(
             k.common.public_key_use,
             Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
