@@ -33,6 +33,17 @@ pub struct Settings {
     /// Keyed checkpoints of the history's head, written out of band.
     #[serde(default)]
     pub audit: AuditSettings,
+    /// Sign-in through an OpenID Connect issuer, beside API tokens.
+    #[serde(default)]
+    pub auth: AuthSettings,
+}
+
+/// `[auth]`: who may call besides holders of API tokens.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `[auth.oidc]`: bearer JWTs from this issuer are accepted by the API.
+    pub oidc: Option<lapse_oidc::OidcSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +254,8 @@ pub enum SettingsError {
     Load(config::ConfigError),
     #[error("not valid TOML: {cause}")]
     Syntax { cause: String },
+    #[error("{0}")]
+    Oidc(lapse_oidc::SettingsProblem),
     #[error("{key} = {value}{origin}: {problem}; accepted: {accepted}")]
     Invalid {
         key: String,
@@ -467,6 +480,9 @@ impl Settings {
                 "is not a loopback address and the API would be served without TLS",
                 "a loopback address such as 127.0.0.1:7420, server.tls_cert and server.tls_key, or server.allow_insecure_remote = true",
             ));
+        }
+        if let Some(oidc) = &self.auth.oidc {
+            oidc.validate().map_err(SettingsError::Oidc)?;
         }
         Ok(())
     }

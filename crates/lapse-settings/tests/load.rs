@@ -95,3 +95,30 @@ fn the_api_key_comes_from_its_file_trimmed() {
     let secret = s.api_key().expect("key read");
     assert_eq!(secrecy::ExposeSecret::expose_secret(&secret), "tg-key-123");
 }
+
+#[test]
+fn an_openid_issuer_without_roles_or_over_plain_http_is_refused_by_name() {
+    let base = "[twingate]\nbase_url = \"https://acme.twingate.com\"\n";
+    let s = load(&format!(
+        "{base}[auth.oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"lapse\"\n"
+    ))
+    .expect("loads");
+    let e = s.validate().expect_err("no roles mapped");
+    assert!(e.to_string().contains("auth.oidc.roles"), "{e}");
+
+    let s = load(&format!(
+        "{base}[auth.oidc]\nissuer = \"http://idp.example.com\"\nclient_id = \"lapse\"\n[auth.oidc.roles]\nrequester = [\"eng\"]\n"
+    ))
+    .expect("loads");
+    let e = s.validate().expect_err("plain http off loopback");
+    assert!(e.to_string().contains("auth.oidc.issuer"), "{e}");
+
+    let s = load(&format!(
+        "{base}[auth.oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"lapse\"\n[auth.oidc.roles]\nrequester = [\"eng\"]\n"
+    ))
+    .expect("loads");
+    s.validate().expect("a complete [auth.oidc] validates");
+    let oidc = s.auth.oidc.expect("oidc");
+    assert_eq!(oidc.identity_claim, "email");
+    assert_eq!(oidc.clock_skew, Duration::from_secs(60));
+}

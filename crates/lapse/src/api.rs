@@ -46,6 +46,8 @@ pub struct ApiState<P> {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Rate-limits the log lines of failed authentications.
     pub auth_log: AuthLog,
+    /// Verifies bearer JWTs from the OpenID issuer, when `[auth.oidc]` is set.
+    pub oidc: Option<Arc<lapse_oidc::Verifier>>,
 }
 
 pub fn router<P: AccessProvider + 'static>(state: Arc<ApiState<P>>) -> Router {
@@ -328,6 +330,25 @@ async fn authenticate<P>(
     let Some(token) = bearer(headers) else {
         return Err(refuse("missing"));
     };
+    if let Some(oidc) = &state.oidc
+        && lapse_oidc::Verifier::looks_like_jwt(token)
+    {
+        return match oidc.verify(token).await {
+            Ok(c) => Ok(Caller {
+                name: c.identity.clone(),
+                role: c.role,
+                identity: Some(c.identity),
+            }),
+            Err(r) => {
+                let mut e = refuse(&r.to_string());
+                e.fix = Some(
+                    "sign in again at the OpenID issuer for a fresh token, or use an API token"
+                        .into(),
+                );
+                Err(e)
+            }
+        };
+    }
     match state.store.check_token(token, Utc::now()).await? {
         Ok(t) => Ok(Caller {
             name: t.name,

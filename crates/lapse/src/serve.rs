@@ -34,6 +34,8 @@ pub enum StartError {
     },
     #[error("opening the database: {0}")]
     Store(#[from] lapse_store::StoreError),
+    #[error("{0}")]
+    Oidc(#[from] lapse_oidc::OidcError),
     #[error("configuring the Twingate client: {0}")]
     Client(#[from] lapse_twingate::ConfigError),
     #[error("first call to Twingate at {url} failed: {error}")]
@@ -189,6 +191,10 @@ pub async fn build_with<P: AccessProvider + 'static>(
         notifier,
     )
     .await;
+    let oidc = match &settings.auth.oidc {
+        Some(o) => Some(Arc::new(lapse_oidc::Verifier::discover(o.clone()).await?)),
+        None => None,
+    };
     let state = Arc::new(ApiState {
         inserter: lapse_store::GrantInserter::spawn(store.clone()),
         submitter,
@@ -198,6 +204,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         ready: Default::default(),
         metrics,
         auth_log: Default::default(),
+        oidc,
     });
     let checkpoints = match settings.audit.key_file() {
         None => {
