@@ -78,6 +78,8 @@ pub enum Refusal {
     EmailNotVerified,
     #[error("none of the groups in claim `{claim}` is mapped to a lapse role ([auth.oidc.roles])")]
     NoRole { claim: String },
+    #[error("the ID token's nonce is not this sign-in's")]
+    Nonce,
     #[error("the issuer's keys could not be fetched: {0}")]
     KeysUnavailable(String),
 }
@@ -191,8 +193,23 @@ impl Verifier {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     }
 
-    /// Verifies `token` at `now` and maps it to a caller.
+    /// Verifies `token` and maps it to a caller.
     pub async fn verify(&self, token: &str) -> Result<OidcCaller, Refusal> {
+        let claims = self.verified_claims(token).await?;
+        map_claims(&self.settings, &claims)
+    }
+
+    /// Verifies the ID token of a browser sign-in: as [`Self::verify`], and its `nonce` must be
+    /// the one this sign-in sent, so a token from another sign-in cannot be replayed into it.
+    pub async fn verify_sign_in(&self, token: &str, nonce: &str) -> Result<OidcCaller, Refusal> {
+        let claims = self.verified_claims(token).await?;
+        if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
+            return Err(Refusal::Nonce);
+        }
+        map_claims(&self.settings, &claims)
+    }
+
+    async fn verified_claims(&self, token: &str) -> Result<Value, Refusal> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| Refusal::Malformed(e.to_string()))?;
         if !ACCEPTED.contains(&header.alg) {
@@ -231,7 +248,7 @@ impl Verifier {
             ErrorKind::InvalidAlgorithm => Refusal::Algorithm(header.alg),
             other => Refusal::Malformed(format!("{other:?}")),
         })?;
-        map_claims(&self.settings, &data.claims)
+        Ok(data.claims)
     }
 
     /// The published key `kid` names; fetches the key set again when it is unknown (the issuer

@@ -19,8 +19,15 @@ pub struct OidcSettings {
     pub audiences: Vec<String>,
     /// A file holding the client secret (used by the browser sign-in), never the secret itself.
     pub client_secret_file: Option<PathBuf>,
-    /// Where the issuer sends the browser back after sign-in.
+    /// Where the issuer sends the browser back after sign-in: the console's `/ui/callback`.
+    /// With this and the client secret set, the daemon serves the web console at `/ui/`.
     pub redirect_url: Option<String>,
+    /// How long a console session lasts before signing in again.
+    #[serde(default = "default_session_ttl", with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Scopes asked for at sign-in; add the one your issuer needs for the groups claim.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
     /// The claim that names the person; `email` (which must be verified) by default.
     #[serde(default = "default_identity_claim")]
     pub identity_claim: String,
@@ -80,6 +87,14 @@ pub struct SettingsProblem {
     pub fix: &'static str,
 }
 
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "email".into()]
+}
+
 fn default_identity_claim() -> String {
     "email".into()
 }
@@ -104,6 +119,8 @@ impl OidcSettings {
             audiences: Vec::new(),
             client_secret_file: None,
             redirect_url: None,
+            scopes: default_scopes(),
+            session_ttl: default_session_ttl(),
             identity_claim: default_identity_claim(),
             groups_claim: default_groups_claim(),
             roles: RoleGroups::default(),
@@ -142,6 +159,22 @@ impl OidcSettings {
                 key: "auth.oidc.roles",
                 problem: "maps no group to a role, so nobody signing in could do anything".into(),
                 fix: "map the issuer's groups, e.g. [auth.oidc.roles] requester = [\"engineering\"]",
+            });
+        }
+        if self.redirect_url.is_some() != self.client_secret_file.is_some() {
+            return Err(SettingsProblem {
+                key: "auth.oidc.redirect_url",
+                problem: "the web console needs both redirect_url and client_secret_file".into(),
+                fix: "set both (the console is served at /ui/) or neither (API bearer tokens only)",
+            });
+        }
+        if let Some(r) = &self.redirect_url
+            && !r.ends_with("/ui/callback")
+        {
+            return Err(SettingsProblem {
+                key: "auth.oidc.redirect_url",
+                problem: format!("{r:?} is not the console's callback"),
+                fix: "give this daemon's URL ending in /ui/callback, registered at the issuer",
             });
         }
         if self.clock_skew > MAX_CLOCK_SKEW {

@@ -36,6 +36,11 @@ pub enum StartError {
     Store(#[from] lapse_store::StoreError),
     #[error("{0}")]
     Oidc(#[from] lapse_oidc::OidcError),
+    #[error("reading the OpenID client secret {path}: {source}")]
+    ClientSecret {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("configuring the Twingate client: {0}")]
     Client(#[from] lapse_twingate::ConfigError),
     #[error("first call to Twingate at {url} failed: {error}")]
@@ -74,6 +79,8 @@ pub struct Application<P> {
     tls: Option<RustlsConfig>,
     /// Present when a checkpoint key is configured.
     checkpoints: Option<Checkpointer>,
+    /// The web console's routes, when `[auth.oidc]` has a redirect URL and client secret.
+    web: Option<axum::Router>,
     /// Registered at start-up: SIGHUP's default action would end the process.
     #[cfg(unix)]
     hangup: tokio::signal::unix::Signal,
@@ -195,6 +202,32 @@ pub async fn build_with<P: AccessProvider + 'static>(
         Some(o) => Some(Arc::new(lapse_oidc::Verifier::discover(o.clone()).await?)),
         None => None,
     };
+    let web = match (&oidc, &settings.auth.oidc) {
+        (Some(verifier), Some(o)) => match (&o.redirect_url, &o.client_secret_file) {
+            (Some(redirect), Some(secret_file)) => {
+                let secret = std::fs::read_to_string(secret_file).map_err(|source| {
+                    StartError::ClientSecret {
+                        path: secret_file.display().to_string(),
+                        source,
+                    }
+                })?;
+                let web = lapse_web::Web::new(
+                    flow.clone(),
+                    store.clone(),
+                    verifier.clone(),
+                    lapse_web::WebSettings {
+                        redirect_url: redirect.clone(),
+                        client_secret: secrecy::SecretString::from(secret.trim().to_owned()),
+                        secure_cookies: redirect.starts_with("https://"),
+                        session_ttl: o.session_ttl,
+                    },
+                );
+                Some(lapse_web::router(Arc::new(web)))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
     let state = Arc::new(ApiState {
         inserter: lapse_store::GrantInserter::spawn(store.clone()),
         submitter,
@@ -232,6 +265,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         state,
         tls,
         checkpoints,
+        web,
         #[cfg(unix)]
         hangup,
     })
@@ -267,6 +301,11 @@ impl<P: AccessProvider + 'static> Application<P> {
             .merge(crate::requests::router(self.state.clone()))
             .merge(crate::openapi::router())
             .layer(axum::middleware::map_response(api::json_errors));
+        // The console answers in HTML, errors included, so it joins after the JSON mapping.
+        let router = match self.web {
+            Some(web) => router.merge(web),
+            None => router,
+        };
         self.state.flow.spawn(stop_rx.clone());
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let server_task = match self.tls {

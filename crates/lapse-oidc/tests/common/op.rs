@@ -77,8 +77,14 @@ pub fn accounts() -> Value {
 impl Provider {
     /// Starts a provider whose ID tokens live `id_token_ttl` seconds.
     pub fn start(id_token_ttl: u64) -> Self {
+        Self::start_with(id_token_ttl, Vec::new())
+    }
+
+    /// As [`Self::start`], with more registered clients (`client_id`, `client_secret`,
+    /// `redirect_uris`).
+    pub fn start_with(id_token_ttl: u64, more_clients: Vec<Value>) -> Self {
         ensure_installed();
-        let clients: Vec<Value> = [LAPSE, OTHER]
+        let mut clients: Vec<Value> = [LAPSE, OTHER]
             .iter()
             .map(|c| {
                 json!({
@@ -87,6 +93,7 @@ impl Provider {
                 })
             })
             .collect();
+        clients.extend(more_clients);
         let config = json!({
             "accounts": accounts(),
             "clients": clients,
