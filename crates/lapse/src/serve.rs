@@ -60,6 +60,10 @@ pub enum StartError {
     Signal(std::io::Error),
     #[error("setting up notifications: {0}")]
     Notify(#[from] lapse_requests::notify::NotifyError),
+    #[error("setting up Slack ([slack]): {0}")]
+    Slack(String),
+    #[error("setting up PagerDuty ([pagerduty]): {0}")]
+    PagerDuty(String),
 }
 
 /// A daemon that has passed every start-up check and holds its listener.
@@ -72,6 +76,8 @@ pub struct Application<P> {
     tls: Option<RustlsConfig>,
     /// Present when a checkpoint key is configured.
     checkpoints: Option<Checkpointer>,
+    /// The Slack app's routes, when `[slack]` is configured.
+    slack: Option<axum::Router>,
     /// Registered at start-up: SIGHUP's default action would end the process.
     #[cfg(unix)]
     hangup: tokio::signal::unix::Signal,
@@ -179,16 +185,35 @@ pub async fn build_with<P: AccessProvider + 'static>(
         warn!(%addr, "serving the API on a non-loopback address without TLS (server.allow_insecure_remote); bearer tokens cross the network in clear text");
     }
     let submitter = Arc::new(Submitter::new(provider, limits(settings)));
-    let notifier = Notifier::new(lapse_requests::notify::load_sinks(&settings.notify)?);
-    let flow = RequestService::start(
+    let mut notifier = Notifier::new(lapse_requests::notify::load_sinks(&settings.notify)?);
+    let slack = match &settings.slack {
+        Some(s) => Some(lapse_slack::SlackConfig::load(s).map_err(StartError::Slack)?),
+        None => None,
+    };
+    if let Some(s) = &slack {
+        notifier = notifier.and(Arc::new(lapse_slack::SlackChannel::new(s.api.clone())));
+    }
+    let (on_call, on_call_timeout) = match &settings.pagerduty {
+        Some(p) => {
+            let pd = lapse_requests::oncall::PagerDuty::from_settings(p)
+                .map_err(StartError::PagerDuty)?;
+            let on_call: Arc<dyn lapse_requests::oncall::OnCall> = Arc::new(pd);
+            (Some(on_call), p.timeout)
+        }
+        None => (None, Duration::from_secs(3)),
+    };
+    let flow = RequestService::start_with(
         store.clone(),
         handle.clone(),
         submitter.clone(),
         settings.access.clone(),
         settings.notify.clone(),
         notifier,
+        on_call,
+        on_call_timeout,
     )
     .await;
+    let slack = slack.map(|s| lapse_slack::router(lapse_slack::SlackApp::new(flow.clone(), &s)));
     let state = Arc::new(ApiState {
         inserter: lapse_store::GrantInserter::spawn(store.clone()),
         submitter,
@@ -225,6 +250,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         state,
         tls,
         checkpoints,
+        slack,
         #[cfg(unix)]
         hangup,
     })
@@ -256,10 +282,13 @@ impl<P: AccessProvider + 'static> Application<P> {
             let _ = rx.wait_for(|s| *s).await;
         };
         let engine_task = tokio::spawn(self.engine.run_until_stopped(stopped(stop_rx.clone())));
-        let router = api::router(self.state.clone())
+        let mut router = api::router(self.state.clone())
             .merge(crate::requests::router(self.state.clone()))
-            .merge(crate::openapi::router())
-            .layer(axum::middleware::map_response(api::json_errors));
+            .merge(crate::openapi::router());
+        if let Some(slack) = self.slack {
+            router = router.merge(slack);
+        }
+        let router = router.layer(axum::middleware::map_response(api::json_errors));
         self.state.flow.spawn(stop_rx.clone());
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let server_task = match self.tls {
