@@ -95,7 +95,11 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
 }
 
 /// Slack's signature on the raw body, checked before anything is read from it.
-fn signed<P, E>(app: &SlackApp<P, E>, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
+fn signed<P, E>(
+    app: &SlackApp<P, E>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), verify::Unsigned> {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     verify::verify(
         app.secret.expose_secret().as_bytes(),
@@ -104,14 +108,15 @@ fn signed<P, E>(app: &SlackApp<P, E>, headers: &HeaderMap, body: &[u8]) -> Resul
         body,
         chrono::Utc::now().timestamp(),
     )
-    .map_err(|e| {
-        warn!(problem = %e, "a request to the Slack endpoint was refused");
-        refuse(
-            StatusCode::UNAUTHORIZED,
-            "bad_slack_signature",
-            e.to_string(),
-        )
-    })
+    .inspect_err(|e| warn!(problem = %e, "a request to the Slack endpoint was refused"))
+}
+
+fn unsigned(e: verify::Unsigned) -> Response {
+    refuse(
+        StatusCode::UNAUTHORIZED,
+        "bad_slack_signature",
+        e.to_string(),
+    )
 }
 
 fn form(body: &[u8]) -> Vec<(String, String)> {
@@ -195,8 +200,8 @@ async fn interactions<P: AccessProvider + 'static, E: GrantEngine + 'static>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = signed(&app, &headers, &body) {
-        return r;
+    if let Err(e) = signed(&app, &headers, &body) {
+        return unsigned(e);
     }
     let f = form(&body);
     let Some(p) = field(&f, "payload").and_then(|p| serde_json::from_str::<Payload>(p).ok()) else {
@@ -277,8 +282,8 @@ async fn commands<P: AccessProvider + 'static, E: GrantEngine + 'static>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = signed(&app, &headers, &body) {
-        return r;
+    if let Err(e) = signed(&app, &headers, &body) {
+        return unsigned(e);
     }
     let f = form(&body);
     let text = field(&f, "text").unwrap_or("").trim();
