@@ -6,8 +6,8 @@ use lapse_core::text::slack_escape;
 use serde_json::{Value, json};
 
 /// The action ids of the buttons; their `value` is the request id.
-pub const APPROVE: &str = "lapse_approve";
-pub const DENY: &str = "lapse_deny";
+pub const APPROVE: &str = "approve-request";
+pub const DENY: &str = "deny-request";
 
 fn s(v: &Value, k: &str) -> String {
     slack_escape(v.get(k).and_then(Value::as_str).unwrap_or("")).into_owned()
@@ -50,7 +50,7 @@ pub fn request(p: &Value) -> (String, Value) {
     );
     let blocks = json!([
         section(&format!(":key: *Access request*\n{}", summary(p))),
-        { "type": "actions", "block_id": format!("lapse_request_{id}"), "elements": [
+        { "type": "actions", "block_id": format!("request-{id}"), "elements": [
             { "type": "button", "action_id": APPROVE, "style": "primary", "value": id,
               "text": { "type": "plain_text", "text": "Approve" } },
             { "type": "button", "action_id": DENY, "style": "danger", "value": id,

@@ -198,11 +198,11 @@ async fn an_owners_approve_click_activates_the_grant_and_refused_clicks_change_n
     // A bad signature and a replayed (old) timestamp are refused before anything is read.
     let body = chat
         .slack
-        .click_body("U0BOB", &m.ts, "lapse_approve")
+        .click_body("U0BOB", &m.ts, "approve-request")
         .expect("the message has an Approve button");
     let stale_deny = chat
         .slack
-        .click_body("U0BOB", &m.ts, "lapse_deny")
+        .click_body("U0BOB", &m.ts, "deny-request")
         .expect("the message has a Deny button");
     let now = chrono::Utc::now().timestamp();
     let wrong = chat_sim::slack::sign("not the signing secret", now, body.as_bytes());
@@ -227,7 +227,7 @@ async fn an_owners_approve_click_activates_the_grant_and_refused_clicks_change_n
             SIGNING,
             "U0ALICE",
             &m.ts,
-            "lapse_approve",
+            "approve-request",
         )
         .await;
     assert_eq!(s, 200);
@@ -240,7 +240,7 @@ async fn an_owners_approve_click_activates_the_grant_and_refused_clicks_change_n
             SIGNING,
             "U0CAROL",
             &m.ts,
-            "lapse_approve",
+            "approve-request",
         )
         .await;
     assert_eq!(s, 200);
@@ -253,7 +253,7 @@ async fn an_owners_approve_click_activates_the_grant_and_refused_clicks_change_n
             SIGNING,
             "U0NOMAIL",
             &m.ts,
-            "lapse_approve",
+            "approve-request",
         )
         .await;
     let why = chat.ephemeral_to("U0NOMAIL", 1).await;
@@ -271,7 +271,7 @@ async fn an_owners_approve_click_activates_the_grant_and_refused_clicks_change_n
             SIGNING,
             "U0BOB",
             &m.ts,
-            "lapse_approve",
+            "approve-request",
         )
         .await;
     assert_eq!(s, 200);
@@ -304,7 +304,7 @@ async fn an_owners_approve_click_activates_the_grant_and_refused_clicks_change_n
         "{text}"
     );
     assert!(
-        !text.contains("lapse_approve"),
+        !text.contains("approve-request"),
         "the buttons are gone: {text}"
     );
     assert!(
@@ -352,7 +352,7 @@ async fn slack_outage_delays_only_messages_and_break_glass_posts_a_flagged_one()
         "{text}"
     );
     assert!(
-        !text.contains("lapse_approve"),
+        !text.contains("approve-request"),
         "no buttons on break-glass: {text}"
     );
     let refused = chat
@@ -453,7 +453,7 @@ async fn an_on_call_requester_is_approved_by_the_rule_and_without_pagerduty_requ
             SIGNING,
             "U0BOB",
             &m.ts,
-            "lapse_approve",
+            "approve-request",
         )
         .await;
     assert_eq!(chat.state(&rid).await["state"], "approved");
