@@ -82,8 +82,22 @@ pub struct AccessList {
     #[serde(serialize_with = "ser_opt_duration")]
     pub pending_wait: Option<Duration>,
     pub review: Option<ReviewRule>,
+    /// The Slack channel (an id such as `C0123ABCD`, or a name) its requests are posted to
+    /// with Approve and Deny buttons.
+    pub slack_channel: Option<String>,
+    /// Requests by whoever is on call now on one of these schedules are approved by the rule.
+    pub auto_approve_on_call: Option<OnCallRule>,
     /// The file it came from.
     pub file: String,
+}
+
+/// `auto_approve_on_call = { pagerduty_schedules = ["P…"] }`: who is on call now on one of
+/// these schedules needs no owner's approval. Open to other providers by adding fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnCallRule {
+    /// PagerDuty schedule ids (`P` and letters and digits, as PagerDuty shows them).
+    pub pagerduty_schedules: Vec<String>,
 }
 
 /// A list file that was refused: its name, the line (1-based) and the problem.
@@ -130,6 +144,8 @@ struct RawList {
     review_every: Option<String>,
     review_due: Option<DateTime<Utc>>,
     on_missed_review: Option<MissedReview>,
+    slack_channel: Option<String>,
+    auto_approve_on_call: Option<OnCallRule>,
 }
 
 fn yes() -> bool {
@@ -240,6 +256,24 @@ fn check_list(raw: RawList, file: &str) -> Result<AccessList, String> {
             return Err(p("give both review_every and review_due, or neither".into()));
         }
     };
+    let slack_channel = match raw.slack_channel.as_deref().map(str::trim) {
+        None => None,
+        Some(c) if is_channel(c) => Some(c.to_owned()),
+        Some(c) => {
+            return Err(p(format!(
+                "slack_channel = {c:?} is not a Slack channel: give its id (e.g. \"C0123ABCD\") or its name (\"#access\")"
+            )));
+        }
+    };
+    let auto_approve_on_call = match raw.auto_approve_on_call {
+        None => None,
+        Some(rule) => Some(check_on_call(rule).map_err(p)?),
+    };
+    if auto_approve_on_call.is_some() && raw.auto_approve {
+        return Err(p(
+            "auto_approve_on_call has no effect on a list that is auto_approve: remove one".into(),
+        ));
+    }
     Ok(AccessList {
         name,
         description: raw.description.trim().to_owned(),
@@ -266,7 +300,43 @@ fn check_list(raw: RawList, file: &str) -> Result<AccessList, String> {
         break_glass: raw.break_glass,
         pending_wait,
         review,
+        slack_channel,
+        auto_approve_on_call,
         file: file.to_owned(),
+    })
+}
+
+/// A channel id (`C…`, `G…`) or name (`#name` or `name`): letters, digits, `-`, `_`, `.`.
+fn is_channel(c: &str) -> bool {
+    let name = c.strip_prefix('#').unwrap_or(c);
+    !name.is_empty()
+        && name.len() <= 80
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+}
+
+fn check_on_call(rule: OnCallRule) -> Result<OnCallRule, String> {
+    let schedules: Vec<String> = rule
+        .pagerduty_schedules
+        .iter()
+        .map(|s| s.trim().to_owned())
+        .collect();
+    if schedules.is_empty() {
+        return Err(
+            "auto_approve_on_call.pagerduty_schedules must name at least one schedule id (e.g. \"PABC123\")"
+                .into(),
+        );
+    }
+    for s in &schedules {
+        if s.len() > 32 || !s.starts_with('P') || !s.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!(
+                "auto_approve_on_call.pagerduty_schedules: {s:?} is not a PagerDuty schedule id; copy it from the schedule's address (e.g. \"PABC123\")"
+            ));
+        }
+    }
+    Ok(OnCallRule {
+        pagerduty_schedules: schedules,
     })
 }
 
@@ -861,5 +931,39 @@ review_due = "2026-03-01T00:00:00Z"
             n.may_request("alice@example.com", &[], false, None, after),
             Ok(())
         );
+    }
+
+    #[test]
+    fn slack_channel_and_on_call_rule_parse_and_bad_values_name_the_field() {
+        let text = format!(
+            "{GOOD}slack_channel = \"C0123ABCD\"\nauto_approve_on_call = {{ pagerduty_schedules = [\" PABC123 \"] }}\n"
+        );
+        let l = parse_file("prod.toml", &text).expect("parses").remove(0);
+        assert_eq!(l.slack_channel.as_deref(), Some("C0123ABCD"));
+        assert_eq!(
+            l.auto_approve_on_call.expect("rule").pagerduty_schedules,
+            ["PABC123"]
+        );
+        assert_eq!(good().slack_channel, None);
+        assert_eq!(good().auto_approve_on_call, None);
+        for (extra, names) in [
+            ("slack_channel = \"<!channel>\"\n", "slack_channel"),
+            (
+                "auto_approve_on_call = { pagerduty_schedules = [] }\n",
+                "pagerduty_schedules",
+            ),
+            (
+                "auto_approve_on_call = { pagerduty_schedules = [\"oncall\"] }\n",
+                "not a PagerDuty schedule id",
+            ),
+            (
+                "auto_approve_on_call = { opsgenie = [\"x\"], pagerduty_schedules = [\"P1\"] }\n",
+                "opsgenie",
+            ),
+        ] {
+            let e = parse_file("prod.toml", &format!("{GOOD}{extra}")).expect_err(extra);
+            assert!(e.to_string().contains(names), "{extra}: {e}");
+            assert!(e.line.is_some(), "{e}");
+        }
     }
 }

@@ -29,6 +29,7 @@ use tracing::{error, info, warn};
 use crate::engine::GrantEngine;
 use crate::error::{FlowError, FlowResult};
 use crate::notify::{Notifier, NotifySettings};
+use crate::oncall::{OnCall, OnCallMatch};
 use crate::settings::AccessSettings;
 use crate::submit::Submitter;
 use crate::wire::{
@@ -87,7 +88,14 @@ pub struct RequestService<P, E> {
     flow: tokio::sync::Mutex<()>,
     /// A new pending request may be due before the planned wake-up.
     wake: Notify,
+    /// Who is on call, for lists with `auto_approve_on_call`; `None`: nobody is asked.
+    on_call: Option<Arc<dyn OnCall>>,
+    /// How long the on-call answer may take before the request waits for owners instead.
+    on_call_timeout: StdDuration,
 }
+
+/// The actor name of approvals made by a list's on-call rule.
+pub const ON_CALL_RULE: &str = "on-call rule";
 
 fn history(grant: Option<GrantId>, actor: &str, event: HistoryEvent, detail: Value) -> NewHistory {
     NewHistory {
@@ -97,6 +105,20 @@ fn history(grant: Option<GrantId>, actor: &str, event: HistoryEvent, detail: Val
         event: event.as_str().to_owned(),
         detail,
     }
+}
+
+/// Adds `extra`'s fields to the object `v`.
+fn merge(v: &mut Value, extra: &Value) {
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, x) in e {
+            o.insert(k.clone(), x.clone());
+        }
+    }
+}
+
+fn with(mut v: Value, extra: &Value) -> Value {
+    merge(&mut v, extra);
+    v
 }
 
 fn secs(d: StdDuration) -> Duration {
@@ -139,6 +161,31 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         notify: NotifySettings,
         notifier: Notifier,
     ) -> Arc<Self> {
+        Self::start_with(
+            store,
+            engine,
+            submitter,
+            settings,
+            notify,
+            notifier,
+            None,
+            StdDuration::from_secs(3),
+        )
+        .await
+    }
+
+    /// [`start`](Self::start) with an on-call source, asked for at most `on_call_timeout`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_with(
+        store: Store,
+        engine: E,
+        submitter: Arc<Submitter<P>>,
+        settings: AccessSettings,
+        notify: NotifySettings,
+        notifier: Notifier,
+        on_call: Option<Arc<dyn OnCall>>,
+        on_call_timeout: StdDuration,
+    ) -> Arc<Self> {
         let me = Arc::new(Self {
             store,
             engine,
@@ -151,6 +198,8 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             refused: Mutex::new(Vec::new()),
             flow: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
+            on_call,
+            on_call_timeout,
         });
         me.reload().await;
         me
@@ -297,8 +346,63 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             .unwrap_or_default()
     }
 
-    fn outbox(&self, event: &str, to: &[String], text: String, detail: Value) -> Vec<NewOutbox> {
+    /// Notices of `event`; those about a list with a Slack channel carry it
+    /// (`slack_channel`), so that the Slack channel takes them.
+    fn outbox(
+        &self,
+        event: &str,
+        to: &[String],
+        text: String,
+        mut detail: Value,
+    ) -> Vec<NewOutbox> {
+        let channel = detail
+            .get("list")
+            .and_then(Value::as_str)
+            .and_then(|l| self.list(l).ok())
+            .and_then(|l| l.slack_channel);
+        if let (Some(c), Some(o)) = (channel, detail.as_object_mut()) {
+            o.insert("slack_channel".into(), json!(c));
+        }
         self.notifier.rows(event, to, text, detail)
+    }
+
+    /// Whether `me` is on call now on one of the list's schedules. Every failure is no:
+    /// the request then waits for its owners. The second value says why nobody was found,
+    /// for the history.
+    async fn on_call_now(&self, list: &AccessList, me: &str) -> (Option<OnCallMatch>, Value) {
+        let Some(rule) = &list.auto_approve_on_call else {
+            return (None, Value::Null);
+        };
+        let Some(source) = &self.on_call else {
+            warn!(list = %list.name, "the list has auto_approve_on_call but no [pagerduty] is configured; the request waits for its owners");
+            return (None, json!({ "error": "no on-call source is configured" }));
+        };
+        let asked = tokio::time::timeout(
+            self.on_call_timeout,
+            source.on_call(&rule.pagerduty_schedules, me),
+        )
+        .await;
+        match asked {
+            Ok(Ok(Some(m))) => (Some(m), Value::Null),
+            Ok(Ok(None)) => (
+                None,
+                json!({ "on_call": false, "schedules": rule.pagerduty_schedules }),
+            ),
+            Ok(Err(e)) => {
+                warn!(list = %list.name, error = %e, "the on-call answer failed; the request waits for its owners");
+                (
+                    None,
+                    json!({ "error": e, "schedules": rule.pagerduty_schedules }),
+                )
+            }
+            Err(_) => {
+                warn!(list = %list.name, timeout = ?self.on_call_timeout, "the on-call answer took too long; the request waits for its owners");
+                (
+                    None,
+                    json!({ "error": format!("no answer within {:?}", self.on_call_timeout), "schedules": rule.pagerduty_schedules }),
+                )
+            }
+        }
     }
 
     /// Stores a request that waits for its owners, with its history row and their notices.
@@ -391,6 +495,12 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             ));
         }
         let duration = list.duration(b.duration.as_deref())?;
+        // Asked before the lock: a slow answer holds up no other decision.
+        let (on_call, on_call_note) = if b.break_glass || list.auto_approve {
+            (None, Value::Null)
+        } else {
+            self.on_call_now(&list, &me).await
+        };
         let _flow = self.flow.lock().await;
         let req = RequestRecord {
             id: GrantId::from_parts(now, rand::random()).to_string(),
@@ -411,7 +521,10 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             grant_id: None,
             warned_expiry: None,
         };
-        let detail = json!({ "request": req.id, "list": list.name, "requester": me, "reason": reason, "duration_secs": req.duration_secs, "break_glass": b.break_glass });
+        let mut detail = json!({ "request": req.id, "list": list.name, "requester": me, "reason": reason, "duration_secs": req.duration_secs, "break_glass": b.break_glass });
+        if !on_call_note.is_null() {
+            detail["on_call_check"] = on_call_note;
+        }
         let created = history(
             None,
             &who.token,
@@ -432,7 +545,30 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 }
                 .into(),
             );
-            self.activate(&list, r, &who.token, change).await?
+            self.activate(&list, r, &who.token, change, json!({}))
+                .await?
+        } else if let Some(m) = on_call {
+            let mut change = RequestChange {
+                history: vec![created],
+                ..RequestChange::default()
+            };
+            let mut r = req;
+            r.decided_by = Some(ON_CALL_RULE.into());
+            r.decision_reason = Some(format!(
+                "approved by the on-call rule: {} is on call on PagerDuty schedule {} ({}) as user {}",
+                me, m.schedule_name, m.schedule_id, m.user_id
+            ));
+            change.outbox.extend(self.outbox(
+                "request-approved-on-call",
+                &list.owners,
+                format!(
+                    "{me} is on call on {} ({}) and was let into `{}` for {}s by the on-call rule: {}",
+                    m.schedule_name, m.schedule_id, list.name, r.duration_secs, reason
+                ),
+                json!({ "request": r.id, "list": list.name, "requester": me, "reason": reason, "duration_secs": r.duration_secs, "on_call": m }),
+            ));
+            let how = json!({ "approved_by": ON_CALL_RULE, "by": ON_CALL_RULE, "on_call": m });
+            self.activate(&list, r, DAEMON, change, how).await?
         } else {
             let outbox = self.outbox(
                 "request-created",
@@ -566,7 +702,10 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             let mut r = r;
             r.decided_by = Some(who.token.clone());
             r.decision_reason = Some(reason);
-            self.activate(&list, r, &who.token, change).await?
+            let mut by = earlier.clone();
+            by.push(me.clone());
+            self.activate(&list, r, &who.token, change, json!({ "by": by.join(", ") }))
+                .await?
         } else {
             self.store.commit_requests(change).await?;
             r
@@ -727,6 +866,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                     history: vec![created],
                     ..RequestChange::default()
                 },
+                json!({}),
             )
             .await?
         } else {
@@ -838,12 +978,14 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         mut req: RequestRecord,
         actor: &str,
         mut change: RequestChange,
+        how: Value,
     ) -> FlowResult<RequestRecord> {
         let now = Utc::now();
         req.state = RequestState::Approved.as_str().to_owned();
         req.decided_at = Some(now);
         req.decided_by.get_or_insert_with(|| actor.to_owned());
-        let detail = json!({ "request": req.id, "list": list.name, "break_glass": req.break_glass, "reason": req.reason });
+        let mut detail = json!({ "request": req.id, "list": list.name, "break_glass": req.break_glass, "reason": req.reason });
+        merge(&mut detail, &how);
         if let Some(gid) = &req.extends_grant {
             let id = GrantId::from_str(gid).map_err(|e| FlowError::Internal(e.to_string()))?;
             let g = self
@@ -897,7 +1039,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 "request-approved",
                 std::slice::from_ref(&req.requester),
                 format!("Extension of grant {id} on `{}` approved: it now ends at {}", list.name, end.to_rfc3339()),
-                json!({ "request": req.id, "list": list.name, "grant": id.to_string(), "expires_at": end, "extension": true }),
+                with(json!({ "request": req.id, "list": list.name, "grant": id.to_string(), "expires_at": end, "extension": true }), &how),
             ));
             req.grant_id = Some(id.to_string());
             change.request = Some(req.clone());
@@ -933,6 +1075,8 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         let idem = Idempotency::for_request(&req.id);
         let rule = if req.break_glass {
             format!("break-glass:{}", list.name)
+        } else if req.decided_by.as_deref() == Some(ON_CALL_RULE) {
+            format!("on-call:{}", list.name)
         } else {
             format!("list:{}", list.name)
         };
@@ -957,14 +1101,14 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                         "break-glass",
                         &list.owners,
                         format!("BREAK-GLASS: {} took `{}` for {}s without approval: {}", req.requester, list.name, req.duration_secs, req.reason),
-                        json!({ "request": req.id, "list": list.name, "grant": gid.to_string(), "requester": req.requester, "reason": req.reason, "expires_at": g.expires_at }),
+                        json!({ "request": req.id, "list": list.name, "grant": gid.to_string(), "requester": req.requester, "reason": req.reason, "duration_secs": req.duration_secs, "expires_at": g.expires_at }),
                     ));
                 } else {
                     change.outbox.extend(self.outbox(
                         "request-approved",
                         std::slice::from_ref(&req.requester),
                         format!("Your request {} on `{}` was approved; access until {}", req.id, list.name, g.expires_at.to_rfc3339()),
-                        json!({ "request": req.id, "list": list.name, "grant": gid.to_string(), "expires_at": g.expires_at }),
+                        with(json!({ "request": req.id, "list": list.name, "grant": gid.to_string(), "expires_at": g.expires_at }), &how),
                     ));
                 }
                 change.request = Some(req);

@@ -1,10 +1,12 @@
 //! The request flow and grant submission, apart from any transport: a service that the HTTP
 //! API (and later the web console and chat approvals) calls with typed inputs.
 
+pub mod credential;
 pub mod engine;
 pub mod error;
 pub mod flow;
 pub mod notify;
+pub mod oncall;
 pub mod settings;
 pub mod submit;
 pub mod wire;
@@ -12,5 +14,5 @@ pub mod wire;
 pub use engine::GrantEngine;
 pub use error::{FlowError, FlowResult};
 pub use flow::{Actor, RequestService, Tick};
-pub use settings::AccessSettings;
+pub use settings::{AccessSettings, SlackSettings};
 pub use submit::Submitter;

@@ -1,20 +1,81 @@
-//! Notifications: webhook sinks (generic JSON and Slack incoming-webhook format), the outbox rows
-//! events are written as, and the task that delivers them with retries.
+//! Notifications: channels that deliver them (webhook sinks in generic JSON or Slack
+//! incoming-webhook format here; others, such as the Slack Web API, implement [`Channel`] at the
+//! edge), the outbox rows events are written as, and the task that delivers them with retries.
 //!
 //! A webhook URL carries a secret: it is read from a file, held as a secret, and never logged or
-//! stored; logs and the outbox name the sink only.
+//! stored; logs and the outbox name the sink only. Generic webhooks are signed (see
+//! [`signature`]).
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use hmac::{Hmac, Mac};
 use lapse_store::{NewOutbox, OutboxItem, Store};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::Sha256;
 use tokio::sync::watch;
 use tracing::{debug, warn};
+
+/// The header carrying the Unix time (seconds) a generic webhook was signed at.
+pub const TIMESTAMP_HEADER: &str = "X-Lapse-Timestamp";
+/// The header carrying `v1=` and the hex HMAC-SHA256 of `v1:{timestamp}:{body}`.
+pub const SIGNATURE_HEADER: &str = "X-Lapse-Signature";
+/// The notification's stable id (the same on every retry), for de-duplication.
+pub const ID_HEADER: &str = "X-Lapse-Delivery";
+/// The notification's type (`request-created`, ...).
+pub const EVENT_HEADER: &str = "X-Lapse-Event";
+
+/// `v1=` and the hex HMAC-SHA256, keyed with the sink's secret, of the bytes
+/// `v1:{timestamp}:{body}` (the timestamp in decimal, the body exactly as sent).
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    // An HMAC takes a key of any length; `new_from_slice` cannot fail for it.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(format!("v1:{timestamp}:").as_bytes());
+    mac.update(body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Why a delivery did not happen, and at the earliest when to try again.
+#[derive(Debug, Clone)]
+pub struct Undelivered {
+    pub error: String,
+    /// The receiver asked to wait this long (a 429's `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl Undelivered {
+    pub fn new(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            retry_after: None,
+        }
+    }
+}
+
+pub type Delivery<'a> = Pin<Box<dyn Future<Output = Result<(), Undelivered>> + Send + 'a>>;
+
+/// Somewhere notifications go. The delivery task calls `deliver` for each due outbox row of
+/// this channel's name; a failure is retried with backoff, never dropped.
+pub trait Channel: Send + Sync {
+    /// Named in logs and in the outbox instead of any address.
+    fn name(&self) -> &str;
+    /// Whether this channel wants a row for `event` with `payload` (asked when rows are made).
+    fn takes(&self, _event: &str, _payload: &Value) -> bool {
+        true
+    }
+    /// Delivers one row; `store` is there for channels that keep state across rows (the Slack
+    /// message a later decision updates).
+    fn deliver<'a>(&'a self, store: &'a Store, item: &'a OutboxItem) -> Delivery<'a>;
+}
 
 /// `[notify]`: where notifications go and how delivery is retried.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +122,10 @@ pub struct WebhookSettings {
     pub credential: Option<String>,
     #[serde(default)]
     pub format: Format,
+    /// A file holding the secret generic (`json`) webhooks are signed with; required for them.
+    pub secret_file: Option<PathBuf>,
+    /// A systemd credential holding that secret.
+    pub secret_credential: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -79,11 +144,13 @@ pub enum NotifyError {
     Sink { name: String, problem: String },
 }
 
-/// A configured sink with its URL read.
+/// A configured webhook sink with its URL (and signing secret) read.
 pub struct Sink {
     pub name: String,
     url: SecretString,
     pub format: Format,
+    secret: Option<SecretString>,
+    http: reqwest::Client,
 }
 
 /// Reads every sink's URL. Errors name the sink and the file, never the URL.
@@ -118,26 +185,120 @@ pub fn load_sinks(s: &NotifySettings) -> Result<Vec<Sink>, NotifyError> {
                 path.display()
             )));
         }
+        let secret = match w.format {
+            Format::Json => Some(
+                crate::credential::load(
+                    w.secret_file.as_deref(),
+                    w.secret_credential.as_deref(),
+                    "secret_file",
+                    "secret_credential",
+                )
+                .map_err(|e| {
+                    bad(format!(
+                        "{e} (generic webhooks are signed; make one with `openssl rand -hex 32`)"
+                    ))
+                })?,
+            ),
+            Format::Slack if w.secret_file.is_some() || w.secret_credential.is_some() => {
+                return Err(bad(
+                    "Slack incoming webhooks are not signed: remove secret_file/secret_credential"
+                        .into(),
+                ));
+            }
+            Format::Slack => None,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| bad(format!("no HTTP client: {}", e.without_url())))?;
         sinks.push(Sink {
             name: w.name.clone(),
             url: SecretString::from(url),
             format: w.format,
+            secret,
+            http,
         });
     }
     Ok(sinks)
 }
 
-/// Turns events into outbox rows, one per sink.
+impl Channel for Sink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver<'a>(&'a self, _store: &'a Store, item: &'a OutboxItem) -> Delivery<'a> {
+        Box::pin(async move {
+            let body = serde_json::to_vec(&body(self.format, item))
+                .map_err(|e| Undelivered::new(format!("encoding the body: {e}")))?;
+            let mut req = self
+                .http
+                .post(self.url.expose_secret())
+                .header("Content-Type", "application/json");
+            if let Some(secret) = &self.secret {
+                let ts = Utc::now().timestamp();
+                req = req
+                    .header(TIMESTAMP_HEADER, ts.to_string())
+                    .header(
+                        SIGNATURE_HEADER,
+                        signature(secret.expose_secret().as_bytes(), ts, &body),
+                    )
+                    .header(ID_HEADER, item.id.to_string())
+                    .header(EVENT_HEADER, item.event.as_str());
+            }
+            match req.body(body).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(Undelivered {
+                    error: format!("answered {}", r.status()),
+                    retry_after: retry_after(r.headers()),
+                }),
+                // The error's text would include the URL, which holds the secret.
+                Err(e) => Err(Undelivered::new(e.without_url().to_string())),
+            }
+        })
+    }
+}
+
+/// A `Retry-After` in seconds, as Slack and most receivers send it.
+pub fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    h.get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Turns events into outbox rows, one per channel that takes them.
 #[derive(Clone)]
 pub struct Notifier {
-    sinks: Arc<Vec<Sink>>,
+    sinks: Arc<Vec<Arc<dyn Channel>>>,
 }
 
 impl Notifier {
+    /// The webhook sinks.
     pub fn new(sinks: Vec<Sink>) -> Self {
+        Self::with_channels(
+            sinks
+                .into_iter()
+                .map(|s| Arc::new(s) as Arc<dyn Channel>)
+                .collect(),
+        )
+    }
+
+    /// Any channels (webhook sinks, the Slack Web API, ...); names must be distinct.
+    pub fn with_channels(channels: Vec<Arc<dyn Channel>>) -> Self {
         Self {
-            sinks: Arc::new(sinks),
+            sinks: Arc::new(channels),
         }
+    }
+
+    /// This notifier with `channel` added.
+    pub fn and(self, channel: Arc<dyn Channel>) -> Self {
+        let mut all: Vec<Arc<dyn Channel>> = self.sinks.iter().cloned().collect();
+        all.push(channel);
+        Self::with_channels(all)
     }
 
     /// The rows announcing `event` to `to` (identities), with a one-line `text` for people.
@@ -156,8 +317,9 @@ impl Notifier {
         }
         self.sinks
             .iter()
+            .filter(|s| s.takes(event, &detail))
             .map(|s| NewOutbox {
-                sink: s.name.clone(),
+                sink: s.name().to_owned(),
                 event: event.to_owned(),
                 payload: detail.clone(),
             })
@@ -172,6 +334,7 @@ fn body(format: Format, item: &OutboxItem) -> Value {
             if let Some(o) = v.as_object_mut() {
                 // Lets a receiver drop a repeat should a delivery's answer be lost.
                 o.insert("id".into(), json!(item.id));
+                o.insert("type".into(), json!(item.event));
             }
             v
         }
@@ -189,25 +352,15 @@ fn body(format: Format, item: &OutboxItem) -> Value {
 }
 
 /// Delivers due outbox rows until `stop` turns true. Runs beside the engine, so a slow or
-/// failing webhook never holds up a grant or a revocation.
+/// failing channel never holds up a grant or a revocation.
 pub async fn deliver(
     store: Store,
     notifier: Notifier,
     settings: NotifySettings,
     mut stop: watch::Receiver<bool>,
 ) {
-    let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
-        Ok(h) => h,
-        Err(e) => {
-            warn!(error = %e.without_url(), "notifications disabled: no HTTP client");
-            return;
-        }
-    };
     loop {
-        if let Err(e) = deliver_due(&store, &notifier, &settings, &http).await {
+        if let Err(e) = deliver_due(&store, &notifier, &settings).await {
             warn!(error = %e, "delivering notifications");
         }
         tokio::select! {
@@ -221,10 +374,9 @@ async fn deliver_due(
     store: &Store,
     notifier: &Notifier,
     s: &NotifySettings,
-    http: &reqwest::Client,
 ) -> Result<(), lapse_store::StoreError> {
     for item in store.outbox_due(Utc::now(), 50).await? {
-        let Some(sink) = notifier.sinks.iter().find(|x| x.name == item.sink) else {
+        let Some(sink) = notifier.sinks.iter().find(|x| x.name() == item.sink) else {
             // The sink was removed from the settings: keep the row, try again much later.
             let next = Utc::now() + chrono::Duration::hours(1);
             store
@@ -235,32 +387,22 @@ async fn deliver_due(
                 .await?;
             continue;
         };
-        let sent = http
-            .post(sink.url.expose_secret())
-            .json(&body(sink.format, &item))
-            .send()
-            .await;
-        let outcome = match sent {
-            Ok(r) if r.status().is_success() => Ok(Utc::now()),
-            Ok(r) => Err(format!("answered {}", r.status())),
-            // The error's text would include the URL, which holds the secret.
-            Err(e) => Err(e.without_url().to_string()),
-        };
-        match outcome {
-            Ok(at) => {
-                debug!(sink = %sink.name, event = %item.event, id = item.id, "notification delivered");
-                store.outbox_attempted(item.id, Ok(at)).await?;
+        match sink.deliver(store, &item).await {
+            Ok(()) => {
+                debug!(sink = %sink.name(), event = %item.event, id = item.id, "notification delivered");
+                store.outbox_attempted(item.id, Ok(Utc::now())).await?;
             }
-            Err(error) => {
+            Err(Undelivered { error, retry_after }) => {
                 let delay = lapse_core::backoff::backoff(
                     item.attempts,
                     s.retry_base,
                     s.retry_cap,
                     rand::random::<f64>(),
-                );
+                )
+                .max(retry_after.unwrap_or_default());
                 let next = Utc::now()
                     + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::minutes(5));
-                warn!(sink = %sink.name, event = %item.event, id = item.id, attempts = item.attempts + 1, %error, "notification not delivered; will retry");
+                warn!(sink = %sink.name(), event = %item.event, id = item.id, attempts = item.attempts + 1, %error, "notification not delivered; will retry");
                 store.outbox_attempted(item.id, Err((next, error))).await?;
             }
         }

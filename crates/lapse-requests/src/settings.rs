@@ -47,3 +47,32 @@ fn default_lead() -> Duration {
 fn default_pending() -> Duration {
     Duration::from_secs(3600)
 }
+
+/// `[slack]`: the Slack app lapse posts requests with and takes clicks from. The bot token and
+/// the signing secret come from credential files, never from the TOML.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSettings {
+    /// Slack's Web API; `https://slack.com/api`.
+    #[serde(default = "default_slack_api")]
+    pub api_base_url: String,
+    /// A file holding the bot token (`xoxb-…`).
+    pub bot_token_file: Option<PathBuf>,
+    /// A systemd credential holding the bot token.
+    pub bot_token_credential: Option<String>,
+    /// A file holding the app's signing secret.
+    pub signing_secret_file: Option<PathBuf>,
+    /// A systemd credential holding the signing secret.
+    pub signing_secret_credential: Option<String>,
+    /// Each call to Slack gives up after this long (a notification is then retried).
+    #[serde(default = "default_slack_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_slack_api() -> String {
+    "https://slack.com/api".into()
+}
+
+fn default_slack_timeout() -> Duration {
+    Duration::from_secs(5)
+}

@@ -191,12 +191,16 @@ async fn fixture() -> Fixture {
 fn notifier(dir: &Path) -> Notifier {
     let url = dir.join("hook.url");
     std::fs::write(&url, "http://127.0.0.1:9/hook").expect("the hook file");
+    let secret = dir.join("hook.secret");
+    std::fs::write(&secret, "whsec-test").expect("the secret file");
     let settings = NotifySettings {
         webhook: vec![WebhookSettings {
             name: "hook".into(),
             url_file: Some(url),
             credential: None,
             format: Default::default(),
+            secret_file: Some(secret),
+            secret_credential: None,
         }],
         ..NotifySettings::default()
     };

@@ -33,6 +33,12 @@ pub struct Settings {
     /// Keyed checkpoints of the history's head, written out of band.
     #[serde(default)]
     pub audit: AuditSettings,
+    /// The Slack app: requests posted with Approve/Deny buttons, clicks and `/lapse`.
+    #[serde(default)]
+    pub slack: Option<lapse_requests::SlackSettings>,
+    /// PagerDuty, for lists with `auto_approve_on_call`.
+    #[serde(default)]
+    pub pagerduty: Option<lapse_requests::oncall::PagerDutySettings>,
     /// Sign-in through an OpenID Connect issuer, beside API tokens.
     #[serde(default)]
     pub auth: AuthSettings,

@@ -67,6 +67,10 @@ pub enum StartError {
     Signal(std::io::Error),
     #[error("setting up notifications: {0}")]
     Notify(#[from] lapse_requests::notify::NotifyError),
+    #[error("setting up Slack ([slack]): {0}")]
+    Slack(String),
+    #[error("setting up PagerDuty ([pagerduty]): {0}")]
+    PagerDuty(String),
 }
 
 /// A daemon that has passed every start-up check and holds its listener.
@@ -81,6 +85,8 @@ pub struct Application<P> {
     checkpoints: Option<Checkpointer>,
     /// The web console's routes, when `[auth.oidc]` has a redirect URL and client secret.
     web: Option<axum::Router>,
+    /// The Slack app's routes, when `[slack]` is configured.
+    slack: Option<axum::Router>,
     /// Registered at start-up: SIGHUP's default action would end the process.
     #[cfg(unix)]
     hangup: tokio::signal::unix::Signal,
@@ -188,14 +194,32 @@ pub async fn build_with<P: AccessProvider + 'static>(
         warn!(%addr, "serving the API on a non-loopback address without TLS (server.allow_insecure_remote); bearer tokens cross the network in clear text");
     }
     let submitter = Arc::new(Submitter::new(provider, limits(settings)));
-    let notifier = Notifier::new(lapse_requests::notify::load_sinks(&settings.notify)?);
-    let flow = RequestService::start(
+    let mut notifier = Notifier::new(lapse_requests::notify::load_sinks(&settings.notify)?);
+    let slack = match &settings.slack {
+        Some(s) => Some(lapse_slack::SlackConfig::load(s).map_err(StartError::Slack)?),
+        None => None,
+    };
+    if let Some(s) = &slack {
+        notifier = notifier.and(Arc::new(lapse_slack::SlackChannel::new(s.api.clone())));
+    }
+    let (on_call, on_call_timeout) = match &settings.pagerduty {
+        Some(p) => {
+            let pd = lapse_requests::oncall::PagerDuty::from_settings(p)
+                .map_err(StartError::PagerDuty)?;
+            let on_call: Arc<dyn lapse_requests::oncall::OnCall> = Arc::new(pd);
+            (Some(on_call), p.timeout)
+        }
+        None => (None, Duration::from_secs(3)),
+    };
+    let flow = RequestService::start_with(
         store.clone(),
         handle.clone(),
         submitter.clone(),
         settings.access.clone(),
         settings.notify.clone(),
         notifier,
+        on_call,
+        on_call_timeout,
     )
     .await;
     let oidc = match &settings.auth.oidc {
@@ -228,6 +252,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         },
         _ => None,
     };
+    let slack = slack.map(|s| lapse_slack::router(lapse_slack::SlackApp::new(flow.clone(), &s)));
     let state = Arc::new(ApiState {
         inserter: lapse_store::GrantInserter::spawn(store.clone()),
         submitter,
@@ -266,6 +291,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         tls,
         checkpoints,
         web,
+        slack,
         #[cfg(unix)]
         hangup,
     })
@@ -297,10 +323,13 @@ impl<P: AccessProvider + 'static> Application<P> {
             let _ = rx.wait_for(|s| *s).await;
         };
         let engine_task = tokio::spawn(self.engine.run_until_stopped(stopped(stop_rx.clone())));
-        let router = api::router(self.state.clone())
+        let mut router = api::router(self.state.clone())
             .merge(crate::requests::router(self.state.clone()))
-            .merge(crate::openapi::router())
-            .layer(axum::middleware::map_response(api::json_errors));
+            .merge(crate::openapi::router());
+        if let Some(slack) = self.slack {
+            router = router.merge(slack);
+        }
+        let router = router.layer(axum::middleware::map_response(api::json_errors));
         // The console answers in HTML, errors included, so it joins after the JSON mapping.
         let router = match self.web {
             Some(web) => router.merge(web),

@@ -131,6 +131,8 @@ impl Jit {
         let url_file = dir.join("hook.url");
         std::fs::write(&url_file, format!("http://{addr}/hook?secret=s3cr3t\n"))
             .expect("test fixture");
+        let secret_file = dir.join("hook.secret");
+        std::fs::write(&secret_file, "whsec-test\n").expect("test fixture");
         let slack_file = dir.join("slack.url");
         std::fs::write(&slack_file, format!("http://{addr}/slack?secret=sl4ck\n"))
             .expect("test fixture");
@@ -146,6 +148,7 @@ retry_cap = "1s"
 name = "test-hook"
 url_file = "{}"
 format = "json"
+secret_file = "{}"
 [[notify.webhook]]
 name = "test-slack"
 url_file = "{}"
@@ -153,6 +156,7 @@ format = "slack"
 "#,
             lists_dir.display(),
             url_file.display(),
+            secret_file.display(),
             slack_file.display()
         );
         let env = Env::new(&extra).await;
