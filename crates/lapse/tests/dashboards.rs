@@ -20,13 +20,27 @@ fn exported() -> BTreeSet<String> {
                 walk(&path, names);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).expect("reading a source file");
-                for piece in text.split("\"lapse_").skip(1) {
-                    let name: String = piece
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    if !name.is_empty() && piece[name.len()..].starts_with('"') {
-                        names.insert(format!("lapse_{name}"));
+                // Only the names given to the metrics macros: other strings that start with
+                // `lapse_` (token prefixes, cookie names) are not metrics.
+                for mac in [
+                    "counter!(",
+                    "gauge!(",
+                    "histogram!(",
+                    "describe_counter!(",
+                    "describe_gauge!(",
+                    "describe_histogram!(",
+                ] {
+                    for piece in text.split(mac).skip(1) {
+                        let Some(piece) = piece.trim_start().strip_prefix("\"lapse_") else {
+                            continue;
+                        };
+                        let name: String = piece
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        if !name.is_empty() && piece[name.len()..].starts_with('"') {
+                            names.insert(format!("lapse_{name}"));
+                        }
                     }
                 }
             }
