@@ -7,6 +7,7 @@
 //! discovery document once at start, the key set cached and fetched again when a token names a
 //! key it does not hold (at most once per [`MIN_REFRESH`]).
 
+pub mod native;
 mod settings;
 
 use std::time::{Duration, Instant};

@@ -15,6 +15,7 @@ use lapse_output::{self as output, OutputFormat};
 
 mod client;
 mod jit;
+pub mod login;
 
 pub use client::DEFAULT_URL;
 use client::{ApiClient, Failure, emit};
@@ -102,6 +103,11 @@ pub enum Command {
     Lists,
     /// Show the token in use: its name, role and identity.
     Whoami,
+    /// Sign in at the OpenID issuer in a browser; later commands use that sign-in when no
+    /// --token is given.
+    Login(login::LoginArgs),
+    /// Forget the sign-in `lapse login` kept.
+    Logout,
     /// Print a shell completion script, e.g. `lapse completions bash > /etc/bash_completion.d/lapse`.
     Completions(crate::generate::CompletionsArgs),
     /// Print the man page (roff), e.g. `lapse man | man -l -`.
@@ -388,7 +394,9 @@ pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result
         anyhow::bail!("`lapse {name}` runs on the daemon host and does not go through the API");
     }
 
-    let api = match ApiClient::new(&global.url, global.token.clone()) {
+    // An explicit token wins; otherwise the sign-in `lapse login` kept, if still valid.
+    let token = global.token.clone().or_else(login::stored_token);
+    let api = match ApiClient::new(&global.url, token) {
         Ok(api) => api,
         Err(failure) => return Ok(report(failure, global)),
     };
@@ -415,6 +423,8 @@ pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result
         | Command::Config(_)
         | Command::Doctor(_)
         | Command::Completions(_)
+        | Command::Login(_)
+        | Command::Logout
         | Command::Man => {
             anyhow::bail!("not a client command")
         }

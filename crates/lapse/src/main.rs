@@ -46,6 +46,8 @@ fn main() -> ExitCode {
             Command::Audit(cli::AuditCmd::Verify(args)) if args.checkpoints.is_some() => {
                 local::audit_verify(&args).await
             }
+            Command::Login(args) => cli::login::login(args).await,
+            Command::Logout => cli::login::logout(),
             Command::Completions(args) => generate::completions(args.shell),
             Command::Man => generate::man(),
             other => cli::run_client(other, &cli.global).await,

@@ -202,3 +202,97 @@ async fn tokens_for_another_audience_expired_or_signed_by_another_key_are_refuse
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lapse_login_keeps_a_token_the_api_accepts_and_logout_forgets_it() {
+    use std::io::BufRead as _;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let provider = op::Provider::start_with(
+        600,
+        vec![json!({
+            "client_id": "lapse-cli", "application_type": "native",
+            "token_endpoint_auth_method": "none",
+            "redirect_uris": ["http://127.0.0.1/callback"],
+        })],
+    );
+    let (mut env, _lists) = daemon(&provider.issuer, "60s").await;
+    // The CLI's own client id is an accepted audience.
+    env.terminate();
+    let config = std::fs::read_to_string(&env.config).expect("config");
+    std::fs::write(
+        &env.config,
+        config.replace(
+            "[auth.oidc]\n",
+            "[auth.oidc]\naudiences = [\"lapse-cli\"]\n",
+        ),
+    )
+    .expect("config");
+    env.start().await;
+
+    let home = tempfile::tempdir().expect("home");
+    let file = home.path().join("cfg/lapse/login.json");
+    let mut login = std::process::Command::new(BIN)
+        .args([
+            "login",
+            "--issuer",
+            &provider.issuer,
+            "--client-id",
+            "lapse-cli",
+        ])
+        .args(["--scopes", "openid,email,groups", "--no-browser"])
+        .env("LAPSE_LOGIN_FILE", &file)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lapse login starts");
+    let mut lines = std::io::BufReader::new(login.stderr.take().expect("stderr")).lines();
+    let url = lines
+        .by_ref()
+        .map(|l| l.expect("a line"))
+        .find(|l| l.starts_with("http"))
+        .expect("lapse login prints the sign-in URL");
+    let redirect = reqwest::Url::parse(&url)
+        .expect("a URL")
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .expect("the loopback redirect")
+        .1
+        .into_owned();
+    assert!(redirect.starts_with("http://127.0.0.1:"), "{redirect}");
+    let browser = op::Provider::browser();
+    let back = provider.follow(&browser, &url, &redirect, "alice").await;
+    assert!(back.contains("/callback?"), "{back}");
+    let page = browser.get(&back).send().await.expect("the CLI answers");
+    assert!(page.text().await.expect("page").contains("Signed in"));
+    let status = login.wait().expect("lapse login ends");
+    assert!(status.success(), "lapse login failed");
+    let mode = std::fs::metadata(&file).expect("kept").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the token file is the user's only");
+
+    let whoami = |file: &std::path::Path| {
+        std::process::Command::new(BIN)
+            .args(["whoami", "-o", "json", "--url", &env.url()])
+            .env("LAPSE_LOGIN_FILE", file)
+            .env_remove("LAPSE_TOKEN")
+            .output()
+            .expect("whoami runs")
+    };
+    let out = whoami(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let me: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(me["identity"], "alice@example.com");
+    assert_eq!(me["role"], "requester");
+
+    let out = std::process::Command::new(BIN)
+        .arg("logout")
+        .env("LAPSE_LOGIN_FILE", &file)
+        .output()
+        .expect("logout runs");
+    assert!(out.status.success());
+    assert!(!file.exists(), "logout removes the token");
+    assert!(!whoami(&file).status.success(), "no token after logout");
+}

@@ -137,8 +137,45 @@ impl Provider {
             .append_pair("code_challenge_method", "S256")
             .append_pair("state", "st")
             .append_pair("nonce", "nn");
-        let mut next = url.to_string();
-        let code = 'flow: loop {
+        let callback = self
+            .follow(&http, url.as_str(), client.redirect_uri, login)
+            .await;
+        let u = reqwest::Url::parse(&callback).expect("callback url");
+        let code = u
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap_or_else(|| panic!("no code in {callback}"))
+            .1
+            .into_owned();
+        let resp = http
+            .post(format!("{}/token", self.issuer))
+            .basic_auth(client.id, Some(client.secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", client.redirect_uri),
+                ("code_verifier", &verifier),
+            ])
+            .send()
+            .await
+            .expect("token endpoint answers");
+        let status = resp.status();
+        let body: Value = resp.json().await.expect("token JSON");
+        assert!(status.is_success(), "token endpoint: {status} {body}");
+        body
+    }
+
+    /// Follows the provider's pages from `start` as `login` (the login form, then consent) and
+    /// returns the URL the provider finally redirects to under `redirect_prefix`.
+    pub async fn follow(
+        &self,
+        http: &reqwest::Client,
+        start: &str,
+        redirect_prefix: &str,
+        login: &str,
+    ) -> String {
+        let mut next = start.to_owned();
+        loop {
             let resp = http.get(&next).send().await.expect("provider answers");
             let location = resp
                 .headers()
@@ -146,15 +183,8 @@ impl Provider {
                 .map(|l| l.to_str().expect("ascii").to_owned());
             if let Some(loc) = location {
                 let loc = self.absolute(&loc);
-                if loc.starts_with(client.redirect_uri) {
-                    let u = reqwest::Url::parse(&loc).expect("callback url");
-                    let code = u
-                        .query_pairs()
-                        .find(|(k, _)| k == "code")
-                        .unwrap_or_else(|| panic!("no code in {loc}"))
-                        .1
-                        .into_owned();
-                    break 'flow code;
+                if loc.starts_with(redirect_prefix) {
+                    return loc;
                 }
                 next = loc;
                 continue;
@@ -186,23 +216,16 @@ impl Provider {
                 .expect("ascii")
                 .to_owned();
             next = self.absolute(&loc);
-        };
-        let resp = http
-            .post(format!("{}/token", self.issuer))
-            .basic_auth(client.id, Some(client.secret))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", client.redirect_uri),
-                ("code_verifier", &verifier),
-            ])
-            .send()
-            .await
-            .expect("token endpoint answers");
-        let status = resp.status();
-        let body: Value = resp.json().await.expect("token JSON");
-        assert!(status.is_success(), "token endpoint: {status} {body}");
-        body
+        }
+    }
+
+    /// A client for [`Self::follow`]: keeps the provider's cookies, follows no redirect itself.
+    pub fn browser() -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
     }
 
     fn absolute(&self, loc: &str) -> String {
