@@ -25,7 +25,7 @@ const LIST: &str = r#"
 name = "oncall"
 description = "Join the on-call group while you are paged"
 owners = ["olivia@example.com"]
-members = ["alice@example.com"]
+members = ["alice@example.com", "olivia@example.com"]
 kind = "group-membership"
 group = "oncall"
 default_duration = "30m"
@@ -356,6 +356,80 @@ auditor = ["audit"]
         .await
         .expect("approved");
     shot(&olivia, "request-approved").await;
+
+    // The owner's own request: no approve button anywhere, and a forged approval with her own
+    // session and CSRF token is refused by the server as a self-approval.
+    olivia
+        .goto(&format!("{console}/ui/request"))
+        .await
+        .expect("request page");
+    let form = olivia
+        .find(Locator::Css("#list-oncall form"))
+        .await
+        .expect("the list's form");
+    form.find(Locator::Css("input[name=reason]"))
+        .await
+        .expect("reason")
+        .send_keys("INC-4212 second pair of hands")
+        .await
+        .expect("typed");
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("click");
+    olivia
+        .wait()
+        .for_element(Locator::Css("#request[data-state=pending]"))
+        .await
+        .expect("her request, pending");
+    let own = olivia.current_url().await.expect("url");
+    let own_id = own
+        .path_segments()
+        .and_then(|mut s| s.nth(2))
+        .expect("request id")
+        .to_owned();
+    assert!(
+        olivia
+            .find_all(Locator::Css("button.approve"))
+            .await
+            .expect("find")
+            .is_empty(),
+        "the owner is offered the approve button on her own request"
+    );
+    olivia
+        .goto(&format!("{console}/ui/approvals"))
+        .await
+        .expect("approvals");
+    assert!(
+        olivia
+            .find_all(Locator::Css(&format!("tr[data-id='{own_id}']")))
+            .await
+            .expect("find")
+            .is_empty(),
+        "her own request is not in her approvals"
+    );
+    let (owner_cookie, owner_csrf) = stolen(&olivia).await;
+    let forged = http
+        .post(format!("{console}/ui/requests/{own_id}/approve"))
+        .header("cookie", &owner_cookie)
+        .form(&[("csrf", owner_csrf.as_str()), ("reason", "mine")])
+        .send()
+        .await
+        .expect("posted");
+    assert_eq!(forged.status(), 403);
+    assert!(
+        forged
+            .text()
+            .await
+            .expect("page")
+            .contains("nobody approves their own request")
+    );
+    assert_eq!(
+        env.get(&format!("/v1/requests/{own_id}")).await["state"],
+        "pending"
+    );
 
     // The member sees the access, and the stand-in has it.
     let gid = env.get(&format!("/v1/requests/{rid}")).await["grant_id"]
