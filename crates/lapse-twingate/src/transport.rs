@@ -247,12 +247,15 @@ impl Transport {
         let mut transient_failures = 0u32;
         let mut rate_limit_waited = Duration::ZERO;
         loop {
-            budget.acquire(priority).await;
+            let permit = budget.acquire(priority).await;
             if let Some(e) = too_late() {
+                permit.forgo();
                 tracing::info!(operation = O::NAME, "not sent: its grant has ended");
                 return Err(e);
             }
-            match self.attempt::<O>(api, &body, kind).await {
+            let attempt = self.attempt::<O>(api, &body, kind).await;
+            drop(permit);
+            match attempt {
                 Ok(data) => return Ok(data),
                 Err(AttemptError::RateLimited(wait)) => {
                     if rate_limit_waited + wait > self.rate_limit_patience {
