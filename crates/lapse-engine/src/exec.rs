@@ -114,6 +114,11 @@ pub struct Engine<P> {
     /// The ownership records this pass's intents replaced (`None`: there was none), restored
     /// when an apply is not sent after all.
     prior_claims: HashMap<Edge, Option<OwnedEdge>>,
+    /// Grants, edges and objects held at the last pruning of observations, and whether a
+    /// listing brought in groups since: observations of what lapse no longer manages are
+    /// dropped when either says so (`observe::retain_managed`).
+    managed_size: usize,
+    listed: bool,
     passes: u64,
 }
 
@@ -192,6 +197,8 @@ impl<P: AccessProvider + 'static> Engine<P> {
             reported: HashSet::new(),
             alarmed: HashSet::new(),
             prior_claims: HashMap::new(),
+            managed_size: 0,
+            listed: false,
             passes: 0,
         })
     }
@@ -507,6 +514,17 @@ impl<P: AccessProvider + 'static> Engine<P> {
             self.commit(std::mem::take(&mut batch)).await?;
             crate::crash::point("outcome-committed");
         }
+        let size = self.grants.items.len() + self.edges.items.len() + self.objects.items.len();
+        if size < self.managed_size || self.listed {
+            observe::retain_managed(
+                &mut self.observed,
+                &self.grants.items,
+                &self.edges.items,
+                &self.objects.items,
+            );
+            self.listed = false;
+        }
+        self.managed_size = size;
         self.update_health(now);
         Ok(report)
     }
@@ -800,6 +818,10 @@ impl<P: AccessProvider + 'static> Engine<P> {
     /// A reading: kept as the latest observation of its container.
     fn succeeded_read(&mut self, container: Container, effect: Effect, now: DateTime<Utc>) {
         self.read_backoff.remove(&container);
+        self.listed |= matches!(
+            container,
+            Container::LapseGroups | Container::GroupsNamed(_)
+        );
         if let Effect::Read(reading) = effect {
             let objects: Vec<&OwnedObject> = self.objects.items.iter().collect();
             observe::record(&mut self.observed, &container, reading, &objects, now);

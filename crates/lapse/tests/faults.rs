@@ -337,3 +337,42 @@ async fn no_add_is_sent_after_the_end_when_a_storm_holds_it_back() {
     assert_eq!(env.groups_named(&name), 0);
     assert!(!env.group_has("oncall", "dave@example.com"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_sweep_reads_nothing_that_has_ended() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let user = ["alice", "bob", "dave", "frank"][n % 4];
+        let (status, g) = env
+            .grant(ephemeral(&format!("{user}@example.com"), "3s"))
+            .await;
+        assert_eq!(status, 201, "{g}");
+        ids.push(id_of(&g));
+    }
+    let (_, m) = env
+        .grant(membership("oncall", &["dave@example.com"], "3s"))
+        .await;
+    ids.push(id_of(&m));
+    for id in &ids {
+        env.wait_state(id, "expired", WITHIN).await;
+    }
+    assert_eq!(env.lapse_groups(), 0);
+    // Let the passes that follow the last revocation settle, then watch three sweep intervals
+    // (2 s in these tests) with nothing live.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.sim.clear_journal();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let reads: Vec<_> = env
+        .sim
+        .journal()
+        .iter()
+        .filter(|j| !j.is_mutation)
+        .map(|j| (j.operation_name.clone(), j.variables.to_string()))
+        .collect();
+    assert!(
+        reads.is_empty(),
+        "an idle sweep after every grant ended read: {reads:?}"
+    );
+}
