@@ -433,7 +433,7 @@ pub fn add_deadline<'g>(
                 grants
                     .iter()
                     .chain(std::iter::once(&c.added_by))
-                    .filter_map(|id| grant(id))
+                    .filter_map(&grant)
                     .filter(|g| g.id == c.added_by || needs_edge(g, &c.edge))
                     .map(Grant::ends_at)
                     .max()
