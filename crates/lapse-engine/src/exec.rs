@@ -718,7 +718,6 @@ impl<P: AccessProvider + 'static> Engine<P> {
     /// happened remotely, so its intents are undone, and its grants wait for their end, where
     /// the planner moves them to revocation.
     fn not_sent(&mut self, action: &Action, now: DateTime<Utc>, batch: &mut Batch) {
-        metrics::counter!("lapse_applies_not_sent_total").increment(1);
         info!(
             action = action_name(action),
             "apply not sent: its grant ends before it would arrive"
