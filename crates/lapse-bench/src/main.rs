@@ -20,6 +20,11 @@ pub enum Scenario {
     Economy,
     /// A backlog of due revocations and new grants under a write budget.
     Budget,
+    /// Revocations on separate groups falling due together at 20 writes a minute (sliding
+    /// minute), the budget idle before.
+    Burst,
+    /// Reads of the idle sweep after ephemeral grants have all ended.
+    Sweep,
     /// Grants a second through the HTTP API from concurrent clients.
     Submissions,
     /// Peak RSS of the daemon with N active grants.

@@ -186,6 +186,8 @@ pub struct LapseOpts {
     pub writes_per_minute: u32,
     pub ephemeral_backstop: bool,
     pub log_filter: String,
+    /// `engine.sweep_interval` when set (the daemon's default otherwise).
+    pub sweep_interval: Option<String>,
 }
 
 impl Default for LapseOpts {
@@ -197,6 +199,7 @@ impl Default for LapseOpts {
             writes_per_minute: 1_000_000,
             ephemeral_backstop: true,
             log_filter: "info".into(),
+            sweep_interval: None,
         }
     }
 }
@@ -284,9 +287,15 @@ writes_per_minute = {writes}
 [grants]
 ephemeral_backstop = {backstop}
 
+{engine}
 [log]
 filter = "{filter}"
 "#,
+            engine = opts
+                .sweep_interval
+                .as_ref()
+                .map(|i| format!("[engine]\nsweep_interval = \"{i}\"\n"))
+                .unwrap_or_default(),
             db = self.dir.join("lapse.db").display(),
             key = self.dir.join("twingate.key").display(),
             reads = opts.reads_per_minute,

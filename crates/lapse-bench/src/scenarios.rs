@@ -29,6 +29,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 Scenario::Lateness,
                 Scenario::Economy,
                 Scenario::Budget,
+                Scenario::Burst,
+                Scenario::Sweep,
                 Scenario::Submissions,
                 Scenario::Recovery,
             ]
@@ -49,6 +51,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Scenario::Lateness => lateness(&ctx).await,
             Scenario::Economy => economy(&ctx).await,
             Scenario::Budget => budget(&ctx).await,
+            Scenario::Burst => burst(&ctx).await,
+            Scenario::Sweep => sweep(&ctx).await,
             Scenario::Submissions => submissions(&ctx).await,
             Scenario::Memory => scale(&ctx, false).await,
             Scenario::Recovery => scale(&ctx, true).await,
@@ -1329,5 +1333,165 @@ async fn scale(ctx: &Ctx<'_>, restart: bool) -> anyhow::Result<Report> {
         report.note("readiness is answered only once the engine has finished a pass, so ready = first full pass done");
     }
     lapse.terminate().await?;
+    Ok(report)
+}
+
+/// Revocations of `n` memberships on `n` groups falling due at one instant, with Twingate's 20
+/// writes a minute enforced by the sim as a sliding minute and the budget idle for over a minute
+/// before: all should go at once, not one per 3 s.
+async fn burst(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
+    let a = ctx.args;
+    let n = ctx.pick(a.revocations, 10, 3);
+    let w = ctx.pick(a.writes_per_minute, 20, 20);
+    // The applies (n writes) are over a minute old when the grants end, so the budget is idle.
+    let idle_secs: i64 = if ctx.quick { 5 } else { 70 };
+    let mut report = Report::new(
+        "burst",
+        json!({ "revocations": n, "groups": n, "writes_per_minute": w, "sim_window": "sliding-minute", "idle_before_secs": idle_secs, "latency_ms": a.latency_ms }),
+    );
+    let mut seed = SeedBuilder::new(n.max(2), 4);
+    for i in 0..n {
+        seed.group(&format!("burst-{i}"), &[], &[]);
+    }
+    let flags = vec![
+        "--rate-limit-writes".to_string(),
+        w.to_string(),
+        "--rate-limit-reads".into(),
+        "60".into(),
+        "--rate-limit-window".into(),
+        "sliding-minute".into(),
+        "--latency-ms".into(),
+        a.latency_ms.to_string(),
+    ];
+    let sim = ctx.sim(&seed, &flags).await?;
+    let opts = LapseOpts {
+        reads_per_minute: 60,
+        writes_per_minute: w,
+        ephemeral_backstop: false,
+        ..LapseOpts::default()
+    };
+    let lapse = ctx.lapse(&sim, &opts).await?;
+    let due_at = (Utc::now() + chrono::Duration::seconds(idle_secs + 10)).trunc_subsecs(3);
+    let subs = submit_all(
+        &lapse,
+        (0..n)
+            .map(|i| membership(&format!("burst-{i}"), i, due_at))
+            .collect(),
+        4,
+    )
+    .await;
+    if let Some(e) = first_error(&subs) {
+        bail!("submission failed: {e}");
+    }
+    if !lapse.wait_settled(Duration::from_secs(30)).await {
+        report.note("not every grant was applied within 30 s");
+    }
+    let offset = sim.clock_offset().await?;
+    let wait = (due_at - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(5);
+    tokio::time::sleep(wait).await;
+    let mut tail = JournalTail::default();
+    poll(Duration::from_secs(120), Duration::from_secs(1), || async {
+        let entries = sim.journal().await.ok()?;
+        let done = entries
+            .iter()
+            .filter(|e| e.mutation_applied && !var_list(e, "removedUserIds").is_empty())
+            .count();
+        (done >= n).then_some(())
+    })
+    .await;
+    tail.poll(&sim).await?;
+    let removals: Vec<f64> = tail
+        .entries
+        .iter()
+        .filter(|e| e.mutation_applied && !var_list(e, "removedUserIds").is_empty())
+        .map(|e| secs(applied_at(e, a.latency_ms, offset) - due_at))
+        .collect();
+    let mut sorted = removals.clone();
+    sorted.sort_by(f64::total_cmp);
+    report.fig("removals done", Some(removals.len() as f64), "of n");
+    report.fig("lateness, first removal", sorted.first().copied(), "s");
+    report.fig("lateness p50", percentile(&sorted, 50.0), "s");
+    report.at_most("lateness, last removal", max(&sorted), "s", 1.0);
+    report.at_most(
+        "429s received",
+        Some(tail.entries.iter().filter(|e| rate_limited(e)).count() as f64),
+        "",
+        0.0,
+    );
+    report.fig(
+        "writes in all (applies and removals)",
+        Some(tail.entries.iter().filter(|e| e.is_mutation).count() as f64),
+        "writes",
+    );
+    Ok(report)
+}
+
+/// `m` ephemeral grants applied and ended; then, with nothing live, three sweep intervals are
+/// watched: the sweep should read nothing that has ended.
+async fn sweep(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
+    let a = ctx.args;
+    let m = ctx.pick(a.grants, 1000, 20);
+    let interval: u64 = if ctx.quick { 3 } else { 10 };
+    let mut report = Report::new(
+        "sweep",
+        json!({ "ephemeral_grants": m, "sweep_interval_secs": interval, "watched_secs": interval * 3, "latency_ms": a.latency_ms, "backstop": true }),
+    );
+    let seed = SeedBuilder::new(m.clamp(2, 200), RESOURCES);
+    let sim = ctx.sim(&seed, &no_limit_flags(a.latency_ms)).await?;
+    let opts = LapseOpts {
+        sweep_interval: Some(format!("{interval}s")),
+        ..LapseOpts::default()
+    };
+    let lapse = ctx.lapse(&sim, &opts).await?;
+    let lead = 20 + (m as i64) / 100;
+    let due_at = (Utc::now() + chrono::Duration::seconds(lead)).trunc_subsecs(3);
+    let subs = submit_all(
+        &lapse,
+        (0..m)
+            .map(|i| ephemeral(i % m.clamp(2, 200), i % RESOURCES, due_at))
+            .collect(),
+        16,
+    )
+    .await;
+    if let Some(e) = first_error(&subs) {
+        bail!("submission failed: {e}");
+    }
+    let limit = u32::try_from(m + 10).unwrap_or(u32::MAX);
+    let ended = poll(
+        Duration::from_secs(lead as u64 + 120),
+        Duration::from_secs(1),
+        || async {
+            let n = lapse.count_in("expired", limit).await.ok()?;
+            (n >= m).then_some(())
+        },
+    )
+    .await;
+    if ended.is_none() {
+        report.note("not every grant had expired before the watch began");
+    }
+    let groups_left = sim
+        .state()
+        .await?
+        .groups
+        .iter()
+        .filter(|g| g.name.starts_with("lapse-"))
+        .count();
+    report.at_most("lapse groups left", Some(groups_left as f64), "", 0.0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sim.clear_journal().await?;
+    tokio::time::sleep(Duration::from_secs(interval * 3)).await;
+    let journal = sim.journal().await?;
+    let reads = journal.iter().filter(|e| !e.is_mutation).count();
+    report.at_most(
+        "reads during three idle sweep intervals",
+        Some(reads as f64),
+        "reads",
+        0.0,
+    );
+    report.fig(
+        "writes during them",
+        Some(journal.iter().filter(|e| e.is_mutation).count() as f64),
+        "writes",
+    );
     Ok(report)
 }

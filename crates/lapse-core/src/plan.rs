@@ -417,6 +417,75 @@ impl<'a> Planner<'a> {
 }
 
 /// Decide what to do at `now`.
+/// The instant from which an action's additions must not be sent (I1 at send time): for each
+/// edge or object it adds, the latest end among the grants that need it, and the earliest of
+/// those over the action. `None` when the action adds nothing. `grant` looks a grant up by id;
+/// a claim whose grants are all unknown counts as already ended.
+pub fn add_deadline<'g>(
+    action: &Action,
+    grant: impl Fn(&GrantId) -> Option<&'g Grant>,
+) -> Option<DateTime<Utc>> {
+    let end = |id: &GrantId| grant(id).map(Grant::ends_at);
+    let edges = |claims: &[OwnedEdge], grants: &[GrantId]| {
+        claims
+            .iter()
+            .map(|c| {
+                grants
+                    .iter()
+                    .chain(std::iter::once(&c.added_by))
+                    .filter_map(&grant)
+                    .filter(|g| g.id == c.added_by || needs_edge(g, &c.edge))
+                    .map(Grant::ends_at)
+                    .max()
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC)
+            })
+            .min()
+    };
+    match action {
+        Action::CreateGroup { grant: id, .. } | Action::CreateKey { grant: id, .. } => {
+            Some(end(id).unwrap_or(DateTime::<Utc>::MIN_UTC))
+        }
+        Action::UpdateGroupUsers {
+            add,
+            claims,
+            grants,
+            ..
+        }
+        | Action::UpdateServiceResources {
+            add,
+            claims,
+            grants,
+            ..
+        } if !add.is_empty() => edges(claims, grants).or(Some(DateTime::<Utc>::MIN_UTC)),
+        Action::AddAccess { claims, grants, .. } => {
+            edges(claims, grants).or(Some(DateTime::<Utc>::MIN_UTC))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `grant` asks for `edge` by its spec (the edges of ephemeral groups hang on the
+/// group lapse made, known from the ownership record instead).
+fn needs_edge(grant: &Grant, edge: &Edge) -> bool {
+    let has = |ps: &[Principal], id: &RemoteId| ps.iter().any(|p| &p.id == id);
+    match (&grant.spec, edge.kind) {
+        (GrantSpec::GroupMembership { group, users }, EdgeKind::Membership) => {
+            group.id == edge.container && has(users, &edge.member)
+        }
+        (GrantSpec::GroupAccess { group, resources }, EdgeKind::Access) => {
+            group.id == edge.member && has(resources, &edge.container)
+        }
+        (
+            GrantSpec::ServiceAccess {
+                service_account,
+                resources,
+            },
+            EdgeKind::ServiceResource,
+        ) => service_account.id == edge.container && has(resources, &edge.member),
+        _ => false,
+    }
+}
+
 pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
     let mut p = Planner {
         world,

@@ -37,6 +37,33 @@ impl From<&str> for RemoteId {
     }
 }
 
+/// How a write is to be sent: its budget queue, and the instant from which it must not be sent.
+///
+/// `not_after` is checked when the write is about to go out (after any wait for the budget or
+/// a server's `Retry-After`), not when it was planned: an apply that would arrive after its
+/// grant's end is not sent at all ([`ProviderError::NotSent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteTerms {
+    pub priority: Priority,
+    pub not_after: Option<DateTime<Utc>>,
+}
+
+impl WriteTerms {
+    /// Whether a write sent at `now` is too late.
+    pub fn too_late(&self, now: DateTime<Utc>) -> bool {
+        self.not_after.is_some_and(|t| now >= t)
+    }
+}
+
+impl From<Priority> for WriteTerms {
+    fn from(priority: Priority) -> Self {
+        Self {
+            priority,
+            not_after: None,
+        }
+    }
+}
+
 /// Which budget queue a write waits in: revocations go first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -178,6 +205,10 @@ pub enum ProviderError {
     /// The object does not exist (any more). For a removal, that is success.
     #[error("already gone: {0}")]
     AlreadyGone(String),
+    /// Not sent: its [`WriteTerms::not_after`] had passed when it was about to go out.
+    /// Nothing was sent, so nothing was applied.
+    #[error("not sent: {0}")]
+    NotSent(String),
     /// Refused by a business rule (`ok:false`), or `ok:true` without an entity.
     #[error("rejected: {0}")]
     Rejected(String),
@@ -201,6 +232,8 @@ pub enum ErrorClass {
     Unknown,
     /// The target is gone: a removal succeeded, an addition can never succeed.
     Gone,
+    /// Deliberately not sent (too late): nothing happened remotely.
+    NotSent,
     /// Will not succeed by retrying: an apply fails; a revocation keeps trying and alarms.
     Permanent,
 }
@@ -210,6 +243,7 @@ impl ProviderError {
         match self {
             Self::RateLimited { .. } | Self::Transient(_) => ErrorClass::Retry,
             Self::UnknownOutcome(_) => ErrorClass::Unknown,
+            Self::NotSent(_) => ErrorClass::NotSent,
             Self::AlreadyGone(_) => ErrorClass::Gone,
             Self::Rejected(_)
             | Self::Unauthorized(_)
@@ -279,12 +313,12 @@ pub trait AccessProvider: Send + Sync {
         name: &str,
         users: &[RemoteId],
         resources: &[RemoteId],
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> impl Future<Output = ProviderResult<RemoteId>> + Send;
     fn delete_group(
         &self,
         id: &RemoteId,
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> impl Future<Output = ProviderResult<()>> + Send;
     /// One call for many users of one group. Adding a present or removing an absent user is accepted.
     fn update_group_users(
@@ -292,27 +326,27 @@ pub trait AccessProvider: Send + Sync {
         group: &RemoteId,
         add: &[RemoteId],
         remove: &[RemoteId],
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> impl Future<Output = ProviderResult<()>> + Send;
     /// Upsert: re-adding an existing principal overwrites its expiry.
     fn add_resource_access(
         &self,
         resource: &RemoteId,
         access: &[AccessToAdd],
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> impl Future<Output = ProviderResult<()>> + Send;
     fn remove_resource_access(
         &self,
         resource: &RemoteId,
         principals: &[RemoteId],
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> impl Future<Output = ProviderResult<()>> + Send;
     fn update_service_account_resources(
         &self,
         service_account: &RemoteId,
         add: &[RemoteId],
         remove: &[RemoteId],
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> impl Future<Output = ProviderResult<()>> + Send;
     /// `expiration_days`: whole days, 1..=365 (0 would mean never, which lapse never asks for).
     fn create_key(
@@ -320,16 +354,16 @@ pub trait AccessProvider: Send + Sync {
         service_account: &RemoteId,
         name: &str,
         expiration_days: u16,
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> impl Future<Output = ProviderResult<CreatedKey>> + Send;
     fn revoke_key(
         &self,
         id: &RemoteId,
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> impl Future<Output = ProviderResult<()>> + Send;
     fn delete_key(
         &self,
         id: &RemoteId,
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> impl Future<Output = ProviderResult<()>> + Send;
 }

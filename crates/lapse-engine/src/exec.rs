@@ -12,7 +12,7 @@ use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lapse_core::plan::{self, Action, Container, DeleteReason, Observed, World};
 use lapse_core::provider::{
-    CreatedKey, ErrorClass, KeyInfo, KeyStatus, PrincipalKind, Priority, ProviderError,
+    CreatedKey, ErrorClass, KeyInfo, KeyStatus, PrincipalKind, Priority, ProviderError, WriteTerms,
 };
 use lapse_core::{
     AccessProvider, Edge, EdgeKind, Grant, GrantId, GrantState, HistoryEvent, ObjectKind,
@@ -111,6 +111,14 @@ pub struct Engine<P> {
     sweep_limiter: DefaultDirectRateLimiter,
     reported: HashSet<String>,
     alarmed: HashSet<GrantId>,
+    /// The ownership records this pass's intents replaced (`None`: there was none), restored
+    /// when an apply is not sent after all.
+    prior_claims: HashMap<Edge, Option<OwnedEdge>>,
+    /// Grants, edges and objects held at the last pruning of observations, and whether a
+    /// listing brought in groups since: observations of what lapse no longer manages are
+    /// dropped when either says so (`observe::retain_managed`).
+    managed_size: usize,
+    listed: bool,
     passes: u64,
 }
 
@@ -188,6 +196,9 @@ impl<P: AccessProvider + 'static> Engine<P> {
             orphan_retry: HashMap::new(),
             reported: HashSet::new(),
             alarmed: HashSet::new(),
+            prior_claims: HashMap::new(),
+            managed_size: 0,
+            listed: false,
             passes: 0,
         })
     }
@@ -367,6 +378,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
     pub async fn pass(&mut self) -> Result<PassReport, EngineError> {
         self.passes += 1;
         self.handle.beat();
+        self.prior_claims.clear();
         let now = Utc::now();
         let planned = plan::plan(
             World {
@@ -502,6 +514,17 @@ impl<P: AccessProvider + 'static> Engine<P> {
             self.commit(std::mem::take(&mut batch)).await?;
             crate::crash::point("outcome-committed");
         }
+        let size = self.grants.items.len() + self.edges.items.len() + self.objects.items.len();
+        if size < self.managed_size || self.listed {
+            observe::retain_managed(
+                &mut self.observed,
+                &self.grants.items,
+                &self.edges.items,
+                &self.objects.items,
+            );
+            self.listed = false;
+        }
+        self.managed_size = size;
         self.update_health(now);
         Ok(report)
     }
@@ -634,6 +657,8 @@ impl<P: AccessProvider + 'static> Engine<P> {
             | Action::AddAccess { claims, .. }
             | Action::UpdateServiceResources { claims, .. } => {
                 for c in claims {
+                    let prior = self.edges.get(&c.edge).cloned();
+                    self.prior_claims.entry(c.edge.clone()).or_insert(prior);
                     self.edges.upsert(c.clone());
                     batch.claim_edges.push(c.clone());
                 }
@@ -647,19 +672,103 @@ impl<P: AccessProvider + 'static> Engine<P> {
         actions: Vec<Action>,
     ) -> Vec<(Action, Result<Effect, ProviderError>)> {
         let provider = self.provider.clone();
-        futures::stream::iter(actions)
+        let margin = Duration::from_std(self.cfg.apply_margin).unwrap_or_default();
+        let calls: Vec<(Action, WriteTerms)> = actions
+            .into_iter()
             .map(|a| {
+                let not_after =
+                    plan::add_deadline(&a, |id| self.grants.get(id)).map(|t| t - margin);
+                let terms = WriteTerms {
+                    priority: a.priority(),
+                    not_after,
+                };
+                (a, terms)
+            })
+            .collect();
+        let done: Vec<Vec<(Action, Result<Effect, ProviderError>)>> = futures::stream::iter(calls)
+            .map(|(a, terms)| {
                 let p = provider.clone();
                 let handle = self.handle.clone();
                 async move {
-                    let r = perform(p.as_ref(), &a).await;
+                    let r = perform(p.as_ref(), &a, terms).await;
                     handle.beat();
-                    (a, r)
+                    match r {
+                        // Too late for its additions: the removals it carried still go,
+                        // alone, and the additions are recorded as not sent.
+                        Err(ProviderError::NotSent(why)) => match split_removals(a) {
+                            (adds, Some(removals)) => {
+                                let r =
+                                    perform(p.as_ref(), &removals, Priority::Revoke.into()).await;
+                                handle.beat();
+                                vec![(adds, Err(ProviderError::NotSent(why))), (removals, r)]
+                            }
+                            (adds, None) => vec![(adds, Err(ProviderError::NotSent(why)))],
+                        },
+                        r => vec![(a, r)],
+                    }
                 }
             })
             .buffer_unordered(self.cfg.concurrency.max(1))
             .collect()
-            .await
+            .await;
+        done.into_iter().flatten().collect()
+    }
+
+    /// An apply that was not sent because its grants had ended (or were about to): nothing
+    /// happened remotely, so its intents are undone, and its grants wait for their end, where
+    /// the planner moves them to revocation.
+    fn not_sent(&mut self, action: &Action, now: DateTime<Utc>, batch: &mut Batch) {
+        info!(
+            action = action_name(action),
+            "apply not sent: its grant ends before it would arrive"
+        );
+        match action {
+            Action::CreateGroup { grant, .. } | Action::CreateKey { grant, .. } => {
+                let kind = if matches!(action, Action::CreateGroup { .. }) {
+                    ObjectKind::Group
+                } else {
+                    ObjectKind::Key
+                };
+                let never_sent = self
+                    .objects
+                    .get(&(*grant, kind))
+                    .is_some_and(|o| o.remote_id.is_none());
+                if never_sent {
+                    self.objects.remove(&(*grant, kind));
+                    batch.remove_objects.push((*grant, kind));
+                }
+            }
+            Action::UpdateGroupUsers { claims, .. }
+            | Action::AddAccess { claims, .. }
+            | Action::UpdateServiceResources { claims, .. } => {
+                for c in claims {
+                    match self.prior_claims.remove(&c.edge) {
+                        Some(Some(prior)) => {
+                            self.edges.upsert(prior.clone());
+                            batch.claim_edges.push(prior);
+                        }
+                        Some(None) => {
+                            self.edges.remove(&c.edge);
+                            batch.release_edges.push(c.edge.clone());
+                        }
+                        // Not this pass's intent: left as it is (an unconfirmed claim is
+                        // removed once no grant needs it).
+                        None => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        let margin = Duration::from_std(self.cfg.apply_margin).unwrap_or_default();
+        for id in action_grants(action) {
+            if let Some(g) = self.grants.get_mut(&id)
+                && now < g.ends_at()
+                && now + margin >= g.ends_at()
+            {
+                g.retry.next_attempt_at = Some(g.ends_at());
+                batch.grants.push(g.clone());
+            }
+        }
     }
 
     /// Record what a call did, in memory and in the batch.
@@ -708,6 +817,10 @@ impl<P: AccessProvider + 'static> Engine<P> {
     /// A reading: kept as the latest observation of its container.
     fn succeeded_read(&mut self, container: Container, effect: Effect, now: DateTime<Utc>) {
         self.read_backoff.remove(&container);
+        self.listed |= matches!(
+            container,
+            Container::LapseGroups | Container::GroupsNamed(_)
+        );
         if let Effect::Read(reading) = effect {
             let objects: Vec<&OwnedObject> = self.objects.items.iter().collect();
             observe::record(&mut self.observed, &container, reading, &objects, now);
@@ -984,6 +1097,10 @@ impl<P: AccessProvider + 'static> Engine<P> {
         batch: &mut Batch,
     ) {
         metrics::counter!("lapse_actions_total", "action" => action_name(&action), "outcome" => error_name(&err)).increment(1);
+        if let ProviderError::NotSent(_) = err {
+            self.not_sent(&action, now, batch);
+            return;
+        }
         let grants = action_grants(&action);
         let revoking = action.priority() == Priority::Revoke;
         warn!(action = action_name(&action), error = %err, grants = grants.len(), "remote call failed");
@@ -1012,6 +1129,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             return;
         }
         match err.class() {
+            ErrorClass::NotSent => {}
             ErrorClass::Unknown => {
                 // The write may have happened: forget what we knew so the next pass looks first.
                 match &action {
@@ -1240,12 +1358,16 @@ fn error_name(err: &ProviderError) -> &'static str {
         ProviderError::Unauthorized(_) => "unauthorized",
         ProviderError::Misconfigured(_) => "misconfigured",
         ProviderError::Invalid(_) => "invalid",
+        ProviderError::NotSent(_) => "not-sent",
     }
 }
 
 /// Perform one remote action.
-async fn perform<P: AccessProvider>(p: &P, action: &Action) -> Result<Effect, ProviderError> {
-    let prio = action.priority();
+async fn perform<P: AccessProvider>(
+    p: &P,
+    action: &Action,
+    prio: WriteTerms,
+) -> Result<Effect, ProviderError> {
     match action {
         Action::Observe { container, .. } => Ok(Effect::Read(match container {
             Container::Group(id) => Reading::Group(p.group(id).await?),
@@ -1307,5 +1429,63 @@ async fn perform<P: AccessProvider>(p: &P, action: &Action) -> Result<Effect, Pr
         Action::RevokeKey { key, .. } => p.revoke_key(key, prio).await.map(|_| Effect::Done),
         Action::DeleteKey { key, .. } => p.delete_key(key, prio).await.map(|_| Effect::Done),
         _ => Ok(Effect::Done),
+    }
+}
+
+/// Splits a write into its additions and, when it also takes access away, a write of the
+/// removals alone (for a group or service account update carrying both).
+fn split_removals(action: Action) -> (Action, Option<Action>) {
+    match action {
+        Action::UpdateGroupUsers {
+            group,
+            add,
+            remove,
+            claims,
+            releases,
+            grants,
+        } if !remove.is_empty() => (
+            Action::UpdateGroupUsers {
+                group: group.clone(),
+                add,
+                remove: Vec::new(),
+                claims,
+                releases: Vec::new(),
+                grants: grants.clone(),
+            },
+            Some(Action::UpdateGroupUsers {
+                group,
+                add: Vec::new(),
+                remove,
+                claims: Vec::new(),
+                releases,
+                grants,
+            }),
+        ),
+        Action::UpdateServiceResources {
+            service_account,
+            add,
+            remove,
+            claims,
+            releases,
+            grants,
+        } if !remove.is_empty() => (
+            Action::UpdateServiceResources {
+                service_account: service_account.clone(),
+                add,
+                remove: Vec::new(),
+                claims,
+                releases: Vec::new(),
+                grants: grants.clone(),
+            },
+            Some(Action::UpdateServiceResources {
+                service_account,
+                add: Vec::new(),
+                remove,
+                claims: Vec::new(),
+                releases,
+                grants,
+            }),
+        ),
+        other => (other, None),
     }
 }

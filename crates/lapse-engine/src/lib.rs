@@ -39,6 +39,9 @@ pub struct EngineConfig {
     pub batch_window: StdDuration,
     /// How long a service key's token waits in memory for its requester before it is dropped.
     pub token_hold: StdDuration,
+    /// An apply is not sent this close to (or after) the end of the grants that need it, judged
+    /// when it is about to be sent: it would arrive after the end (I1).
+    pub apply_margin: StdDuration,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +56,7 @@ impl Default for EngineConfig {
             concurrency: 16,
             batch_window: StdDuration::from_millis(200),
             token_hold: StdDuration::from_secs(600),
+            apply_margin: StdDuration::from_secs(1),
         }
     }
 }

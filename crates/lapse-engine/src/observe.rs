@@ -251,3 +251,63 @@ pub(crate) fn key_deleted(observed: &mut Observed, key: &RemoteId) {
         }
     }
 }
+
+/// Forgets the observations of containers lapse no longer manages: no grant it holds names
+/// them, it owns no edge in them and no object of its is them (a group it deleted, the resource
+/// of a grant that ended). The sweep re-reads what is observed, so what is forgotten here is not
+/// read again: the sweep's cost follows what is live.
+pub(crate) fn retain_managed(
+    observed: &mut Observed,
+    grants: &[lapse_core::Grant],
+    edges: &[lapse_core::OwnedEdge],
+    objects: &[OwnedObject],
+) {
+    use lapse_core::{EdgeKind, GrantSpec};
+    use std::collections::HashSet;
+    let mut groups: HashSet<&RemoteId> = HashSet::new();
+    let mut resources: HashSet<&RemoteId> = HashSet::new();
+    let mut accounts: HashSet<&RemoteId> = HashSet::new();
+    for g in grants {
+        match &g.spec {
+            GrantSpec::EphemeralGroup { resources: rs, .. } => {
+                resources.extend(rs.iter().map(|r| &r.id));
+            }
+            GrantSpec::GroupMembership { group, .. } => {
+                groups.insert(&group.id);
+            }
+            GrantSpec::GroupAccess { resources: rs, .. } => {
+                resources.extend(rs.iter().map(|r| &r.id));
+            }
+            GrantSpec::ServiceAccess {
+                service_account, ..
+            }
+            | GrantSpec::ServiceKey { service_account } => {
+                accounts.insert(&service_account.id);
+            }
+        }
+    }
+    for e in edges {
+        match e.edge.kind {
+            EdgeKind::Membership => groups.insert(&e.edge.container),
+            EdgeKind::Access => resources.insert(&e.edge.container),
+            EdgeKind::ServiceResource => accounts.insert(&e.edge.container),
+        };
+    }
+    for o in objects {
+        if let (ObjectKind::Group, Some(id)) = (o.kind, &o.remote_id) {
+            groups.insert(id);
+        }
+    }
+    let names: HashSet<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+    observed.groups.retain(|id, _| groups.contains(id));
+    observed.resources.retain(|id, _| resources.contains(id));
+    observed
+        .service_accounts
+        .retain(|id, _| accounts.contains(id));
+    observed
+        .named_groups
+        .retain(|name, _| names.contains(name.as_str()));
+    if objects.iter().all(|o| o.kind != ObjectKind::Group) {
+        observed.lapse_groups = None;
+    }
+}

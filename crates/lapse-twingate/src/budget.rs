@@ -1,43 +1,37 @@
-//! A per-minute request budget (governor's GCRA) behind a priority gate that serves revocations first.
+//! A per-minute request budget as Twingate states it (at most N in any sliding minute), behind a
+//! priority gate that serves revocations first.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use governor::clock::Clock;
-use governor::middleware::NoOpMiddleware;
-use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
 use lapse_core::provider::Priority;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Governor's clock on tokio's time, so that a paused test clock drives the limiter too.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct TokioClock;
+/// The window the limit is stated over.
+const MINUTE: Duration = Duration::from_secs(60);
 
-impl Clock for TokioClock {
-    type Instant = std::time::Instant;
-
-    fn now(&self) -> Self::Instant {
-        Instant::now().into_std()
-    }
-}
-
-type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
-
-/// A budget of `per_minute` requests, spent evenly and handed out in priority order.
+/// A budget of `per_minute` requests in any sliding minute, handed out in priority order.
 ///
-/// The burst is one request: a GCRA with a larger burst would let up to twice the budget
-/// through within one sliding minute, and Twingate answers that with 429s. Among waiters the
-/// next permit goes to the best [`Priority`] (revocations), then to the one waiting longest.
-/// A server's `Retry-After` can hold the whole budget back ([`Budget::hold_off`]).
+/// The limit is kept as it is stated: a log of when each of the last `per_minute` requests
+/// finished, so an idle budget serves a burst of `per_minute` at once and the next request waits
+/// until the oldest of them is a minute old. (governor's GCRA, used before, either spaces requests
+/// evenly, which made a burst of revocations wait 3 s each, or with a burst allowance lets twice
+/// the budget through within one sliding minute; a sliding log needs no crate.) A request counts
+/// from its permit until it finished, and then a minute from when it finished, never from when
+/// it was granted: the server sees it later than the permit, and a minute measured from the
+/// answer is a minute on the server's side too, whatever the latency.
+///
+/// Among waiters the next permit goes to the best [`Priority`] (revocations), then to the one
+/// waiting longest. A server's `Retry-After` can hold the whole budget back ([`Budget::hold_off`]).
 pub struct Budget {
     name: &'static str,
-    limiter: Limiter,
+    per_minute: usize,
     state: Mutex<GateState>,
-    /// Bumped whenever the head of the queue or the hold-off changes, to wake waiters.
+    /// Bumped whenever the head of the queue, the hold-off or the spent log changes, to wake
+    /// waiters.
     changed: watch::Sender<u64>,
 }
 
@@ -46,31 +40,57 @@ struct GateState {
     queue: BTreeSet<Ticket>,
     next_seq: u64,
     hold_until: Option<Instant>,
+    /// When each finished request of the last minute finished, oldest first.
+    spent: VecDeque<Instant>,
+    /// Permits handed out whose request has not finished.
+    in_flight: usize,
 }
 
 /// Ordered by priority first (Revoke < Apply), then by arrival.
 type Ticket = (Priority, u64);
 
+/// One request's share of the budget: it counts as in flight until dropped, then for a minute.
+#[must_use = "the request counts against the budget until the permit is dropped"]
+pub struct Permit<'a> {
+    budget: &'a Budget,
+    sent: bool,
+}
+
+impl Permit<'_> {
+    /// Gives the permit back unused: the request was not sent, so it does not count.
+    pub fn forgo(mut self) {
+        self.sent = false;
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        {
+            let mut state = self.budget.lock();
+            state.in_flight = state.in_flight.saturating_sub(1);
+            if self.sent {
+                state.spent.push_back(Instant::now());
+            }
+        }
+        self.budget.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
 impl Budget {
     /// `name` only labels log lines ("reads", "writes").
     pub fn per_minute(name: &'static str, per_minute: NonZeroU32) -> Self {
-        let period = Duration::from_secs(60) / per_minute.get();
-        // `with_period` refuses only a zero period, which 60 s / u32 cannot produce; the
-        // fallback keeps that unreachable case on the safe (slower) side.
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::MIN);
         let (changed, _) = watch::channel(0);
         Self {
             name,
-            limiter: RateLimiter::direct_with_clock(quota, TokioClock),
+            per_minute: usize::try_from(per_minute.get()).unwrap_or(usize::MAX),
             state: Mutex::new(GateState::default()),
             changed,
         }
     }
 
-    /// Waits for a permit. Dropping the future gives up the place in the queue.
-    pub async fn acquire(&self, priority: Priority) {
+    /// Waits for a permit, held while the request is made. Dropping the future gives up the
+    /// place in the queue.
+    pub async fn acquire(&self, priority: Priority) -> Permit<'_> {
         let ticket = self.enqueue(priority);
         let guard = TicketGuard {
             budget: self,
@@ -81,22 +101,32 @@ impl Budget {
             // Mark the current version seen before looking, so a change after the look wakes us.
             wake.borrow_and_update();
             let wait = {
-                let state = self.lock();
+                let mut state = self.lock();
+                let now = Instant::now();
+                while state
+                    .spent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= MINUTE)
+                {
+                    state.spent.pop_front();
+                }
                 if state.queue.first() != Some(&ticket) {
                     None
-                } else if let Some(until) = state.hold_until.filter(|until| *until > Instant::now())
-                {
-                    Some(until - Instant::now())
+                } else if let Some(until) = state.hold_until.filter(|until| *until > now) {
+                    Some(until - now)
+                } else if state.spent.len() + state.in_flight < self.per_minute {
+                    state.in_flight += 1;
+                    drop(state);
+                    drop(guard);
+                    tracing::trace!(budget = self.name, ?priority, "permit granted");
+                    return Permit {
+                        budget: self,
+                        sent: true,
+                    };
                 } else {
-                    match self.limiter.check() {
-                        Ok(()) => {
-                            drop(state);
-                            drop(guard);
-                            tracing::trace!(budget = self.name, ?priority, "permit granted");
-                            return;
-                        }
-                        Err(not_until) => Some(not_until.wait_time_from(TokioClock.now())),
-                    }
+                    // Full: the oldest finished request leaves the window first; with only
+                    // requests in flight, the next to finish wakes us.
+                    state.spent.front().map(|t| (*t + MINUTE) - now)
                 }
             };
             match wait {
@@ -195,13 +225,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn first_permit_is_immediate_and_the_next_waits_one_period() {
+    async fn an_idle_budget_serves_a_burst_at_once_and_then_waits_for_the_minute() {
         let b = budget(20);
         let start = Instant::now();
-        b.acquire(Priority::Apply).await;
-        assert_eq!(start.elapsed(), Duration::ZERO);
-        b.acquire(Priority::Apply).await;
-        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        for _ in 0..20 {
+            drop(b.acquire(Priority::Revoke).await);
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "20 at once");
+        drop(b.acquire(Priority::Revoke).await);
+        assert_eq!(
+            start.elapsed(),
+            MINUTE,
+            "the 21st waits for the first to be a minute old"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_counts_from_when_it_finished() {
+        let b = budget(1);
+        let start = Instant::now();
+        let permit = b.acquire(Priority::Apply).await;
+        tokio::time::advance(Duration::from_secs(5)).await;
+        drop(permit);
+        drop(b.acquire(Priority::Apply).await);
+        assert_eq!(start.elapsed(), Duration::from_secs(65));
     }
 
     #[tokio::test(start_paused = true)]
@@ -209,21 +256,21 @@ mod tests {
         let b = budget(60);
         let start = Instant::now();
         b.hold_off(Duration::from_secs(7));
-        b.acquire(Priority::Revoke).await;
+        drop(b.acquire(Priority::Revoke).await);
         assert_eq!(start.elapsed(), Duration::from_secs(7));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_dropped_waiter_leaves_the_queue() {
         let b = budget(1);
-        b.acquire(Priority::Apply).await;
+        drop(b.acquire(Priority::Apply).await);
         let timed_out =
             tokio::time::timeout(Duration::from_secs(5), b.acquire(Priority::Revoke)).await;
         assert!(timed_out.is_err());
         assert_eq!(b.waiting(), 0);
         // The abandoned waiter must not block the next one.
         let start = Instant::now();
-        b.acquire(Priority::Apply).await;
+        drop(b.acquire(Priority::Apply).await);
         assert_eq!(start.elapsed(), Duration::from_secs(55));
     }
 }

@@ -8,7 +8,7 @@ mod ops;
 mod provider;
 mod transport;
 
-pub use budget::Budget;
+pub use budget::{Budget, Permit};
 pub use client::TwingateClient;
 pub use config::{ClientConfig, ConfigError, MAX_PAGE_SIZE};
 pub use ops::documents;

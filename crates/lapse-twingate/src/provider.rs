@@ -1,8 +1,8 @@
 //! `AccessProvider` for `TwingateClient`: lapse's operations in terms of the GraphQL ones.
 
 use lapse_core::provider::{
-    AccessProvider, AccessToAdd, CreatedKey, GroupInfo, KeyToken, NamedRef, Priority,
-    ProviderError, ProviderResult, RemoteId, ResourceInfo, ServiceAccountInfo, UserRef,
+    AccessProvider, AccessToAdd, CreatedKey, GroupInfo, KeyToken, NamedRef, ProviderError,
+    ProviderResult, RemoteId, ResourceInfo, ServiceAccountInfo, UserRef, WriteTerms,
 };
 use secrecy::ExposeSecret;
 
@@ -239,7 +239,7 @@ impl AccessProvider for TwingateClient {
         name: &str,
         users: &[RemoteId],
         resources: &[RemoteId],
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<RemoteId> {
         let vars = GroupCreateVars {
             name: name.to_owned(),
@@ -249,7 +249,7 @@ impl AccessProvider for TwingateClient {
         let data = self
             .inner
             .transport
-            .mutate::<GroupCreate>(&vars, priority)
+            .mutate::<GroupCreate>(&vars, terms.into())
             .await?;
         let payload = data
             .group_create
@@ -262,11 +262,15 @@ impl AccessProvider for TwingateClient {
         Ok(id)
     }
 
-    async fn delete_group(&self, id: &RemoteId, priority: Priority) -> ProviderResult<()> {
+    async fn delete_group(
+        &self,
+        id: &RemoteId,
+        terms: impl Into<WriteTerms> + Send,
+    ) -> ProviderResult<()> {
         let data = self
             .inner
             .transport
-            .mutate::<GroupDelete>(&IdVars { id: id.0.clone() }, priority)
+            .mutate::<GroupDelete>(&IdVars { id: id.0.clone() }, terms.into())
             .await?;
         data.group_delete
             .ok_or_else(|| missing_payload(GroupDelete::NAME))?
@@ -280,7 +284,7 @@ impl AccessProvider for TwingateClient {
         group: &RemoteId,
         add: &[RemoteId],
         remove: &[RemoteId],
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<()> {
         if add.is_empty() && remove.is_empty() {
             return Ok(());
@@ -293,7 +297,7 @@ impl AccessProvider for TwingateClient {
         let data = self
             .inner
             .transport
-            .mutate::<GroupUpdateUsers>(&vars, priority)
+            .mutate::<GroupUpdateUsers>(&vars, terms.into())
             .await?;
         data.group_update
             .ok_or_else(|| missing_payload(GroupUpdateUsers::NAME))?
@@ -306,7 +310,7 @@ impl AccessProvider for TwingateClient {
         &self,
         resource: &RemoteId,
         access: &[AccessToAdd],
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<()> {
         if access.is_empty() {
             return Ok(());
@@ -326,7 +330,7 @@ impl AccessProvider for TwingateClient {
         let data = self
             .inner
             .transport
-            .mutate::<ResourceAccessAdd>(&vars, priority)
+            .mutate::<ResourceAccessAdd>(&vars, terms.into())
             .await?;
         data.resource_access_add
             .ok_or_else(|| missing_payload(ResourceAccessAdd::NAME))?
@@ -339,7 +343,7 @@ impl AccessProvider for TwingateClient {
         &self,
         resource: &RemoteId,
         principals: &[RemoteId],
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<()> {
         if principals.is_empty() {
             return Ok(());
@@ -351,7 +355,7 @@ impl AccessProvider for TwingateClient {
         let data = self
             .inner
             .transport
-            .mutate::<ResourceAccessRemove>(&vars, priority)
+            .mutate::<ResourceAccessRemove>(&vars, terms.into())
             .await?;
         data.resource_access_remove
             .ok_or_else(|| missing_payload(ResourceAccessRemove::NAME))?
@@ -365,7 +369,7 @@ impl AccessProvider for TwingateClient {
         service_account: &RemoteId,
         add: &[RemoteId],
         remove: &[RemoteId],
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<()> {
         if add.is_empty() && remove.is_empty() {
             return Ok(());
@@ -378,7 +382,7 @@ impl AccessProvider for TwingateClient {
         let data = self
             .inner
             .transport
-            .mutate::<ServiceAccountUpdateResources>(&vars, priority)
+            .mutate::<ServiceAccountUpdateResources>(&vars, terms.into())
             .await?;
         data.service_account_update
             .ok_or_else(|| missing_payload(ServiceAccountUpdateResources::NAME))?
@@ -392,7 +396,7 @@ impl AccessProvider for TwingateClient {
         service_account: &RemoteId,
         name: &str,
         expiration_days: u16,
-        priority: Priority,
+        terms: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<CreatedKey> {
         if !KEY_DAYS.contains(&expiration_days) {
             return Err(ProviderError::Invalid(format!(
@@ -408,7 +412,7 @@ impl AccessProvider for TwingateClient {
         let data = self
             .inner
             .transport
-            .mutate::<KeyCreate>(&vars, priority)
+            .mutate::<KeyCreate>(&vars, terms.into())
             .await?;
         let payload = data
             .service_account_key_create
@@ -425,11 +429,15 @@ impl AccessProvider for TwingateClient {
         })
     }
 
-    async fn revoke_key(&self, id: &RemoteId, priority: Priority) -> ProviderResult<()> {
+    async fn revoke_key(
+        &self,
+        id: &RemoteId,
+        terms: impl Into<WriteTerms> + Send,
+    ) -> ProviderResult<()> {
         let data = self
             .inner
             .transport
-            .mutate::<KeyRevoke>(&IdVars { id: id.0.clone() }, priority)
+            .mutate::<KeyRevoke>(&IdVars { id: id.0.clone() }, terms.into())
             .await?;
         data.service_account_key_revoke
             .ok_or_else(|| missing_payload(KeyRevoke::NAME))?
@@ -438,11 +446,15 @@ impl AccessProvider for TwingateClient {
         Ok(())
     }
 
-    async fn delete_key(&self, id: &RemoteId, priority: Priority) -> ProviderResult<()> {
+    async fn delete_key(
+        &self,
+        id: &RemoteId,
+        terms: impl Into<WriteTerms> + Send,
+    ) -> ProviderResult<()> {
         let data = self
             .inner
             .transport
-            .mutate::<KeyDelete>(&IdVars { id: id.0.clone() }, priority)
+            .mutate::<KeyDelete>(&IdVars { id: id.0.clone() }, terms.into())
             .await?;
         data.service_account_key_delete
             .ok_or_else(|| missing_payload(KeyDelete::NAME))?

@@ -4,7 +4,7 @@ use std::error::Error as _;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use lapse_core::provider::{Priority, ProviderError, ProviderResult};
+use lapse_core::provider::{Priority, ProviderError, ProviderResult, WriteTerms};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
@@ -189,23 +189,43 @@ impl Transport {
 
     /// A read, retried with capped, jittered backoff while it fails transiently.
     pub async fn query<O: Query>(&self, variables: &O::Variables) -> ProviderResult<O::Data> {
-        self.execute::<O>(variables, Kind::Read).await
+        self.execute::<O>(variables, Kind::Read, None).await
     }
 
-    /// A write, sent once (repeated only after a 429, which the server did not process).
+    /// A write, sent once (repeated only after a 429, which the server did not process), and
+    /// not at all once `terms.not_after` has passed: that is checked each time the write is about
+    /// to go out, after its wait for the budget.
     pub async fn mutate<O: Mutation>(
         &self,
         variables: &O::Variables,
-        priority: Priority,
+        terms: WriteTerms,
     ) -> ProviderResult<O::Data> {
-        self.execute::<O>(variables, Kind::Write(priority)).await
+        self.execute::<O>(variables, Kind::Write(terms.priority), terms.not_after)
+            .await
     }
 
     async fn execute<O: Operation>(
         &self,
         variables: &O::Variables,
         kind: Kind,
+        not_after: Option<chrono::DateTime<chrono::Utc>>,
     ) -> ProviderResult<O::Data> {
+        let terms = WriteTerms {
+            priority: Priority::Apply,
+            not_after,
+        };
+        let too_late = || {
+            terms.too_late(chrono::Utc::now()).then(|| {
+                ProviderError::NotSent(format!(
+                    "{}: its grant ends at {}; an apply is not sent at or after the end",
+                    O::NAME,
+                    not_after.map(|t| t.to_rfc3339()).unwrap_or_default()
+                ))
+            })
+        };
+        if let Some(e) = too_late() {
+            return Err(e);
+        }
         let body = serde_json::to_vec(&GraphqlRequest {
             query: O::DOCUMENT,
             variables,
@@ -227,8 +247,15 @@ impl Transport {
         let mut transient_failures = 0u32;
         let mut rate_limit_waited = Duration::ZERO;
         loop {
-            budget.acquire(priority).await;
-            match self.attempt::<O>(api, &body, kind).await {
+            let permit = budget.acquire(priority).await;
+            if let Some(e) = too_late() {
+                permit.forgo();
+                tracing::info!(operation = O::NAME, "not sent: its grant has ended");
+                return Err(e);
+            }
+            let attempt = self.attempt::<O>(api, &body, kind).await;
+            drop(permit);
+            match attempt {
                 Ok(data) => return Ok(data),
                 Err(AttemptError::RateLimited(wait)) => {
                     if rate_limit_waited + wait > self.rate_limit_patience {
@@ -452,6 +479,7 @@ impl Transport {
             ProviderError::Unauthorized(s) => ProviderError::Unauthorized(clean(s)),
             ProviderError::Misconfigured(s) => ProviderError::Misconfigured(clean(s)),
             ProviderError::Invalid(s) => ProviderError::Invalid(clean(s)),
+            ProviderError::NotSent(s) => ProviderError::NotSent(clean(s)),
             other @ ProviderError::RateLimited { .. } => other,
         }
     }

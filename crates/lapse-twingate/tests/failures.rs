@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use common::{ClientBuilder, group_id, start_sim, user_id};
-use lapse_core::provider::{AccessProvider, ErrorClass, Priority, ProviderError, RemoteId};
+use lapse_core::provider::{
+    AccessProvider, ErrorClass, Priority, ProviderError, RemoteId, WriteTerms,
+};
 use twingate_sim::{CommitThenLose, Faults, Outcome, SimHandle};
 
 fn rid(s: String) -> RemoteId {
@@ -121,6 +123,42 @@ async fn a_rate_limited_write_is_repeated_because_it_was_not_processed() {
         .expect("lookup");
     assert_eq!(named.len(), 1);
     assert_eq!(named[0].id, id);
+}
+
+#[tokio::test]
+async fn a_write_whose_deadline_passes_while_it_waits_out_a_429_is_not_sent() {
+    let sim = start_sim().await;
+    let client = ClientBuilder::new(&sim).build();
+    storm(&sim, 2);
+    let terms = WriteTerms {
+        priority: Priority::Apply,
+        not_after: Some(chrono::Utc::now() + TimeDelta::milliseconds(500)),
+    };
+    let error = client
+        .create_group("lapse-too-late", &[], &[], terms)
+        .await
+        .expect_err("not sent after its deadline");
+    assert!(matches!(error, ProviderError::NotSent(_)), "{error:?}");
+    assert_eq!(error.class(), ErrorClass::NotSent);
+    let journal = sim.journal();
+    assert_eq!(
+        journal.len(),
+        1,
+        "only the refused first attempt reached the server"
+    );
+    assert_eq!(journal[0].http_status, 429);
+    assert!(!journal[0].mutation_applied);
+    // Past its deadline already: nothing is sent at all.
+    let late = WriteTerms {
+        priority: Priority::Apply,
+        not_after: Some(chrono::Utc::now()),
+    };
+    let error = client
+        .create_group("lapse-too-late", &[], &[], late)
+        .await
+        .expect_err("not sent");
+    assert!(matches!(error, ProviderError::NotSent(_)), "{error:?}");
+    assert_eq!(sim.journal().len(), 1);
 }
 
 #[tokio::test]

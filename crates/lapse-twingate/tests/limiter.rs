@@ -54,7 +54,7 @@ async fn writes_stay_within_the_budget_over_every_simulated_minute() {
                 Priority::Apply
             };
             tokio::spawn(async move {
-                writes.acquire(priority).await;
+                drop(writes.acquire(priority).await);
                 start.elapsed()
             })
         })
@@ -67,9 +67,10 @@ async fn writes_stay_within_the_budget_over_every_simulated_minute() {
 
     let minute = Duration::from_secs(60);
     assert_eq!(busiest_window(&times, minute), 20);
-    // The budget is used, not merely respected: 20 in the first minute, spread evenly.
-    assert_eq!(times.iter().filter(|t| **t < minute).count(), 20);
-    assert_eq!(times.last().copied(), Some(Duration::from_secs(49 * 3)));
+    // The budget is used as stated, not merely respected: 20 at once, then 20 a minute later.
+    assert_eq!(times.iter().filter(|t| t.is_zero()).count(), 20);
+    assert_eq!(times.iter().filter(|t| **t == minute).count(), 20);
+    assert_eq!(times.last().copied(), Some(minute * 2));
 }
 
 #[tokio::test(start_paused = true)]
@@ -81,7 +82,7 @@ async fn a_budget_of_sixty_allows_sixty_in_any_minute() {
     let start = Instant::now();
     let mut times = Vec::new();
     for _ in 0..90 {
-        reads.acquire(Priority::Apply).await;
+        drop(reads.acquire(Priority::Apply).await);
         times.push(start.elapsed());
     }
     assert_eq!(busiest_window(&times, Duration::from_secs(60)), 60);
@@ -90,15 +91,17 @@ async fn a_budget_of_sixty_allows_sixty_in_any_minute() {
 #[tokio::test(start_paused = true)]
 async fn a_waiting_revocation_goes_before_waiting_grants() {
     let writes = budget(20);
-    // Spend the permit that is free now, so everyone below has to wait.
-    writes.acquire(Priority::Apply).await;
+    // Spend the permits that are free now, so everyone below has to wait.
+    for _ in 0..20 {
+        drop(writes.acquire(Priority::Apply).await);
+    }
 
     let order = Arc::new(Mutex::new(Vec::new()));
     let spawn = |label: &'static str, priority: Priority| {
         let writes = writes.clone();
         let order = order.clone();
         tokio::spawn(async move {
-            writes.acquire(priority).await;
+            drop(writes.acquire(priority).await);
             order.lock().expect("order").push(label);
         })
     };
@@ -130,20 +133,41 @@ async fn a_waiting_revocation_goes_before_waiting_grants() {
 
 #[tokio::test(start_paused = true)]
 async fn a_revocation_arriving_mid_queue_takes_the_next_permit() {
-    let writes = budget(20);
+    let writes = budget(1);
     let start = Instant::now();
-    writes.acquire(Priority::Apply).await;
+    drop(writes.acquire(Priority::Apply).await);
     let grant = {
         let writes = writes.clone();
         tokio::spawn(async move {
-            writes.acquire(Priority::Apply).await;
+            drop(writes.acquire(Priority::Apply).await);
             start.elapsed()
         })
     };
     until_waiting(&writes, 1).await;
-    tokio::time::advance(Duration::from_secs(2)).await;
-    // One second before the next permit, a revocation arrives: it gets that permit.
-    writes.acquire(Priority::Revoke).await;
-    assert_eq!(start.elapsed(), Duration::from_secs(3));
-    assert_eq!(grant.await.expect("task"), Duration::from_secs(6));
+    tokio::time::advance(Duration::from_secs(58)).await;
+    // Two seconds before the next permit, a revocation arrives: it gets that permit.
+    drop(writes.acquire(Priority::Revoke).await);
+    assert_eq!(start.elapsed(), Duration::from_secs(60));
+    assert_eq!(grant.await.expect("task"), Duration::from_secs(120));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_revocations_on_an_idle_budget_goes_at_once() {
+    let writes = budget(20);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let writes = writes.clone();
+            tokio::spawn(async move {
+                let permit = writes.acquire(Priority::Revoke).await;
+                // A request takes a while; the others do not wait for it.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                drop(permit);
+                start.elapsed()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.expect("task"), Duration::from_millis(5));
+    }
 }

@@ -262,3 +262,117 @@ async fn drift_is_repaired_or_reported_within_a_sweep() {
         "drift is in the history"
     );
 }
+
+/// Whether a journal entry is a write that gives access (creates, adds).
+fn gives_access(j: &twingate_sim::JournalEntry) -> bool {
+    let non_empty = |k: &str| {
+        j.variables
+            .get(k)
+            .and_then(|v| v.as_array())
+            .is_some_and(|a| !a.is_empty())
+    };
+    j.root_fields.iter().any(|f| match f.as_str() {
+        "groupCreate" | "resourceAccessAdd" | "serviceAccountKeyCreate" => true,
+        "groupUpdate" => non_empty("addedUserIds"),
+        "serviceAccountUpdate" => non_empty("addedResourceIds"),
+        _ => false,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_add_is_sent_after_the_end_when_a_storm_holds_it_back() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    // The same names once before, so that submitting them again needs no read (the storm
+    // would hold the submission back, not the apply).
+    let (_, e0) = env.grant(ephemeral("bob@example.com", "5s")).await;
+    let (_, m0) = env
+        .grant(membership("oncall", &["dave@example.com"], "5s"))
+        .await;
+    env.wait_state(&id_of(&e0), "expired", WITHIN).await;
+    env.wait_state(&id_of(&m0), "expired", WITHIN).await;
+    env.sim.clear_journal();
+    // Every call is refused (429, Retry-After) until well after the grants end: the creates
+    // planned at once wait out the storm in the client, and must then not be sent.
+    let until = env.sim.clock().now() + chrono::Duration::seconds(6);
+    env.sim
+        .set_faults(Faults {
+            rate_limit_storm_until: Some(until),
+            ..Faults::none()
+        })
+        .expect("faults the sim accepts");
+    let (_, e) = env.grant(ephemeral("bob@example.com", "3s")).await;
+    let (_, m) = env
+        .grant(membership("oncall", &["dave@example.com"], "3s"))
+        .await;
+    let end = |g: &serde_json::Value| {
+        g["expires_at"]
+            .as_str()
+            .expect("expires_at")
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .expect("timestamp")
+    };
+    let (e_end, m_end) = (end(&e), end(&m));
+    env.wait_state(&id_of(&e), "expired", WITHIN).await;
+    env.wait_state(&id_of(&m), "expired", WITHIN).await;
+    let journal = env.sim.journal();
+    assert!(
+        journal
+            .iter()
+            .any(|j| j.root_fields.iter().any(|f| f == "groupCreate") && j.http_status == 429),
+        "the create was held back by the storm"
+    );
+    let first_end = e_end.min(m_end);
+    let late: Vec<_> = journal
+        .iter()
+        .filter(|j| j.is_mutation && gives_access(j) && j.at >= first_end)
+        .map(|j| (j.at, j.operation_name.clone(), j.http_status))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "adds sent at or after the end ({first_end}): {late:?}\nlog tail:\n{}",
+        tail(&env.log())
+    );
+    let name = format!("lapse-{}", id_of(&e).to_lowercase());
+    assert_eq!(env.groups_named(&name), 0);
+    assert!(!env.group_has("oncall", "dave@example.com"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_sweep_reads_nothing_that_has_ended() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let user = ["alice", "bob", "dave", "frank"][n % 4];
+        let (status, g) = env
+            .grant(ephemeral(&format!("{user}@example.com"), "3s"))
+            .await;
+        assert_eq!(status, 201, "{g}");
+        ids.push(id_of(&g));
+    }
+    let (_, m) = env
+        .grant(membership("oncall", &["dave@example.com"], "3s"))
+        .await;
+    ids.push(id_of(&m));
+    for id in &ids {
+        env.wait_state(id, "expired", WITHIN).await;
+    }
+    assert_eq!(env.lapse_groups(), 0);
+    // Let the passes that follow the last revocation settle, then watch three sweep intervals
+    // (2 s in these tests) with nothing live.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.sim.clear_journal();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let reads: Vec<_> = env
+        .sim
+        .journal()
+        .iter()
+        .filter(|j| !j.is_mutation)
+        .map(|j| (j.operation_name.clone(), j.variables.to_string()))
+        .collect();
+    assert!(
+        reads.is_empty(),
+        "an idle sweep after every grant ended read: {reads:?}"
+    );
+}

@@ -44,7 +44,7 @@ pub use seed::{
     DEMO_ADMIN_KEY, DEMO_READ_KEY, DEMO_RW_KEY, DEMO_SERVICE_ACCOUNT_UUID, Seed, SeedApiKey,
     SeedGroup, SeedResource, SeedServiceAccount, SeedUser,
 };
-pub use shared::RateLimit;
+pub use shared::{LimitWindow, RateLimit};
 pub use snapshot::{
     AccessSnapshot, ApiKeySnapshot, GroupSnapshot, KeySnapshot, ResourceSnapshot,
     ServiceAccountSnapshot, StateSnapshot, UserSnapshot,

@@ -24,6 +24,9 @@ struct Args {
     /// Writes allowed per API key per minute.
     #[arg(long, default_value_t = 20)]
     rate_limit_writes: u32,
+    /// How the per-minute limits are enforced: token-bucket or sliding-minute.
+    #[arg(long, default_value = "token-bucket")]
+    rate_limit_window: twingate_sim::LimitWindow,
     /// Switch rate limiting off.
     #[arg(long)]
     no_rate_limit: bool,
@@ -76,6 +79,7 @@ async fn run(args: Args) -> Result<(), String> {
     let rate_limit = (!args.no_rate_limit).then_some(RateLimit {
         reads_per_minute: args.rate_limit_reads,
         writes_per_minute: args.rate_limit_writes,
+        window: args.rate_limit_window,
     });
     let handle = twingate_sim::start(SimConfig {
         listen: args.listen,
@@ -107,8 +111,8 @@ async fn run(args: Args) -> Result<(), String> {
     println!("GraphQL endpoint: {}", handle.graphql_url());
     match rate_limit {
         Some(r) => println!(
-            "rate limit per key: {} reads/min, {} writes/min",
-            r.reads_per_minute, r.writes_per_minute
+            "rate limit per key: {} reads/min, {} writes/min ({:?})",
+            r.reads_per_minute, r.writes_per_minute, r.window
         ),
         None => println!("rate limit: off"),
     }

@@ -18,6 +18,9 @@ use crate::store::Store;
 pub struct RateLimit {
     pub reads_per_minute: u32,
     pub writes_per_minute: u32,
+    /// How "per minute" is enforced (Twingate states the limit, not the algorithm).
+    #[serde(default)]
+    pub window: LimitWindow,
 }
 
 impl RateLimit {
@@ -25,7 +28,65 @@ impl RateLimit {
     pub const TWINGATE: RateLimit = RateLimit {
         reads_per_minute: 60,
         writes_per_minute: 20,
+        window: LimitWindow::TokenBucket,
     };
+}
+
+/// How a per-minute limit is enforced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimitWindow {
+    /// A bucket of `limit` tokens refilled continuously at `limit` a minute (starts full).
+    #[default]
+    TokenBucket,
+    /// At most `limit` requests accepted in any sliding minute: the limit read literally.
+    SlidingMinute,
+}
+
+impl std::str::FromStr for LimitWindow {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "token-bucket" => Ok(Self::TokenBucket),
+            "sliding-minute" => Ok(Self::SlidingMinute),
+            other => Err(format!(
+                "unknown rate-limit window {other:?}: use token-bucket or sliding-minute"
+            )),
+        }
+    }
+}
+
+/// Accepted requests of the last minute, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct SlidingLog {
+    accepted: std::collections::VecDeque<DateTime<Utc>>,
+}
+
+impl SlidingLog {
+    /// Accepts one request, or says how many whole seconds until the oldest leaves the minute.
+    fn take(&mut self, capacity: u32, now: DateTime<Utc>) -> Result<(), u64> {
+        let minute = chrono::Duration::seconds(60);
+        while self.accepted.front().is_some_and(|t| now - *t >= minute) {
+            self.accepted.pop_front();
+        }
+        if self.accepted.len() < capacity as usize {
+            self.accepted.push_back(now);
+            return Ok(());
+        }
+        let Some(oldest) = self.accepted.front() else {
+            return Err(60);
+        };
+        let wait_ms = (*oldest + minute - now).num_milliseconds().max(0) as u64;
+        Err(wait_ms.div_ceil(1000).max(1))
+    }
+}
+
+/// One key's budget for reads or writes.
+#[derive(Debug)]
+pub(crate) enum Limiter {
+    Bucket(Bucket),
+    Log(SlidingLog),
 }
 
 /// A token bucket refilled continuously at `capacity` per minute of simulated time.
@@ -59,7 +120,7 @@ pub(crate) struct Shared {
     journal: Mutex<Journal>,
     faults: RwLock<Arc<Faults>>,
     fault_rng: Mutex<StdRng>,
-    buckets: Mutex<HashMap<(String, bool), Bucket>>,
+    buckets: Mutex<HashMap<(String, bool), Limiter>>,
     pub rate_limit: Option<RateLimit>,
 }
 
@@ -126,13 +187,20 @@ impl Shared {
         };
         let now = self.clock.now();
         let mut buckets = lock(&self.buckets);
-        buckets
-            .entry((key.to_string(), write))
-            .or_insert_with(|| Bucket {
-                tokens: f64::from(capacity),
-                at: now,
-            })
-            .take(capacity, now)
+        let limiter =
+            buckets
+                .entry((key.to_string(), write))
+                .or_insert_with(|| match limit.window {
+                    LimitWindow::TokenBucket => Limiter::Bucket(Bucket {
+                        tokens: f64::from(capacity),
+                        at: now,
+                    }),
+                    LimitWindow::SlidingMinute => Limiter::Log(SlidingLog::default()),
+                });
+        match limiter {
+            Limiter::Bucket(b) => b.take(capacity, now),
+            Limiter::Log(l) => l.take(capacity, now),
+        }
     }
 }
 
@@ -165,5 +233,18 @@ mod tests {
         assert!(b.take(2, t0).is_ok());
         assert_eq!(b.take(2, t0), Err(30));
         assert!(b.take(2, t0 + chrono::Duration::seconds(30)).is_ok());
+    }
+
+    #[test]
+    fn a_sliding_minute_accepts_the_limit_at_once_then_none_until_the_oldest_is_a_minute_old() {
+        let t0 = Utc::now();
+        let mut log = SlidingLog::default();
+        for _ in 0..3 {
+            assert!(log.take(3, t0).is_ok());
+        }
+        let later = t0 + chrono::Duration::seconds(59);
+        assert_eq!(log.take(3, later), Err(1));
+        // A token bucket would have refilled most of its tokens by now; a sliding minute has not.
+        assert!(log.take(3, t0 + chrono::Duration::seconds(60)).is_ok());
     }
 }

@@ -105,6 +105,7 @@ async fn rate_limits_are_per_key_and_answer_429_with_retry_after() {
         rate_limit: Some(RateLimit {
             reads_per_minute: 3,
             writes_per_minute: 2,
+            window: twingate_sim::LimitWindow::TokenBucket,
         }),
         ..SimConfig::default()
     })

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use lapse_core::provider::{
-    AccessToAdd, CreatedKey, GroupInfo, GroupType, NamedRef, Priority, ProviderResult,
-    ResourceInfo, ServiceAccountInfo, UserRef,
+    AccessToAdd, CreatedKey, GroupInfo, GroupType, NamedRef, ProviderResult, ResourceInfo,
+    ServiceAccountInfo, UserRef, WriteTerms,
 };
 use lapse_core::{AccessProvider, ProviderError, RemoteId};
 
@@ -137,11 +137,15 @@ impl AccessProvider for Directory {
         _: &str,
         _: &[RemoteId],
         _: &[RemoteId],
-        _: Priority,
+        _: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<RemoteId> {
         no_writes()
     }
-    async fn delete_group(&self, _: &RemoteId, _: Priority) -> ProviderResult<()> {
+    async fn delete_group(
+        &self,
+        _: &RemoteId,
+        _: impl Into<WriteTerms> + Send,
+    ) -> ProviderResult<()> {
         no_writes()
     }
     async fn update_group_users(
@@ -149,7 +153,7 @@ impl AccessProvider for Directory {
         _: &RemoteId,
         _: &[RemoteId],
         _: &[RemoteId],
-        _: Priority,
+        _: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<()> {
         no_writes()
     }
@@ -157,7 +161,7 @@ impl AccessProvider for Directory {
         &self,
         _: &RemoteId,
         _: &[AccessToAdd],
-        _: Priority,
+        _: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<()> {
         no_writes()
     }
@@ -165,7 +169,7 @@ impl AccessProvider for Directory {
         &self,
         _: &RemoteId,
         _: &[RemoteId],
-        _: Priority,
+        _: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<()> {
         no_writes()
     }
@@ -174,7 +178,7 @@ impl AccessProvider for Directory {
         _: &RemoteId,
         _: &[RemoteId],
         _: &[RemoteId],
-        _: Priority,
+        _: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<()> {
         no_writes()
     }
@@ -183,14 +187,22 @@ impl AccessProvider for Directory {
         _: &RemoteId,
         _: &str,
         _: u16,
-        _: Priority,
+        _: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<CreatedKey> {
         no_writes()
     }
-    async fn revoke_key(&self, _: &RemoteId, _: Priority) -> ProviderResult<()> {
+    async fn revoke_key(
+        &self,
+        _: &RemoteId,
+        _: impl Into<WriteTerms> + Send,
+    ) -> ProviderResult<()> {
         no_writes()
     }
-    async fn delete_key(&self, _: &RemoteId, _: Priority) -> ProviderResult<()> {
+    async fn delete_key(
+        &self,
+        _: &RemoteId,
+        _: impl Into<WriteTerms> + Send,
+    ) -> ProviderResult<()> {
         no_writes()
     }
 }

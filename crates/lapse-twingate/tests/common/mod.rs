@@ -56,6 +56,11 @@ impl ClientBuilder {
         self
     }
 
+    pub fn writes_per_minute(mut self, n: u32) -> Self {
+        self.config.writes_per_minute = n;
+        self
+    }
+
     pub fn config(self) -> ClientConfig {
         self.config
     }
