@@ -5,6 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::Value;
 
+pub mod exit;
 pub mod jit;
 
 /// The output formats `-o/--output` accepts.

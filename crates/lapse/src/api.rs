@@ -137,10 +137,20 @@ impl From<FlowError> for ApiError {
     fn from(e: FlowError) -> Self {
         match e {
             FlowError::Refused(r) => {
+                // Who the caller is (not a member, not an owner, no identity) is `forbidden`;
+                // a rule refusing this request (the CLI's exit 5) has its own code.
                 let code = match r {
                     Refusal::SelfApproval => "self_approval",
                     Refusal::Suspended { .. } => "list_suspended",
-                    _ => "forbidden",
+                    Refusal::NoBreakGlass { .. }
+                    | Refusal::AlreadyApproved { .. }
+                    | Refusal::NotPending { .. }
+                    | Refusal::NotDue { .. } => "refused",
+                    Refusal::NotMember { .. }
+                    | Refusal::NotOwner { .. }
+                    | Refusal::NoIdentity
+                    | Refusal::NotRequester
+                    | Refusal::NotRequesterOrOwner => "forbidden",
                 };
                 Self::new(StatusCode::FORBIDDEN, code, r.to_string())
             }

@@ -29,7 +29,7 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 ///
 /// `lapse serve` runs the daemon; every other client command talks to its HTTP API.
 #[derive(Debug, Parser)]
-#[command(name = "lapse", version, propagate_version = true)]
+#[command(name = "lapse", version, propagate_version = true, after_help = output::exit::EXIT_CODES_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -371,10 +371,9 @@ fn submission(args: &GrantArgs) -> Result<GrantRequest, Failure> {
     })
 }
 
-/// Runs a client command against the API and returns the process's exit code: 0 on success,
-/// 2 for a request the API refused (4xx) or bad usage, 1 for anything else (a 5xx, an unreachable
-/// daemon, a broken audit chain, a `--wait` that did not end active). Failures are already
-/// printed to stderr when this returns; an `Err` means `command` is not a client command.
+/// Runs a client command against the API and returns the process's exit code by class (see
+/// [`output::exit`]). Failures are already printed to stderr when this returns; an `Err` means
+/// `command` is not a client command.
 pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let server_side = match &command {
         Command::Serve(_) => Some("serve"),
@@ -430,26 +429,22 @@ fn report(failure: Failure, global: &GlobalArgs) -> ExitCode {
             fix,
         } => {
             eprintln!("error: {field}: {message}\n  fix: {fix}");
-            ExitCode::from(2)
+            ExitCode::from(output::exit::USAGE)
         }
         Failure::Api { status, body } => {
             eprintln!(
                 "{}",
                 output::api_error_message(status.as_u16(), &body, global.token.is_some())
             );
-            if status.is_client_error() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
+            ExitCode::from(output::exit::for_api(status.as_u16(), &body))
         }
         Failure::Unreachable { source } => {
             eprintln!("{}", unreachable_message(&global.url, &source));
-            ExitCode::from(1)
+            ExitCode::from(output::exit::SERVER)
         }
         Failure::Other(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(output::exit::SERVER)
         }
     }
 }
@@ -535,7 +530,7 @@ async fn grant(
                 "error: grant {} is {state}, not active{why}",
                 field("id").unwrap_or("?")
             );
-            return Ok(ExitCode::from(1));
+            return Ok(ExitCode::from(output::exit::NOT_ACTIVE));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -132,7 +132,7 @@ pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("error: no live token named {name:?}\n  fix: see `lapse token list`");
-                Ok(ExitCode::from(2))
+                Ok(ExitCode::from(lapse_output::exit::NOT_FOUND))
             }
         }
     }
@@ -180,12 +180,12 @@ pub fn config(cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ConfigCmd::Check { file } => {
-            // Exit 2 for a file that was read but is wrong, like a failed validation.
+            // A file that was read but is wrong is refused like a failed validation.
             let s = match Settings::load(Some(&file)) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("{}: {e}", file.display());
-                    return Ok(ExitCode::from(2));
+                    return Ok(ExitCode::from(lapse_output::exit::REFUSED));
                 }
             };
             match s.validate() {
@@ -195,7 +195,7 @@ pub fn config(cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => {
                     eprintln!("{}: {e}", file.display());
-                    Ok(ExitCode::from(2))
+                    Ok(ExitCode::from(lapse_output::exit::REFUSED))
                 }
             }
         }

@@ -1,0 +1,199 @@
+//! The CLI's exit codes by class, from the real binary against a real daemon and sim: 0 ok,
+//! 1 server error or unreachable, 2 usage, 3 not authenticated or not allowed, 4 not found,
+//! 5 refused (validation, conflict, a list's rule), 6 a `--wait` that did not end active.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use twingate_sim::Faults;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+fn id_in(out: &str) -> String {
+    let v: Value = serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    id_of(&v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_class_has_its_exit_code() {
+    let lists = tempfile::tempdir().expect("tempdir");
+    let mut env = Env::new(&shipped_list_settings(lists.path())).await;
+    let alice = env.create_token("alice", "requester", Some("alice@example.com"));
+    let bob = env.create_token("bob", "requester", Some("bob@example.com"));
+    let auditor = env.create_token("audit", "auditor", None);
+    env.start().await;
+    let admin = env.token.clone();
+    let admin = Some(admin.as_str());
+
+    // 0: ok.
+    let (code, out, err) = env.cli_as(admin, &["list"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // 1: nobody listens there.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let out = std::process::Command::new(BIN)
+        .args(["--url", &format!("http://127.0.0.1:{closed}"), "list"])
+        .env_remove("LAPSE_TOKEN")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not reach"), "{err}");
+
+    // 2: usage, from clap and from the CLI's own checks.
+    let (code, _, err) = env.cli_as(admin, &["list", "--no-such-flag"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = env.cli_as(
+        admin,
+        &[
+            "grant",
+            "--kind",
+            "group-membership",
+            "--group",
+            "oncall",
+            "--user",
+            "alice@example.com",
+            "--until",
+            "tomorrow",
+            "--reason",
+            "INC-1",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--until"), "{err}");
+
+    // 3: no token, a wrong token, a role that may not write, no rule allowing a direct grant.
+    let (code, _, err) = env.cli_as(None, &["list"]);
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = env.cli_as(Some("lapse_not-a-token"), &["list"]);
+    assert_eq!(code, 3, "{err}");
+    let membership = [
+        "grant",
+        "--kind",
+        "group-membership",
+        "--group",
+        "oncall",
+        "--user",
+        "alice@example.com",
+        "--for",
+        "1h",
+        "--reason",
+        "INC-1",
+        "-o",
+        "json",
+    ];
+    let (code, _, err) = env.cli_as(Some(&auditor), &membership);
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = env.cli_as(Some(&alice), &membership);
+    assert_eq!(code, 3, "a requester's direct grant has no rule: {err}");
+
+    // 4: not found.
+    let (code, _, err) = env.cli_as(admin, &["show", "01ARZ3NDEKTSV4RRFFQ69G5FAV"]);
+    assert_eq!(code, 4, "{err}");
+    let (code, _, err) = env.cli_as(
+        Some(&alice),
+        &["request", "no-such-list", "--reason", "INC-1"],
+    );
+    assert_eq!(code, 4, "{err}");
+
+    // 5: validation, conflict, and a list's rule.
+    let (code, _, err) = env.cli_as(
+        admin,
+        &[
+            "grant",
+            "--kind",
+            "group-membership",
+            "--group",
+            "oncall",
+            "--user",
+            "alice@example.com",
+            "--for",
+            "0",
+            "--reason",
+            "INC-1",
+        ],
+    );
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("fix"), "{err}");
+    let (code, out, err) = env.cli_as(admin, &membership);
+    assert_eq!(code, 0, "{out}{err}");
+    let grant = id_in(&out);
+    env.wait_state(&grant, "active", WITHIN).await;
+    let (code, _, err) = env.cli_as(admin, &["revoke", &grant, "--reason", "done"]);
+    assert_eq!(code, 0, "{err}");
+    env.wait_state(&grant, "revoked", WITHIN).await;
+    let (code, _, err) = env.cli_as(admin, &["revoke", &grant, "--reason", "again"]);
+    assert_eq!(code, 5, "revoking an ended grant is a conflict: {err}");
+    let (code, _, err) = env.cli_as(
+        Some(&alice),
+        &[
+            "request",
+            "prod-db-oncall",
+            "--for",
+            "30m",
+            "--reason",
+            "no ticket",
+        ],
+    );
+    assert_eq!(code, 5, "the list's reason pattern refuses it: {err}");
+    let (code, out, err) = env.cli_as(
+        Some(&alice),
+        &[
+            "-o",
+            "json",
+            "request",
+            "prod-db-oncall",
+            "--for",
+            "30m",
+            "--reason",
+            "INC-4211",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let request = id_in(&out);
+    let (code, _, err) = env.cli_as(Some(&bob), &["approve", &request, "--reason", "paged"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = env.cli_as(Some(&bob), &["approve", &request, "--reason", "again"]);
+    assert_eq!(code, 5, "a decided request refuses another decision: {err}");
+
+    // 6: a waited-for grant that ends failed.
+    env.sim
+        .set_faults(Faults {
+            refuse_operations: vec!["ResourceAccessAdd".into()],
+            ..Faults::none()
+        })
+        .expect("faults the sim accepts");
+    let (code, out, err) = env.cli_as(
+        admin,
+        &[
+            "grant",
+            "--kind",
+            "group-access",
+            "--group",
+            "platform",
+            "--resource",
+            "billing-api",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-9",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(err.contains("not active"), "{err}");
+
+    // The table is in --help.
+    let (code, out, _) = env.cli_as(None, &["--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Exit codes:") && out.contains("6  --wait"),
+        "{out}"
+    );
+}
