@@ -11,7 +11,7 @@ use lapse_requests::wire::{GrantRequest, RevokeRequest};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use lapse_output::{self as output, OutputFormat};
+use lapse_output::{self as output, OutputFormat, Style};
 
 mod client;
 mod jit;
@@ -55,6 +55,10 @@ pub struct GlobalArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Tables show every cell whole instead of shortening free text to the terminal's width
+    /// (COLUMNS, else the terminal's own; output that is not a terminal is never shortened).
+    #[arg(long, global = true)]
+    pub wide: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -391,7 +395,10 @@ pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result
         Ok(api) => api,
         Err(failure) => return Ok(report(failure, global)),
     };
-    let format = global.output;
+    let format = Style {
+        format: global.output,
+        width: client::table_width(global.wide),
+    };
     let outcome = match command {
         Command::Grant(args) => grant(&api, &args, format).await,
         Command::List(args) => list(&api, &args, format).await,
@@ -479,11 +486,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-async fn grant(
-    api: &ApiClient,
-    args: &GrantArgs,
-    format: OutputFormat,
-) -> Result<ExitCode, Failure> {
+async fn grant(api: &ApiClient, args: &GrantArgs, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(
         &["v1", "grants"],
         &[("wait", args.wait.then(|| "true".to_owned()))],
@@ -509,7 +512,7 @@ async fn grant(
     if let Some(token) = field("token") {
         // JSON already carries the token; in CSV it would break the columns, so it goes to
         // stderr there, still on a line of its own.
-        match format {
+        match format.format {
             OutputFormat::Json => {}
             OutputFormat::Table => emit(&format!("\n{}", output::token_line(token)))?,
             OutputFormat::Csv => eprintln!("{}", output::token_line(token)),
@@ -536,7 +539,7 @@ async fn grant(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn list(api: &ApiClient, args: &ListArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
+async fn list(api: &ApiClient, args: &ListArgs, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(
         &["v1", "grants"],
         &[
@@ -552,7 +555,7 @@ async fn list(api: &ApiClient, args: &ListArgs, format: OutputFormat) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show(api: &ApiClient, args: &ShowArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
+async fn show(api: &ApiClient, args: &ShowArgs, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(&["v1", "grants", &args.id], &[])?;
     let reply = api.send(api.http.get(url)).await?;
     emit(&output::render_grant_detail(
@@ -563,11 +566,7 @@ async fn show(api: &ApiClient, args: &ShowArgs, format: OutputFormat) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-async fn revoke(
-    api: &ApiClient,
-    args: &RevokeArgs,
-    format: OutputFormat,
-) -> Result<ExitCode, Failure> {
+async fn revoke(api: &ApiClient, args: &RevokeArgs, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(&["v1", "grants", &args.id, "revoke"], &[])?;
     let reply = api
         .send(api.http.post(url).json(&RevokeRequest {
@@ -578,11 +577,7 @@ async fn revoke(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn history(
-    api: &ApiClient,
-    args: &HistoryArgs,
-    format: OutputFormat,
-) -> Result<ExitCode, Failure> {
+async fn history(api: &ApiClient, args: &HistoryArgs, format: Style) -> Result<ExitCode, Failure> {
     let query = history_query(args, Utc::now())?;
     let url = api.url(&["v1", "history"], &query)?;
     let reply = api.send(api.http.get(url)).await?;
@@ -606,10 +601,10 @@ fn history_query(
     ])
 }
 
-async fn whoami(api: &ApiClient, format: OutputFormat) -> Result<ExitCode, Failure> {
+async fn whoami(api: &ApiClient, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(&["v1", "whoami"], &[])?;
     let reply = api.send(api.http.get(url)).await?;
-    let text = match format {
+    let text = match format.format {
         OutputFormat::Json => format!("{}\n", reply.body),
         _ => {
             let f = |k: &str| {
@@ -632,7 +627,7 @@ async fn whoami(api: &ApiClient, format: OutputFormat) -> Result<ExitCode, Failu
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit_verify(api: &ApiClient, format: OutputFormat) -> Result<ExitCode, Failure> {
+async fn audit_verify(api: &ApiClient, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(&["v1", "audit", "verify"], &[])?;
     let reply = api.send(api.http.get(url)).await?;
     emit(&output::render_verify(format, &reply.body)?)?;
@@ -996,6 +991,7 @@ mod tests {
             url: format!("http://127.0.0.1:{port}"),
             token: None,
             output: OutputFormat::Table,
+            wide: false,
         };
         let api = ApiClient::new(&global.url, global.token.clone()).unwrap();
         let url = api.url(&["v1", "grants"], &[]).unwrap();

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::client::{ApiClient, Failure, emit};
-use lapse_output::{OutputFormat, jit};
+use lapse_output::{Style, jit};
 
 /// Ask for access on an access list.
 #[derive(Debug, Clone, Args)]
@@ -71,13 +71,13 @@ pub struct ReviewArgs {
 }
 
 /// How one answer of this flow is shown in the chosen format.
-type Render = fn(OutputFormat, &Value, DateTime<Utc>) -> anyhow::Result<String>;
+type Render = fn(Style, &Value, DateTime<Utc>) -> anyhow::Result<String>;
 
 async fn post(
     api: &ApiClient,
     segments: &[&str],
     body: &impl Serialize,
-    format: OutputFormat,
+    format: Style,
     render: Render,
 ) -> Result<ExitCode, Failure> {
     let url = api.url(segments, &[])?;
@@ -90,7 +90,7 @@ async fn get(
     api: &ApiClient,
     segments: &[&str],
     query: &[(&str, Option<String>)],
-    format: OutputFormat,
+    format: Style,
     render: Render,
 ) -> Result<ExitCode, Failure> {
     let url = api.url(segments, query)?;
@@ -102,7 +102,7 @@ async fn get(
 pub(super) async fn request(
     api: &ApiClient,
     a: &RequestArgs,
-    format: OutputFormat,
+    format: Style,
 ) -> Result<ExitCode, Failure> {
     let body = CreateBody {
         list: a.list.clone(),
@@ -116,7 +116,7 @@ pub(super) async fn request(
 pub(super) async fn requests(
     api: &ApiClient,
     a: &RequestsArgs,
-    format: OutputFormat,
+    format: Style,
 ) -> Result<ExitCode, Failure> {
     let waiting = (!a.all && a.state.is_none()).then(|| "true".to_owned());
     get(
@@ -133,7 +133,7 @@ pub(super) async fn decide(
     api: &ApiClient,
     verb: &str,
     a: &DecisionArgs,
-    format: OutputFormat,
+    format: Style,
 ) -> Result<ExitCode, Failure> {
     post(
         api,
@@ -150,7 +150,7 @@ pub(super) async fn decide(
 pub(super) async fn extend(
     api: &ApiClient,
     a: &ExtendArgs,
-    format: OutputFormat,
+    format: Style,
 ) -> Result<ExitCode, Failure> {
     post(
         api,
@@ -168,7 +168,7 @@ pub(super) async fn extend(
 pub(super) async fn review(
     api: &ApiClient,
     a: &ReviewArgs,
-    format: OutputFormat,
+    format: Style,
 ) -> Result<ExitCode, Failure> {
     if a.target == "due" && a.keep.is_empty() && a.remove.is_empty() {
         return get(
@@ -194,6 +194,6 @@ pub(super) async fn review(
     .await
 }
 
-pub(super) async fn lists(api: &ApiClient, format: OutputFormat) -> Result<ExitCode, Failure> {
+pub(super) async fn lists(api: &ApiClient, format: Style) -> Result<ExitCode, Failure> {
     get(api, &["v1", "lists"], &[], format, jit::render_lists).await
 }

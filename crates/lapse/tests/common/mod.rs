@@ -403,9 +403,21 @@ impl Env {
 
     /// Runs the CLI against the daemon with `token` (none when `None`): exit code, stdout, stderr.
     pub fn cli_as(&self, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+        self.cli_with(token, &[], args)
+    }
+
+    /// As [`Env::cli_as`], with extra environment variables (e.g. `COLUMNS`).
+    pub fn cli_with(
+        &self,
+        token: Option<&str>,
+        vars: &[(&str, &str)],
+        args: &[&str],
+    ) -> (i32, String, String) {
         let mut cmd = Command::new(BIN);
         cmd.env_remove("LAPSE_TOKEN")
             .env_remove("LAPSE_URL")
+            .env_remove("COLUMNS")
+            .envs(vars.iter().copied())
             .args(["--url", &self.url()]);
         if let Some(t) = token {
             cmd.args(["--token", t]);

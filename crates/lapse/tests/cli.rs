@@ -1,6 +1,7 @@
-//! The CLI's exit codes by class, from the real binary against a real daemon and sim: 0 ok,
-//! 1 server error or unreachable, 2 usage, 3 not authenticated or not allowed, 4 not found,
-//! 5 refused (validation, conflict, a list's rule), 6 a `--wait` that did not end active.
+//! The CLI as a script and a person meet it, from the real binary against a real daemon and
+//! sim: exit codes by class (0 ok, 1 server error or unreachable, 2 usage, 3 not authenticated
+//! or not allowed, 4 not found, 5 refused, 6 a `--wait` that did not end active), and tables
+//! that fit the terminal's width without wrapping a cell.
 
 mod common;
 
@@ -196,4 +197,85 @@ async fn each_class_has_its_exit_code() {
         out.contains("Exit codes:") && out.contains("6  --wait"),
         "{out}"
     );
+}
+
+/// Display width, counting wide characters twice, as a terminal does.
+fn columns(line: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(line)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_fit_80_and_200_columns_and_never_wrap_a_cell() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    let users = [
+        "alice@example.com",
+        "bob@example.com",
+        "carol@example.com",
+        "dave@example.com",
+    ];
+    let mut ids = Vec::new();
+    for reason in [
+        "INC-1 a long reason that goes on and on about the database",
+        "INC-2",
+    ] {
+        let mut args = vec!["-o", "json", "grant", "--kind", "ephemeral-group"];
+        for u in users {
+            args.extend(["--user", u]);
+        }
+        args.extend([
+            "--resource",
+            "prod-db",
+            "--resource",
+            "staging-db",
+            "--resource",
+            "grafana",
+            "--for",
+            "1h",
+            "--reason",
+            reason,
+        ]);
+        let (code, out, err) = env.cli_as(Some(&env.token), &args);
+        assert_eq!(code, 0, "{out}{err}");
+        ids.push(id_in(&out));
+    }
+    for id in &ids {
+        env.wait_state(id, "active", WITHIN).await;
+    }
+    let token = env.token.clone();
+    for width in [80usize, 200] {
+        let cols = width.to_string();
+        for args in [vec!["list"], vec!["history"], vec!["show", ids[0].as_str()]] {
+            let (code, out, err) = env.cli_with(Some(&token), &[("COLUMNS", &cols)], &args);
+            assert_eq!(code, 0, "{args:?}: {out}{err}");
+            for line in out.lines() {
+                assert!(
+                    columns(line) <= width,
+                    "{args:?} at {width}: {} columns: {line:?}",
+                    columns(line)
+                );
+            }
+        }
+        // `list`: a header and one line per grant, each starting with its id.
+        let (_, out, _) = env.cli_with(Some(&token), &[("COLUMNS", &cols)], &["list"]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1 + ids.len(), "no row wraps at {width}: {out}");
+        for line in &lines[1..] {
+            assert!(ids.iter().any(|id| line.starts_with(id.as_str())), "{line}");
+            assert!(line.contains("active"), "{line}");
+        }
+        // `history`: every row is one line beginning with its time.
+        let (_, out, _) = env.cli_with(Some(&token), &[("COLUMNS", &cols)], &["history"]);
+        assert!(
+            out.lines().skip(1).all(|l| l.starts_with("20")),
+            "a history row wrapped at {width}: {out}"
+        );
+    }
+    // At 80 columns the free text is shortened; --wide (and 200 here) shows more of it.
+    let (_, narrow, _) = env.cli_with(Some(&token), &[("COLUMNS", "80")], &["list"]);
+    assert!(narrow.contains('…'), "{narrow}");
+    let (_, wide, _) = env.cli_with(Some(&token), &[("COLUMNS", "80")], &["--wide", "list"]);
+    assert!(!wide.contains('…'), "{wide}");
+    assert!(wide.lines().any(|l| columns(l) > 80), "{wide}");
+    assert_eq!(wide.lines().count(), 1 + ids.len(), "{wide}");
 }
