@@ -7,6 +7,7 @@ use serde_json::Value;
 pub mod exit;
 pub mod fit;
 pub mod jit;
+pub mod story;
 
 use fit::Grid;
 pub use fit::shorten;
@@ -254,11 +255,21 @@ pub fn history_table(rows: &[HistoryView], with_grant: bool, width: Option<usize
     for row in rows {
         let mut cells = vec![rfc3339(row.at)];
         if with_grant {
-            cells.push(row.grant_id.clone().unwrap_or_else(|| "-".to_owned()));
+            // A remote change names the grants it was made for.
+            let grants = if row.grants.is_empty() {
+                row.grant_id.iter().cloned().collect()
+            } else {
+                row.grants.clone()
+            };
+            cells.push(if grants.is_empty() {
+                "-".to_owned()
+            } else {
+                grants.join(",")
+            });
         }
         cells.push(row.actor.clone());
         cells.push(row.event.clone());
-        cells.push(detail_json(&row.detail));
+        cells.push(story::story(row));
         table.row(cells);
     }
     table.render(width)
@@ -300,7 +311,9 @@ const GRANT_CSV_HEADER: [&str; 17] = [
     "last_error",
 ];
 
-const HISTORY_CSV_HEADER: [&str; 7] = ["seq", "at", "grant_id", "actor", "event", "detail", "hash"];
+const HISTORY_CSV_HEADER: [&str; 9] = [
+    "seq", "at", "grant_id", "actor", "event", "detail", "hash", "grants", "text",
+];
 
 /// Grants as CSV. Users and resources are JSON arrays in one cell each, because names may hold
 /// any separator one could pick and an auditor must be able to split them without guessing.
@@ -350,6 +363,8 @@ pub fn history_csv(rows: &[HistoryView]) -> anyhow::Result<String> {
                 row.event.clone(),
                 detail_json(&row.detail),
                 row.hash.clone(),
+                serde_json::to_string(&row.grants)?,
+                story::story(row),
             ],
         )?;
     }
@@ -615,6 +630,8 @@ mod tests {
             event: "created".to_owned(),
             detail,
             hash: "ab12".to_owned(),
+            grants: vec!["01JGRANT".to_owned()],
+            names: Default::default(),
         }
     }
 

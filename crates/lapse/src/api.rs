@@ -22,7 +22,7 @@ use lapse_core::{AccessProvider, GrantId, GrantKind, GrantState};
 use lapse_engine::{EngineError, EngineHandle};
 use lapse_requests::wire::{
     BrokenRow, ErrorBody, ErrorDetail, GrantDetail, GrantList, GrantRequest, GrantView,
-    HistoryList, HistoryView, Readiness, RevokeRequest, TokenView, VerifyReport, WhoAmI,
+    HistoryList, Readiness, RevokeRequest, TokenView, VerifyReport, WhoAmI,
 };
 use lapse_requests::{FlowError, RequestService, Submitter};
 use lapse_store::{
@@ -663,7 +663,7 @@ pub(crate) async fn show<P: AccessProvider + 'static>(
             ..HistoryFilter::default()
         })
         .await?;
-    let history: Vec<HistoryView> = rows.into_iter().map(HistoryView::from).collect();
+    let history = lapse_requests::wire::history_views(&state.store, rows).await?;
     Ok(Json(GrantDetail {
         grant: GrantView::from(&g),
         history,
@@ -728,12 +728,21 @@ pub(crate) async fn revoke<P: AccessProvider + 'static>(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct HistoryQuery {
+    /// Only rows of this grant: its own, and the remote changes made for it.
     grant: Option<String>,
+    /// Only rows of grants naming this user (email, or Twingate id).
     user: Option<String>,
+    /// Only rows of grants naming this resource (name, or Twingate id).
     resource: Option<String>,
+    /// Rows at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
+    /// Rows before this time (RFC 3339).
     until: Option<DateTime<Utc>>,
+    /// At most this many rows: the oldest, or with `newest_first` the newest.
     limit: Option<u32>,
+    /// Newest rows first (default: oldest first).
+    #[serde(default)]
+    newest_first: bool,
 }
 
 #[utoipa::path(
@@ -761,9 +770,10 @@ pub(crate) async fn history<P: AccessProvider + 'static>(
         since: q.since,
         until: q.until,
         limit: q.limit,
+        newest_first: q.newest_first,
     };
     let rows = state.store.history(&filter).await?;
-    let history: Vec<HistoryView> = rows.into_iter().map(HistoryView::from).collect();
+    let history = lapse_requests::wire::history_views(&state.store, rows).await?;
     Ok(Json(HistoryList { history }).into_response())
 }
 

@@ -281,9 +281,15 @@ pub struct HistoryArgs {
     /// Rows up to this time: RFC 3339, or a duration meaning "ago" (e.g. 30m).
     #[arg(long, value_name = "TIME", value_parser = parse_time_spec)]
     pub until: Option<TimeSpec>,
-    /// At most this many rows.
-    #[arg(long, value_name = "N")]
+    /// At most this many rows, the oldest first (from --since on).
+    #[arg(long, value_name = "N", conflicts_with = "tail")]
     pub limit: Option<u32>,
+    /// Only the last N rows (still oldest first, like tail(1); with --newest-first, newest first).
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u32>,
+    /// Newest rows first.
+    #[arg(long)]
+    pub newest_first: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -580,7 +586,13 @@ async fn revoke(api: &ApiClient, args: &RevokeArgs, format: Style) -> Result<Exi
 async fn history(api: &ApiClient, args: &HistoryArgs, format: Style) -> Result<ExitCode, Failure> {
     let query = history_query(args, Utc::now())?;
     let url = api.url(&["v1", "history"], &query)?;
-    let reply = api.send(api.http.get(url)).await?;
+    let mut reply = api.send(api.http.get(url)).await?;
+    if args.tail.is_some() && !args.newest_first {
+        // The server gave the last rows newest first; a tail reads oldest first.
+        if let Some(rows) = reply.body.get_mut("history").and_then(Value::as_array_mut) {
+            rows.reverse();
+        }
+    }
     emit(&output::render_history(format, &reply.body)?)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -597,7 +609,11 @@ fn history_query(
         ("resource", args.resource.clone()),
         ("since", resolve(args.since)?),
         ("until", resolve(args.until)?),
-        ("limit", args.limit.map(|n| n.to_string())),
+        ("limit", args.limit.or(args.tail).map(|n| n.to_string())),
+        (
+            "newest_first",
+            (args.newest_first || args.tail.is_some()).then(|| "true".to_owned()),
+        ),
     ])
 }
 

@@ -279,3 +279,110 @@ async fn tables_fit_80_and_200_columns_and_never_wrap_a_cell() {
     assert!(wide.lines().any(|l| columns(l) > 80), "{wide}");
     assert_eq!(wide.lines().count(), 1 + ids.len(), "{wide}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_tells_remote_changes_with_names_and_their_grant() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    let token = env.token.clone();
+    let t = Some(token.as_str());
+    let (code, out, err) = env.cli_as(
+        t,
+        &[
+            "-o",
+            "json",
+            "grant",
+            "--kind",
+            "group-membership",
+            "--group",
+            "oncall",
+            "--user",
+            "alice@example.com",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-1",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let grant = id_in(&out);
+    env.wait_state(&grant, "active", WITHIN).await;
+    let (code, _, err) = env.cli_as(t, &["revoke", &grant, "--reason", "done"]);
+    assert_eq!(code, 0, "{err}");
+    env.wait_state(&grant, "revoked", WITHIN).await;
+
+    // `show ID` includes the remote changes made for the grant, in words.
+    let (code, out, err) = env.cli_as(t, &["--wide", "show", &grant]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("membership-changed") && out.contains("added alice@example.com to oncall"),
+        "{out}"
+    );
+    assert!(
+        out.contains("removed alice@example.com from oncall"),
+        "{out}"
+    );
+    assert!(!out.contains("VXNlcj"), "no Twingate user ids: {out}");
+
+    // `history --user` has them too, with the grant they served.
+    let (code, out, err) = env.cli_as(t, &["--wide", "history", "--user", "alice@example.com"]);
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("added alice@example.com to oncall"))
+        .unwrap_or_else(|| panic!("no remote change in {out}"));
+    assert!(line.contains(&grant), "the grant it served: {line}");
+
+    // JSON carries the grants and the names.
+    let (code, out, _) = env.cli_as(t, &["-o", "json", "history", "--grant", &grant]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let rows = v["history"].as_array().expect("rows");
+    let change = rows
+        .iter()
+        .find(|r| r["event"] == "membership-changed")
+        .expect("a membership change");
+    assert_eq!(change["grant_id"], Value::Null, "{change}");
+    assert_eq!(change["grants"], serde_json::json!([grant]), "{change}");
+    let names: Vec<&str> = change["names"]
+        .as_object()
+        .expect("names")
+        .values()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        names.contains(&"alice@example.com") && names.contains(&"oncall"),
+        "{change}"
+    );
+
+    // --tail N: the last N rows, oldest first; --newest-first turns them round.
+    let (_, all, _) = env.cli_as(t, &["-o", "json", "history"]);
+    let all: Value = serde_json::from_str(&all).expect("json");
+    let seqs = |v: &Value| -> Vec<i64> {
+        v["history"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .filter_map(|r| r["seq"].as_i64())
+            .collect()
+    };
+    let all = seqs(&all);
+    assert!(all.len() > 3, "{all:?}");
+    let (_, tail, _) = env.cli_as(t, &["-o", "json", "history", "--tail", "3"]);
+    assert_eq!(
+        seqs(&serde_json::from_str(&tail).expect("json")),
+        all[all.len() - 3..]
+    );
+    let (_, newest, _) = env.cli_as(
+        t,
+        &["-o", "json", "history", "--tail", "3", "--newest-first"],
+    );
+    let mut expected = all[all.len() - 3..].to_vec();
+    expected.reverse();
+    assert_eq!(
+        seqs(&serde_json::from_str(&newest).expect("json")),
+        expected
+    );
+    let (_, first, _) = env.cli_as(t, &["-o", "json", "history", "--limit", "2"]);
+    assert_eq!(seqs(&serde_json::from_str(&first).expect("json")), all[..2]);
+}
