@@ -180,24 +180,17 @@ pub fn config(cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ConfigCmd::Check { file } => {
-            // A file that was read but is wrong is refused like a failed validation.
-            let s = match Settings::load(Some(&file)) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{}: {e}", file.display());
-                    return Ok(ExitCode::from(lapse_output::exit::REFUSED));
-                }
-            };
-            match s.validate() {
-                Ok(()) => {
-                    println!("{}: ok", file.display());
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("{}: {e}", file.display());
-                    Ok(ExitCode::from(lapse_output::exit::REFUSED))
-                }
+            // Every problem, each on its own line with its file and line or its environment
+            // variable; a file that was read but is wrong is refused like a failed validation.
+            let problems = lapse_settings::check_file(&file);
+            if problems.is_empty() {
+                println!("{}: ok", file.display());
+                return Ok(ExitCode::SUCCESS);
             }
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            Ok(ExitCode::from(lapse_output::exit::REFUSED))
         }
     }
 }

@@ -572,3 +572,53 @@ async fn sighup_is_logged_and_does_not_stop_the_daemon() {
         "SIGTERM after SIGHUP exits 0"
     );
 }
+
+#[test]
+fn config_check_reports_every_problem_with_its_line_or_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        &dir,
+        "three.toml",
+        &format!(
+            "{GOOD}page_size = \"many\"\n[engine]\ntik = \"1s\"\n[server]\nlisten = \"nope\"\n"
+        ),
+    );
+    let (code, text) = config_check(&file, &[("LAPSE__ENGINE__TICK", "soon")]);
+    assert_eq!(code, 5, "{text}");
+    let f = file.display().to_string();
+    for (at, key) in [
+        (format!("{f}:3:"), "twingate.page_size"),
+        (format!("{f}:5:"), "engine.tik"),
+        (format!("{f}:7:"), "server.listen"),
+        (
+            "environment variable LAPSE__ENGINE__TICK:".to_owned(),
+            "engine.tick",
+        ),
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&at) && l.contains(key)),
+            "{key} at {at}: {text}"
+        );
+    }
+    assert_eq!(text.lines().count(), 4, "one line per problem: {text}");
+
+    // Values that can be read but break the rules are reported together too.
+    let file = write(
+        &dir,
+        "rules.toml",
+        &format!("{GOOD}page_size = 500\n[engine]\nconcurrency = 0\n[log]\nformat = \"xml\"\n"),
+    );
+    let (code, text) = config_check(&file, &[]);
+    assert_eq!(code, 5, "{text}");
+    for (line, key) in [
+        (3, "twingate.page_size"),
+        (5, "engine.concurrency"),
+        (7, "log.format"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{f2}:{line}: {key}", f2 = file.display()))),
+            "{key} at line {line}: {text}"
+        );
+    }
+}
