@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{BIN, Env, eventually, id_of, membership, tail};
+use common::{BIN, Env, eventually, id_of, membership, shipped_list_settings, tail};
 use serde_json::Value;
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -621,4 +621,113 @@ fn config_check_reports_every_problem_with_its_line_or_variable() {
             "{key} at line {line}: {text}"
         );
     }
+}
+
+/// Every path under `dir`, for showing that a command made nothing.
+fn tree(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_loads_lists_reports_skew_and_unreachable_twingate_and_creates_nothing() {
+    let lists = tempfile::tempdir().expect("tempdir");
+    let env = Env::new(&shipped_list_settings(lists.path())).await;
+    let (code, out) = doctor(&env.config);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("ok")
+            && l.contains("access files:")
+            && l.contains("1 access lists")
+            && l.contains("0 grant policies")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok") && l.contains("clock:")),
+        "{out}"
+    );
+
+    // Twingate's clock two minutes ahead: named, with its size and direction, also in JSON.
+    env.sim.clock().set_offset(chrono::Duration::seconds(120));
+    let (code, out) = doctor(&env.config);
+    assert_eq!(code, 1, "{out}");
+    let clock = out
+        .lines()
+        .find(|l| l.contains("clock:"))
+        .unwrap_or_else(|| panic!("no clock line: {out}"));
+    assert!(
+        clock.starts_with("FAIL") && clock.contains("ahead of") && clock.contains("NTP"),
+        "{clock}"
+    );
+    let skew: i64 = clock
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix('s').and_then(|n| n.parse().ok()))
+        .unwrap_or_else(|| panic!("no seconds in {clock}"));
+    assert!((119..=121).contains(&skew), "{clock}");
+    let json = Command::new(BIN)
+        .args(["doctor", "-o", "json", "--config"])
+        .arg(&env.config)
+        .output()
+        .expect("doctor -o json");
+    let rows: Value = serde_json::from_slice(&json.stdout).expect("doctor's JSON");
+    let row = rows
+        .as_array()
+        .expect("an array")
+        .iter()
+        .find(|r| r["check"] == "clock")
+        .expect("a clock check");
+    assert_eq!(row["ok"], false, "{row}");
+    env.sim.clock().set_offset(chrono::Duration::zero());
+
+    // Nothing listens at the Twingate URL, the database and list directories do not exist:
+    // "cannot connect", and not one file or directory made.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = write(&dir, "key", twingate_sim::DEMO_ADMIN_KEY);
+    let missing = dir.path().join("state");
+    let config = write(
+        &dir,
+        "lapse.toml",
+        &format!(
+            "[twingate]\nbase_url = \"http://127.0.0.1:{closed}\"\napi_key_file = {:?}\n\
+             timeout = \"2s\"\n[database]\npath = {:?}\n[access]\nlists_dir = {:?}\n\
+             policies_dir = {:?}\n",
+            key.display().to_string(),
+            missing.join("lapse.db").display().to_string(),
+            missing.join("lists").display().to_string(),
+            missing.join("policies").display().to_string(),
+        ),
+    );
+    let before = tree(dir.path());
+    let (code, out) = doctor(&config);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("twingate read:")
+            && l.contains("cannot connect")),
+        "{out}"
+    );
+    assert!(!out.contains("Read & Write"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("database:")),
+        "{out}"
+    );
+    assert_eq!(tree(dir.path()), before, "doctor created something");
+    assert!(!missing.exists());
 }
