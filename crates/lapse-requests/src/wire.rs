@@ -14,11 +14,51 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+/// The five grant kinds, for the OpenAPI document: the wire carries them as strings, so that a
+/// newer daemon's kind does not break an older client.
+#[derive(ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum GrantKindName {
+    EphemeralGroup,
+    GroupMembership,
+    GroupAccess,
+    ServiceAccess,
+    ServiceKey,
+}
+
+/// A grant's states, for the OpenAPI document.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum GrantStateName {
+    Scheduled,
+    Applying,
+    Active,
+    Revoking,
+    Expired,
+    Revoked,
+    Failed,
+}
+
+/// A request's states, for the OpenAPI document.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum RequestStateName {
+    Pending,
+    Approved,
+    Denied,
+    Cancelled,
+    Lapsed,
+}
+
 /// A grant submission as sent by the CLI or a bot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
     /// One of `ephemeral-group`, `group-membership`, `group-access`, `service-access`, `service-key`.
+    #[schema(value_type = GrantKindName)]
     pub kind: String,
     /// Users by email.
     #[serde(default)]
@@ -40,10 +80,10 @@ pub struct GrantRequest {
 pub struct GrantView {
     pub id: String,
     /// One of the five kinds, e.g. `group-membership`.
-    #[schema(example = "group-membership")]
+    #[schema(value_type = GrantKindName, example = "group-membership")]
     pub kind: String,
     /// e.g. `active`.
-    #[schema(example = "active")]
+    #[schema(value_type = GrantStateName, example = "active")]
     pub state: String,
     #[serde(default)]
     pub requester: String,
@@ -398,6 +438,7 @@ pub struct RequestView {
     #[serde(default)]
     pub extends_grant: Option<String>,
     /// `pending`, `approved`, `denied`, `cancelled` or `lapsed`.
+    #[schema(value_type = RequestStateName)]
     pub state: String,
     #[serde(default)]
     pub approvals_needed: i64,
@@ -477,6 +518,7 @@ pub struct RequestList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ListTargetView {
     /// One of the five grant kinds.
+    #[schema(value_type = GrantKindName)]
     pub kind: String,
     #[serde(default)]
     pub group: Option<String>,

@@ -382,6 +382,7 @@ impl AuthLog {
 
 /// `GET /v1/whoami`: the token's name, role and identity.
 #[utoipa::path(
+    operation_id = "whoami",
     get, path = "/v1/whoami", tag = "tokens",
     responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
@@ -403,6 +404,7 @@ pub(crate) struct SubmitQuery {
 }
 
 #[utoipa::path(
+    operation_id = "submitGrant",
     post, path = "/v1/grants", tag = "grants",
     params(SubmitQuery, ("Idempotency-Key" = Option<String>, Header, description = "Replays answer with the grant first created")),
     request_body = GrantRequest,
@@ -511,6 +513,7 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
 
 /// Hand a service key's token to its requester once, when `--wait` was not used.
 #[utoipa::path(
+    operation_id = "takeGrantToken",
     post, path = "/v1/grants/{id}/token", tag = "grants",
     params(("id" = String, Path, description = "Grant id")),
     responses(
@@ -597,6 +600,7 @@ pub(crate) struct ListQuery {
 }
 
 #[utoipa::path(
+    operation_id = "listGrants",
     get, path = "/v1/grants", tag = "grants",
     params(ListQuery),
     responses((status = 200, body = GrantList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
@@ -638,6 +642,7 @@ pub(crate) async fn list<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "showGrant",
     get, path = "/v1/grants/{id}", tag = "grants",
     params(("id" = String, Path, description = "Grant id")),
     responses((status = 200, body = GrantDetail), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
@@ -672,6 +677,7 @@ pub(crate) async fn show<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "revokeGrant",
     post, path = "/v1/grants/{id}/revoke", tag = "grants",
     params(("id" = String, Path, description = "Grant id")),
     request_body = RevokeRequest,
@@ -746,6 +752,7 @@ pub(crate) struct HistoryQuery {
 }
 
 #[utoipa::path(
+    operation_id = "listHistory",
     get, path = "/v1/history", tag = "audit",
     params(HistoryQuery),
     responses((status = 200, body = HistoryList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
@@ -778,6 +785,7 @@ pub(crate) async fn history<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "verifyHistory",
     get, path = "/v1/audit/verify", tag = "audit",
     responses((status = 200, body = VerifyReport), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
@@ -801,12 +809,13 @@ pub(crate) async fn verify<P: AccessProvider + 'static>(
     .into_response())
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process answers", body = String)))]
+#[utoipa::path(operation_id = "healthz", get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process answers", body = String)))]
 pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
 #[utoipa::path(
+    operation_id = "readyz",
     get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Started and the reconcile loop is passing", body = Readiness),
@@ -843,7 +852,7 @@ pub(crate) async fn readyz<P: AccessProvider + 'static>(
     }
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+#[utoipa::path(operation_id = "metrics", get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics_page<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
 ) -> Response {

@@ -60,6 +60,7 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> ReqResul
 }
 
 #[utoipa::path(
+    operation_id = "listAccessLists",
     get, path = "/v1/lists", tag = "requests",
     responses((status = 200, body = ListsReply), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
@@ -72,6 +73,7 @@ pub(crate) async fn lists<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "createRequest",
     post, path = "/v1/requests", tag = "requests",
     request_body = CreateBody,
     responses(
@@ -105,6 +107,7 @@ pub(crate) struct ListQuery {
 }
 
 #[utoipa::path(
+    operation_id = "listRequests",
     get, path = "/v1/requests", tag = "requests",
     params(ListQuery),
     responses((status = 200, description = "Newest first", body = RequestList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -138,6 +141,7 @@ pub(crate) async fn list_requests<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "showRequest",
     get, path = "/v1/requests/{id}", tag = "requests",
     params(("id" = String, Path, description = "Request id")),
     responses((status = 200, body = RequestView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -152,6 +156,7 @@ pub(crate) async fn show<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "approveRequest",
     post, path = "/v1/requests/{id}/approve", tag = "requests",
     params(("id" = String, Path, description = "Request id")),
     request_body = DecisionBody,
@@ -176,6 +181,7 @@ pub(crate) async fn approve<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "denyRequest",
     post, path = "/v1/requests/{id}/deny", tag = "requests",
     params(("id" = String, Path, description = "Request id")),
     request_body = DecisionBody,
@@ -201,6 +207,7 @@ pub(crate) async fn deny<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "cancelRequest",
     post, path = "/v1/requests/{id}/cancel", tag = "requests",
     params(("id" = String, Path, description = "Request id")),
     request_body = DecisionBody,
@@ -225,6 +232,7 @@ pub(crate) async fn cancel<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "extendGrant",
     post, path = "/v1/grants/{id}/extend", tag = "requests",
     params(("id" = String, Path, description = "Grant id")),
     request_body = ExtendBody,
@@ -259,6 +267,7 @@ pub(crate) struct ReviewQuery {
 }
 
 #[utoipa::path(
+    operation_id = "listReviews",
     get, path = "/v1/reviews", tag = "requests",
     params(ReviewQuery),
     responses((status = 200, body = ReviewList), (status = 401, body = ErrorBody)),
@@ -273,6 +282,7 @@ pub(crate) async fn reviews<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "recordReview",
     post, path = "/v1/reviews", tag = "requests",
     request_body = ReviewBody,
     responses(
