@@ -248,6 +248,8 @@ async fn deliver_due(
         };
         match outcome {
             Ok(at) => {
+                metrics::counter!("lapse_notifications_delivered_total", "sink" => sink.name.clone())
+                    .increment(1);
                 debug!(sink = %sink.name, event = %item.event, id = item.id, "notification delivered");
                 store.outbox_attempted(item.id, Ok(at)).await?;
             }
@@ -260,6 +262,8 @@ async fn deliver_due(
                 );
                 let next = Utc::now()
                     + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::minutes(5));
+                metrics::counter!("lapse_notification_failures_total", "sink" => sink.name.clone())
+                    .increment(1);
                 warn!(sink = %sink.name, event = %item.event, id = item.id, attempts = item.attempts + 1, %error, "notification not delivered; will retry");
                 store.outbox_attempted(item.id, Err((next, error))).await?;
             }

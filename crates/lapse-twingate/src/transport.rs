@@ -41,6 +41,19 @@ enum AttemptError {
     Failed(ProviderError),
 }
 
+/// The `outcome` label of a failed call.
+fn outcome_of(e: &ProviderError) -> &'static str {
+    match e {
+        ProviderError::Transient(_) => "transient",
+        ProviderError::RateLimited { .. } => "rate_limited",
+        ProviderError::AlreadyGone(_) => "gone",
+        ProviderError::UnknownOutcome(_) => "unknown_outcome",
+        ProviderError::Rejected(_) => "rejected",
+        ProviderError::Unauthorized(_) => "unauthorized",
+        _ => "error",
+    }
+}
+
 /// Where the API answers: the configured base URL, or the regional one it redirects to.
 struct Api {
     base_url: String,
@@ -258,7 +271,22 @@ impl Transport {
         let mut rate_limit_waited = Duration::ZERO;
         loop {
             budget.acquire(priority).await;
-            match self.attempt::<O>(api, &body, kind).await {
+            let started = Instant::now();
+            let attempt = self.attempt::<O>(api, &body, kind).await;
+            // Each HTTP call, by operation and how it ended: `ok`, `rate_limited`, or the
+            // error's class (`transient`, `refused`, ...).
+            let outcome = match &attempt {
+                Ok(_) => "ok",
+                Err(AttemptError::RateLimited(_)) => "rate_limited",
+                Err(AttemptError::Failed(e)) => outcome_of(e),
+            };
+            metrics::histogram!(
+                "lapse_twingate_request_duration_seconds",
+                "operation" => O::NAME,
+                "outcome" => outcome
+            )
+            .record(started.elapsed().as_secs_f64());
+            match attempt {
                 Ok(data) => return Ok(data),
                 Err(AttemptError::RateLimited(wait)) => {
                     if rate_limit_waited + wait > self.rate_limit_patience {

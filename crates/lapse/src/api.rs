@@ -274,7 +274,11 @@ impl<P: Send + Sync> FromRequestParts<Arc<ApiState<P>>> for Caller {
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0);
-        authenticate(state, &parts.headers, peer).await
+        let caller = authenticate(state, &parts.headers, peer).await?;
+        if let Some(slot) = parts.extensions.get::<crate::telemetry::ActorSlot>() {
+            slot.set(&caller.name);
+        }
+        Ok(caller)
     }
 }
 
@@ -857,6 +861,7 @@ pub(crate) async fn metrics_page<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
 ) -> Response {
     crate::telemetry::record_health(&state.engine.health());
+    crate::telemetry::record_scrape(state.store.flow_gauges(Utc::now()).await.ok());
     match &state.metrics {
         Some(m) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -259,7 +259,8 @@ impl<P: AccessProvider + 'static> Application<P> {
         let router = api::router(self.state.clone())
             .merge(crate::requests::router(self.state.clone()))
             .merge(crate::openapi::router())
-            .layer(axum::middleware::map_response(api::json_errors));
+            .layer(axum::middleware::map_response(api::json_errors))
+            .layer(axum::middleware::from_fn(crate::telemetry::access_log));
         self.state.flow.spawn(stop_rx.clone());
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let server_task = match self.tls {

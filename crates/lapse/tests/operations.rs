@@ -339,6 +339,78 @@ async fn metrics_and_json_logs_after_a_grants_life() {
         sample(&page, "lapse_drift_found_total", &[]).is_some(),
         "drift found:\n{page}"
     );
+    // Twingate calls by operation and outcome, with their latency.
+    let twingate_ok: f64 = page
+        .lines()
+        .filter(|l| {
+            l.starts_with("lapse_twingate_request_duration_seconds_count{")
+                && l.contains("outcome=\"ok\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(twingate_ok >= 2.0, "Twingate call latency:\n{page}");
+    assert!(
+        page.lines().any(
+            |l| l.starts_with("lapse_twingate_request_duration_seconds_bucket{")
+                && l.contains("operation=")
+        ),
+        "{page}"
+    );
+    // HTTP requests by route and status, and their latency.
+    assert_eq!(
+        sample(
+            &page,
+            "lapse_http_requests_total",
+            &["method=\"POST\"", "route=\"/v1/grants\"", "status=\"201\""]
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert!(
+        sample(
+            &page,
+            "lapse_http_requests_total",
+            &[
+                "method=\"GET\"",
+                "route=\"/v1/grants/{id}\"",
+                "status=\"200\""
+            ]
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(
+            &page,
+            "lapse_http_request_duration_seconds_count",
+            &["method=\"POST\"", "route=\"/v1/grants\""]
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "lapse_pending_requests", &[]),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "lapse_outbox_backlog", &[]),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(
+            &page,
+            "lapse_build_info",
+            &[&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert!(
+        sample(&page, "process_resident_memory_bytes", &[]).is_some_and(|b| b > 1e6),
+        "process metrics:\n{page}"
+    );
 
     assert_eq!(env.terminate().map(|s| s.success()), Some(true));
     let log = env.log();
@@ -356,6 +428,24 @@ async fn metrics_and_json_logs_after_a_grants_life() {
         );
     }
     assert!(log.contains("TRACE"), "the log was not written at TRACE");
+    // One access-log line per request, its fields JSON values.
+    let access: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "lapse::access")
+        .collect();
+    let submit = access
+        .iter()
+        .find(|v| v["fields"]["method"] == "POST" && v["fields"]["route"] == "/v1/grants")
+        .unwrap_or_else(|| panic!("no access line for the submission:\n{}", tail(&log)));
+    assert_eq!(submit["fields"]["status"], 201, "{submit}");
+    assert_eq!(submit["fields"]["actor"], "oncall-bot", "{submit}");
+    assert!(submit["fields"]["duration_ms"].is_f64(), "{submit}");
+    let scrape = access
+        .iter()
+        .find(|v| v["fields"]["route"] == "/metrics")
+        .expect("an access line for /metrics");
+    assert_eq!(scrape["fields"]["actor"], "-", "{scrape}");
     assert!(
         !log.contains(twingate_sim::DEMO_ADMIN_KEY),
         "the Twingate key is in the log"
