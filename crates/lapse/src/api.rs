@@ -596,11 +596,19 @@ fn not_found(id: GrantId) -> ApiError {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Only grants in this state.
     state: Option<String>,
+    /// Only grants for this user (email, or Twingate id).
     user: Option<String>,
+    /// Only grants that reach this resource (name, or Twingate id).
     resource: Option<String>,
+    /// Only grants of this kind.
     kind: Option<String>,
+    /// At most this many grants, newest first (default 1000, at most 10000).
     limit: Option<u32>,
+    /// Only the grants the caller asked for.
+    #[serde(default)]
+    mine: bool,
 }
 
 #[utoipa::path(
@@ -639,7 +647,7 @@ pub(crate) async fn list<P: AccessProvider + 'static>(
     let grants = state.store.list_grants(&filter).await?;
     let views: Vec<GrantView> = grants
         .iter()
-        .filter(|g| !caller.own_only() || g.requester == caller.name)
+        .filter(|g| !(caller.own_only() || q.mine) || g.requester == caller.name)
         .map(GrantView::from)
         .collect();
     Ok(Json(GrantList { grants: views }).into_response())

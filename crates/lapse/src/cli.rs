@@ -64,49 +64,89 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon and its HTTP API.
+    #[command(after_help = "Examples:\n  lapse serve --config /etc/lapse/lapse.toml")]
     Serve(ServeArgs),
     /// Manage API tokens (on the daemon host, against its database).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  lapse token create --name alice --role requester --identity alice@example.com\n  lapse token list"
+    )]
     Token(TokenCmd),
     /// Run a self-contained demonstration against a simulated Twingate.
+    #[command(after_help = "Examples:\n  lapse demo")]
     Demo(DemoArgs),
     /// Check a configuration file, or print an example one.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  lapse config check /etc/lapse/lapse.toml\n  lapse config example > lapse.toml"
+    )]
     Config(ConfigCmd),
     /// Check that the daemon's configuration, database and Twingate connection are usable.
+    #[command(
+        after_help = "Examples:\n  lapse doctor --config /etc/lapse/lapse.toml\n  lapse doctor -o json"
+    )]
     Doctor(DoctorArgs),
     /// Submit a time-bounded grant.
+    #[command(
+        after_help = "Examples:\n  lapse grant --kind group-membership --group oncall --user alice@example.com --for 2h --reason INC-4211\n  lapse grant --kind service-key --service-account ci-deployer --for 1h --reason deploy --wait"
+    )]
     Grant(GrantArgs),
     /// List grants, newest first.
+    #[command(after_help = "Examples:\n  lapse list --state active\n  lapse list --mine -o json")]
     List(ListArgs),
     /// Show one grant and its history.
+    #[command(after_help = "Examples:\n  lapse show 01J8ZQ2V6T4M9XK3H5N7R1C0DE")]
     Show(ShowArgs),
     /// End a grant early.
+    #[command(
+        after_help = "Examples:\n  lapse revoke 01J8ZQ2V6T4M9XK3H5N7R1C0DE --reason \"incident closed\""
+    )]
     Revoke(RevokeArgs),
     /// Read the append-only history.
+    #[command(
+        after_help = "Examples:\n  lapse history --since 2h --user alice@example.com\n  lapse history --tail 20 -o csv"
+    )]
     History(HistoryArgs),
     /// Check the history's integrity.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  lapse audit verify")]
     Audit(AuditCmd),
     /// Ask for access on an access list.
+    #[command(
+        after_help = "Examples:\n  lapse request prod-db-oncall --for 2h --reason INC-4211\n  lapse request prod-db-oncall --break-glass --reason INC-4212"
+    )]
     Request(jit::RequestArgs),
     /// Show requests; by default those waiting for your decision.
+    #[command(after_help = "Examples:\n  lapse requests\n  lapse requests --mine")]
     Requests(jit::RequestsArgs),
     /// Approve a request (as an owner of its list; never your own).
+    #[command(after_help = "Examples:\n  lapse approve 01J8ZQ2V6T4M9XK3H5N7R1C0DE --reason paged")]
     Approve(jit::DecisionArgs),
     /// Deny a request, with a reason.
+    #[command(
+        after_help = "Examples:\n  lapse deny 01J8ZQ2V6T4M9XK3H5N7R1C0DE --reason \"not on call\""
+    )]
     Deny(jit::DecisionArgs),
     /// Cancel your own pending request.
+    #[command(after_help = "Examples:\n  lapse cancel 01J8ZQ2V6T4M9XK3H5N7R1C0DE")]
     Cancel(jit::DecisionArgs),
     /// Extend a grant that came from an access list.
+    #[command(
+        after_help = "Examples:\n  lapse extend 01J8ZQ2V6T4M9XK3H5N7R1C0DE --by 30m --reason \"INC-4211 still mitigating\""
+    )]
     Extend(jit::ExtendArgs),
     /// List reviews due (`review due`) or record one (`review LIST --keep .. --remove ..`).
+    #[command(
+        after_help = "Examples:\n  lapse review due\n  lapse review prod-db-oncall --keep alice@example.com --remove dave@example.com"
+    )]
     Review(jit::ReviewArgs),
     /// Show the loaded access lists and any refused list files.
+    #[command(after_help = "Examples:\n  lapse lists")]
     Lists,
     /// Show the token in use: its name, role and identity.
+    #[command(after_help = "Examples:\n  lapse whoami")]
     Whoami,
     /// Print a shell completion script, e.g. `lapse completions bash > /etc/bash_completion.d/lapse`.
+    #[command(after_help = "Examples:\n  lapse completions bash > /etc/bash_completion.d/lapse")]
     Completions(crate::generate::CompletionsArgs),
     /// Print the man page (roff), e.g. `lapse man | man -l -`.
     #[command(hide = true)]
@@ -150,12 +190,15 @@ pub enum TokenCmd {
     },
     /// List tokens: name, role, identity, created, last used, expires (never the token).
     List {
+        /// Configuration file of the daemon whose tokens are listed.
         #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
     },
     /// Revoke a token by name; it is refused from then on.
     Revoke {
+        /// The token's name (`lapse token list`).
         name: String,
+        /// Configuration file of the daemon whose token is revoked.
         #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -247,6 +290,9 @@ pub struct ListArgs {
     /// At most this many grants.
     #[arg(long, value_name = "N")]
     pub limit: Option<u32>,
+    /// Only the grants you asked for (made with the token in use).
+    #[arg(long)]
+    pub mine: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -554,6 +600,7 @@ async fn list(api: &ApiClient, args: &ListArgs, format: Style) -> Result<ExitCod
             ("resource", args.resource.clone()),
             ("kind", args.kind.clone()),
             ("limit", args.limit.map(|n| n.to_string())),
+            ("mine", args.mine.then(|| "true".to_owned())),
         ],
     )?;
     let reply = api.send(api.http.get(url)).await?;
@@ -674,6 +721,28 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every subcommand's `--help` ends with examples, and every argument says what it is.
+    #[test]
+    fn every_subcommand_has_examples_and_every_flag_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                if a.get_help().is_none() && !a.is_hide_set() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+                let name = format!("{path} {}", sub.get_name());
+                if path == "lapse" && sub.get_after_help().is_none() {
+                    missing.push(format!("{name}: no examples"));
+                }
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "lapse", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub(crate) struct ListQuery {
     /// Only pending requests the caller may approve.
     #[serde(default)]
     waiting: bool,
+    /// Only the caller's own requests.
+    #[serde(default)]
+    mine: bool,
 }
 
 #[utoipa::path(
@@ -123,6 +126,10 @@ pub(crate) async fn list_requests<P: AccessProvider + 'static>(
         .flow
         .list_requests(q.state.as_deref(), q.waiting, me)
         .await?;
+    if q.mine {
+        list.requests
+            .retain(|r| me.is_some_and(|m| normalize_identity(&r.requester) == m));
+    }
     if c.own_only() {
         // A requester sees their own requests and those they own the list of.
         let owned: Vec<String> = s

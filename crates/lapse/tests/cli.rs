@@ -386,3 +386,67 @@ async fn history_tells_remote_changes_with_names_and_their_grant() {
     let (_, first, _) = env.cli_as(t, &["-o", "json", "history", "--limit", "2"]);
     assert_eq!(seqs(&serde_json::from_str(&first).expect("json")), all[..2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_mine_and_requests_mine_show_only_the_callers_own() {
+    let lists = tempfile::tempdir().expect("tempdir");
+    let mut env = Env::new(&shipped_list_settings(lists.path())).await;
+    let other = env.create_token("other-admin", "admin", None);
+    let alice = env.create_token("alice", "requester", Some("alice@example.com"));
+    let bob = env.create_token("bob", "requester", Some("bob@example.com"));
+    env.start().await;
+    let token = env.token.clone();
+    let grant = |who: &str, user: &str| {
+        let (code, out, err) = env.cli_as(
+            Some(who),
+            &[
+                "-o",
+                "json",
+                "grant",
+                "--kind",
+                "group-membership",
+                "--group",
+                "oncall",
+                "--user",
+                user,
+                "--for",
+                "1h",
+                "--reason",
+                "INC-1",
+            ],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        id_in(&out)
+    };
+    let mine = grant(&token, "alice@example.com");
+    let theirs = grant(&other, "bob@example.com");
+    let (code, out, _) = env.cli_as(Some(&token), &["--wide", "list", "--mine"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&mine) && !out.contains(&theirs), "{out}");
+    let (_, out, _) = env.cli_as(Some(&token), &["--wide", "list"]);
+    assert!(out.contains(&mine) && out.contains(&theirs), "{out}");
+
+    let (code, out, err) = env.cli_as(
+        Some(&alice),
+        &[
+            "-o",
+            "json",
+            "request",
+            "prod-db-oncall",
+            "--for",
+            "30m",
+            "--reason",
+            "INC-7",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let request = id_in(&out);
+    let (code, out, _) = env.cli_as(Some(&alice), &["--wide", "requests", "--mine"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&request), "{out}");
+    // bob owns the list: the request waits for him, but it is not his own.
+    let (_, out, _) = env.cli_as(Some(&bob), &["--wide", "requests"]);
+    assert!(out.contains(&request), "{out}");
+    let (_, out, _) = env.cli_as(Some(&bob), &["--wide", "requests", "--mine"]);
+    assert!(!out.contains(&request), "{out}");
+}

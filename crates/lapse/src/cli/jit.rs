@@ -19,6 +19,7 @@ pub struct RequestArgs {
     /// How long, e.g. `2h`; the list's default when left out, never past its maximum.
     #[arg(long = "for", value_name = "DURATION")]
     pub duration: Option<String>,
+    /// Why you need it, in the form the list asks for (e.g. an incident number).
     #[arg(long, default_value = "")]
     pub reason: String,
     /// Apply at once without approval, on lists that allow it; the owners are told at once.
@@ -35,12 +36,16 @@ pub struct RequestsArgs {
     /// Only requests in this state (pending, approved, denied, cancelled, lapsed).
     #[arg(long)]
     pub state: Option<String>,
+    /// Only your own requests (by the token's identity), in any state unless --state.
+    #[arg(long)]
+    pub mine: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DecisionArgs {
     /// The request's id.
     pub id: String,
+    /// Why, recorded in the history with the decision.
     #[arg(long, default_value = "")]
     pub reason: String,
 }
@@ -53,6 +58,7 @@ pub struct ExtendArgs {
     /// How much longer, e.g. `30m`.
     #[arg(long)]
     pub by: String,
+    /// Why longer, in the form the list asks for.
     #[arg(long, default_value = "")]
     pub reason: String,
 }
@@ -118,11 +124,15 @@ pub(super) async fn requests(
     a: &RequestsArgs,
     format: Style,
 ) -> Result<ExitCode, Failure> {
-    let waiting = (!a.all && a.state.is_none()).then(|| "true".to_owned());
+    let waiting = (!a.all && !a.mine && a.state.is_none()).then(|| "true".to_owned());
     get(
         api,
         &["v1", "requests"],
-        &[("waiting", waiting), ("state", a.state.clone())],
+        &[
+            ("waiting", waiting),
+            ("state", a.state.clone()),
+            ("mine", a.mine.then(|| "true".to_owned())),
+        ],
         format,
         jit::render_request_list,
     )
