@@ -143,6 +143,22 @@ async fn each_class_has_its_exit_code() {
         ],
     );
     assert_eq!(code, 5, "the list's reason pattern refuses it: {err}");
+    let (code, _, err) = env.cli_as(
+        Some(&alice),
+        &[
+            "request",
+            "prod-db-oncall",
+            "--for",
+            "-5s",
+            "--reason",
+            "INC-1",
+        ],
+    );
+    assert_eq!(
+        code, 5,
+        "a negative duration is the daemon's duration error: {err}"
+    );
+    assert!(err.contains("duration") && err.contains("fix"), "{err}");
     let (code, out, err) = env.cli_as(
         Some(&alice),
         &[

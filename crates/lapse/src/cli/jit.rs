@@ -17,7 +17,8 @@ pub struct RequestArgs {
     /// The list's name (`lapse lists`).
     pub list: String,
     /// How long, e.g. `2h`; the list's default when left out, never past its maximum.
-    #[arg(long = "for", value_name = "DURATION")]
+    // `--for -5m` reaches the daemon, which names the duration rule and its fix.
+    #[arg(long = "for", value_name = "DURATION", allow_hyphen_values = true)]
     pub duration: Option<String>,
     /// Why you need it, in the form the list asks for (e.g. an incident number).
     #[arg(long, default_value = "")]
@@ -56,7 +57,7 @@ pub struct ExtendArgs {
     /// The grant's id.
     pub id: String,
     /// How much longer, e.g. `30m`.
-    #[arg(long)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub by: String,
     /// Why longer, in the form the list asks for.
     #[arg(long, default_value = "")]
