@@ -787,7 +787,7 @@ review_due = "2026-03-01T00:00:00Z"
         assert_eq!(e.file, "long.toml");
         assert!(e.line.is_some_and(|l| l >= 3), "{e:?}");
         assert!(
-            e.problem.contains("3days") && e.problem.contains("grants.max_duration (1day)"),
+            e.problem.contains("3d") && e.problem.contains("grants.max_duration (1d)"),
             "{}",
             e.problem
         );

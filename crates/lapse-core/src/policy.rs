@@ -52,9 +52,30 @@ impl Default for Limits {
 /// A duration the way settings, list files and the CLI write it (`1h 30m`): lapse's one exact
 /// duration formatter.
 pub fn human_duration(d: Duration) -> String {
-    d.to_std()
-        .map(|s| humantime::format_duration(s).to_string())
-        .unwrap_or_else(|_| d.to_string())
+    let Ok(std) = d.to_std() else {
+        return d.to_string();
+    };
+    // As people write durations (and as `--for` reads them): `3h30m`, `2d`, `90s`, `250ms`.
+    let secs = std.as_secs();
+    let millis = std.subsec_millis();
+    if secs == 0 {
+        return format!("{millis}ms");
+    }
+    let mut out = String::new();
+    for (value, unit) in [
+        (secs / 86_400, "d"),
+        (secs % 86_400 / 3_600, "h"),
+        (secs % 3_600 / 60, "m"),
+        (secs % 60, "s"),
+    ] {
+        if value > 0 {
+            out.push_str(&format!("{value}{unit}"));
+        }
+    }
+    if millis > 0 {
+        out.push_str(&format!("{millis}ms"));
+    }
+    out
 }
 
 /// Parse a time-to-live such as `90m` or `2h30m` and check it against the limits.
@@ -198,6 +219,25 @@ pub fn check_reason(reason: &str, limits: &Limits) -> Result<String, FieldError>
         ));
     }
     Ok(r.to_owned())
+}
+
+#[cfg(test)]
+mod human_duration_tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(human_duration(Duration::seconds(12_600)), "3h30m");
+        assert_eq!(human_duration(Duration::days(2)), "2d");
+        assert_eq!(human_duration(Duration::seconds(90)), "1m30s");
+        assert_eq!(human_duration(Duration::milliseconds(250)), "250ms");
+        assert_eq!(human_duration(Duration::seconds(93_784)), "1d2h3m4s");
+        // And `--for` reads them back.
+        for d in ["3h30m", "2d", "1m30s", "1d2h3m4s"] {
+            let parsed = humantime::parse_duration(d).expect(d);
+            assert_eq!(human_duration(Duration::from_std(parsed).expect("fits")), d);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,12 +5,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{
-    OutputFormat, finish, finish_csv, human_span, names, new_table, parse, pretty_json,
-    rfc3339_exact, shorten, time_with_relative, write_row,
+    Grid, OutputFormat, Style, finish_csv, human_span, names, parse, pretty_json, rfc3339_exact,
+    time_with_relative, write_row,
 };
-
-/// Longest reason shown in a list row; the full reason is in `lapse request show`, JSON and CSV.
-const REASON_TABLE_WIDTH: usize = 40;
 
 pub use lapse_requests::wire::{
     AccessListView, ListTargetView, ListsReply, RequestList, RequestView, ReviewList,
@@ -19,74 +16,79 @@ pub use lapse_requests::wire::{
 
 /// Renders `GET /v1/requests` in `format`.
 pub fn render_request_list(
-    format: OutputFormat,
+    style: impl Into<Style>,
     raw: &Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<String> {
+    let Style { format, width } = style.into();
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
     let list: RequestList = parse(raw, "request list")?;
     match format {
         OutputFormat::Csv => requests_csv(&list.requests),
-        _ => Ok(requests_table(&list.requests, now)),
+        _ => Ok(requests_table(&list.requests, now, width)),
     }
 }
 
 /// Renders one request (`lapse request`, `approve`, `deny`, `cancel`, `extend`) in `format`.
 pub fn render_request(
-    format: OutputFormat,
+    style: impl Into<Style>,
     raw: &Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<String> {
+    let Style { format, width } = style.into();
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
     let request: RequestView = parse(raw, "request")?;
     match format {
         OutputFormat::Csv => requests_csv(std::slice::from_ref(&request)),
-        _ => Ok(request_detail_table(&request, now)),
+        _ => Ok(request_detail_table(&request, now, width)),
     }
 }
 
 /// Renders `GET /v1/lists` in `format`.
 pub fn render_lists(
-    format: OutputFormat,
+    style: impl Into<Style>,
     raw: &Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<String> {
+    let Style { format, width } = style.into();
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
     let lists: ListsReply = parse(raw, "access lists")?;
     match format {
         OutputFormat::Csv => lists_csv(&lists),
-        _ => Ok(lists_table(&lists, now)),
+        _ => Ok(lists_table(&lists, now, width)),
     }
 }
 
 /// Renders `GET /v1/reviews` in `format`.
 pub fn render_reviews(
-    format: OutputFormat,
+    style: impl Into<Style>,
     raw: &Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<String> {
+    let Style { format, width } = style.into();
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
     let reviews: ReviewList = parse(raw, "reviews")?;
     match format {
         OutputFormat::Csv => reviews_csv(&reviews.reviews),
-        _ => Ok(reviews_table(&reviews.reviews, now)),
+        _ => Ok(reviews_table(&reviews.reviews, now, width)),
     }
 }
 
 /// Renders the answer to a recorded review in `format`.
 pub fn render_review_recorded(
-    format: OutputFormat,
+    style: impl Into<Style>,
     raw: &Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<String> {
+    let Style { format, .. } = style.into();
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
@@ -124,24 +126,31 @@ fn approvals_cell(r: &RequestView) -> String {
 }
 
 /// Requests, newest first as the server sent them.
-pub fn requests_table(requests: &[RequestView], now: DateTime<Utc>) -> String {
+pub fn requests_table(
+    requests: &[RequestView],
+    now: DateTime<Utc>,
+    width: Option<usize>,
+) -> String {
     if requests.is_empty() {
         return "no requests".to_owned();
     }
-    let mut table = new_table();
-    table.set_header(vec![
-        "ID",
-        "LIST",
-        "STATE",
-        "REQUESTER",
-        "FOR",
-        "APPROVALS",
-        "GRANT",
-        "CREATED",
-        "REASON",
-    ]);
+    // The reason takes what the terminal has left; it is whole in `--wide`, JSON and CSV.
+    let mut table = Grid::new(
+        &[
+            "ID",
+            "LIST",
+            "STATE",
+            "REQUESTER",
+            "FOR",
+            "APPROVALS",
+            "GRANT",
+            "CREATED",
+            "REASON",
+        ],
+        &[8, 3],
+    );
     for r in requests {
-        table.add_row(vec![
+        table.row(vec![
             r.id.clone(),
             r.list.clone(),
             request_state(r),
@@ -150,17 +159,17 @@ pub fn requests_table(requests: &[RequestView], now: DateTime<Utc>) -> String {
             approvals_cell(r),
             r.grant_id.clone().unwrap_or_else(|| "-".to_owned()),
             super::relative(r.created_at, now),
-            shorten(&r.reason, REASON_TABLE_WIDTH),
+            r.reason.clone(),
         ]);
     }
-    finish(table)
+    table.render(width)
 }
 
 /// One request as a two-column table.
-pub fn request_detail_table(r: &RequestView, now: DateTime<Utc>) -> String {
-    let mut table = new_table();
+pub fn request_detail_table(r: &RequestView, now: DateTime<Utc>, width: Option<usize>) -> String {
+    let mut table = Grid::fields();
     let mut field = |name: &str, value: String| {
-        table.add_row(vec![name.to_owned(), value]);
+        table.row(vec![name.to_owned(), value]);
     };
     field("id", r.id.clone());
     field("list", r.list.clone());
@@ -203,7 +212,7 @@ pub fn request_detail_table(r: &RequestView, now: DateTime<Utc>) -> String {
     if let Some(why) = r.decision_reason.as_deref().filter(|w| !w.is_empty()) {
         field("decision reason", why.to_owned());
     }
-    finish(table)
+    table.render(width)
 }
 
 const REQUEST_CSV_HEADER: [&str; 17] = [
@@ -303,24 +312,26 @@ fn list_flags(l: &AccessListView) -> String {
 }
 
 /// The loaded lists, then any refused file with its line and problem.
-pub fn lists_table(v: &ListsReply, now: DateTime<Utc>) -> String {
+pub fn lists_table(v: &ListsReply, now: DateTime<Utc>, width: Option<usize>) -> String {
     let mut out = if v.lists.is_empty() {
         "no access lists".to_owned()
     } else {
-        let mut table = new_table();
-        table.set_header(vec![
-            "NAME",
-            "KIND",
-            "TARGET",
-            "OWNERS",
-            "MEMBERS",
-            "MAX",
-            "APPROVALS",
-            "FLAGS",
-            "REVIEW DUE",
-        ]);
+        let mut table = Grid::new(
+            &[
+                "NAME",
+                "KIND",
+                "TARGET",
+                "OWNERS",
+                "MEMBERS",
+                "MAX",
+                "APPROVALS",
+                "FLAGS",
+                "REVIEW DUE",
+            ],
+            &[2, 3, 4],
+        );
         for l in &v.lists {
-            table.add_row(vec![
+            table.row(vec![
                 l.name.clone(),
                 l.target.kind.clone(),
                 target(&l.target),
@@ -334,7 +345,7 @@ pub fn lists_table(v: &ListsReply, now: DateTime<Utc>) -> String {
                     .map_or_else(|| "-".to_owned(), |d| time_with_relative(d, now)),
             ]);
         }
-        finish(table)
+        table.render(width)
     };
     if !v.refused_files.is_empty() {
         // Said after the table, where it is the last thing read: these files' changes are not
@@ -421,14 +432,13 @@ fn review_state(r: &ReviewView) -> &'static str {
 }
 
 /// Reviews, one line per list.
-pub fn reviews_table(reviews: &[ReviewView], now: DateTime<Utc>) -> String {
+pub fn reviews_table(reviews: &[ReviewView], now: DateTime<Utc>, width: Option<usize>) -> String {
     if reviews.is_empty() {
         return "no reviews due".to_owned();
     }
-    let mut table = new_table();
-    table.set_header(vec!["LIST", "STATE", "DUE", "OWNERS", "MEMBERS"]);
+    let mut table = Grid::new(&["LIST", "STATE", "DUE", "OWNERS", "MEMBERS"], &[3, 4]);
     for r in reviews {
-        table.add_row(vec![
+        table.row(vec![
             r.list.clone(),
             review_state(r).to_owned(),
             time_with_relative(r.due, now),
@@ -436,7 +446,7 @@ pub fn reviews_table(reviews: &[ReviewView], now: DateTime<Utc>) -> String {
             names(&r.members),
         ]);
     }
-    finish(table)
+    table.render(width)
 }
 
 /// Reviews as CSV, owners and members as JSON arrays.

@@ -2,10 +2,15 @@
 
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
-use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::Value;
 
+pub mod exit;
+pub mod fit;
 pub mod jit;
+pub mod story;
+
+use fit::Grid;
+pub use fit::shorten;
 
 /// The output formats `-o/--output` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -19,44 +24,66 @@ pub enum OutputFormat {
     Csv,
 }
 
+/// How to show an answer: the format, and for tables the terminal's width (`None`: every cell
+/// whole, as with `--wide` or when the output is not a terminal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Style {
+    pub format: OutputFormat,
+    pub width: Option<usize>,
+}
+
+impl From<OutputFormat> for Style {
+    fn from(format: OutputFormat) -> Style {
+        Style {
+            format,
+            width: None,
+        }
+    }
+}
+
 pub use lapse_requests::wire::{
     ErrorBody, GrantDetail, GrantList, GrantView, HistoryList, HistoryView, VerifyReport,
 };
 
-/// Longest DETAIL shown in a table; the full detail is in `-o json` and `-o csv`.
-const DETAIL_TABLE_WIDTH: usize = 100;
 /// Subjects listed by name in a list row before the rest are counted, so a row stays one line.
 const NAMES_IN_LIST: usize = 3;
 
 /// Renders `GET /v1/grants` in `format`.
 pub fn render_grant_list(
-    format: OutputFormat,
+    style: impl Into<Style>,
     raw: &Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<String> {
+    let Style { format, width } = style.into();
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
     let list: GrantList = parse(raw, "grant list")?;
     match format {
         OutputFormat::Csv => grants_csv(&list.grants),
-        _ => Ok(grants_table(&list.grants, now)),
+        _ => Ok(grants_table(&list.grants, now, width)),
     }
 }
 
 /// Renders `GET /v1/grants/{id}` in `format`.
 pub fn render_grant_detail(
-    format: OutputFormat,
+    style: impl Into<Style>,
     raw: &Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<String> {
+    let Style { format, width } = style.into();
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
     let detail: GrantDetail = parse(raw, "grant")?;
     match format {
         OutputFormat::Csv => grant_detail_csv(&detail.grant, &detail.history),
-        _ => Ok(grant_detail_table(&detail.grant, &detail.history, now)),
+        _ => Ok(grant_detail_table(
+            &detail.grant,
+            &detail.history,
+            now,
+            width,
+        )),
     }
 }
 
@@ -65,34 +92,37 @@ pub fn render_grant_detail(
 /// A service key's token is not part of the table or the CSV: the caller prints it on a line of
 /// its own (see [`token_line`]) so that it cannot be mistaken for, or lost in, other output.
 pub fn render_grant(
-    format: OutputFormat,
+    style: impl Into<Style>,
     raw: &Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<String> {
+    let Style { format, width } = style.into();
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
     let grant: GrantView = parse(raw, "grant")?;
     match format {
         OutputFormat::Csv => grants_csv(std::slice::from_ref(&grant)),
-        _ => Ok(grant_detail_table(&grant, &[], now)),
+        _ => Ok(grant_detail_table(&grant, &[], now, width)),
     }
 }
 
 /// Renders `GET /v1/history` in `format`.
-pub fn render_history(format: OutputFormat, raw: &Value) -> anyhow::Result<String> {
+pub fn render_history(style: impl Into<Style>, raw: &Value) -> anyhow::Result<String> {
+    let Style { format, width } = style.into();
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
     let list: HistoryList = parse(raw, "history")?;
     match format {
         OutputFormat::Csv => history_csv(&list.history),
-        _ => Ok(history_table(&list.history, true)),
+        _ => Ok(history_table(&list.history, true, width)),
     }
 }
 
 /// Renders `GET /v1/audit/verify` in `format`.
-pub fn render_verify(format: OutputFormat, raw: &Value) -> anyhow::Result<String> {
+pub fn render_verify(style: impl Into<Style>, raw: &Value) -> anyhow::Result<String> {
+    let Style { format, .. } = style.into();
     if format == OutputFormat::Json {
         return pretty_json(raw);
     }
@@ -121,23 +151,29 @@ fn parse<T: serde::de::DeserializeOwned>(raw: &Value, what: &str) -> anyhow::Res
 }
 
 /// A list of grants: one line each, newest first as the server sent them.
-pub fn grants_table(grants: &[GrantView], now: DateTime<Utc>) -> String {
+pub fn grants_table(grants: &[GrantView], now: DateTime<Utc>, width: Option<usize>) -> String {
     if grants.is_empty() {
         return "no grants".to_owned();
     }
-    let mut table = new_table();
-    table.set_header(vec!["ID", "KIND", "STATE", "WHO", "WHAT", "EXPIRES"]);
+    // A terminal gets the expiry as "in 1h59m" (the time is in `lapse show`) and goes without
+    // KIND when narrow; whole output (`--wide`, a pipe) has both.
+    let mut table =
+        Grid::new(&["ID", "KIND", "STATE", "WHO", "WHAT", "EXPIRES"], &[3, 4]).optional(&[1]);
     for g in grants {
-        table.add_row(vec![
+        let expires = match width {
+            Some(_) => relative(g.expires_at, now),
+            None => time_with_relative(g.expires_at, now),
+        };
+        table.row(vec![
             g.id.clone(),
             g.kind.clone(),
             state_cell(g),
             who(g),
             what(g),
-            time_with_relative(g.expires_at, now),
+            expires,
         ]);
     }
-    finish(table)
+    table.render(width)
 }
 
 /// One grant as a two-column table, then its history if there is any.
@@ -145,10 +181,11 @@ pub fn grant_detail_table(
     grant: &GrantView,
     history: &[HistoryView],
     now: DateTime<Utc>,
+    width: Option<usize>,
 ) -> String {
-    let mut table = new_table();
+    let mut table = Grid::fields();
     let mut field = |name: &str, value: String| {
-        table.add_row(vec![name.to_owned(), value]);
+        table.row(vec![name.to_owned(), value]);
     };
     field("id", grant.id.clone());
     field("kind", grant.kind.clone());
@@ -189,38 +226,53 @@ pub fn grant_detail_table(
     if let Some(err) = &grant.last_error {
         field("last error", err.clone());
     }
-    let mut out = finish(table);
+    let mut out = table.render(width);
     if !history.is_empty() {
         out.push_str("\n\nhistory\n");
-        out.push_str(&history_table(history, false));
+        out.push_str(&history_table(history, false, width));
     }
     out
 }
 
 /// History rows, oldest first as the server sent them. `with_grant` adds the GRANT column, which
 /// is redundant when the rows all belong to the grant being shown.
-pub fn history_table(rows: &[HistoryView], with_grant: bool) -> String {
+pub fn history_table(rows: &[HistoryView], with_grant: bool, width: Option<usize>) -> String {
     if rows.is_empty() {
         return "no history".to_owned();
     }
-    let mut table = new_table();
     let mut header = vec!["AT"];
     if with_grant {
         header.push("GRANT");
     }
     header.extend(["ACTOR", "EVENT", "DETAIL"]);
-    table.set_header(header);
+    // DETAIL takes what the terminal has left; the full detail is in `-o json` and `-o csv`.
+    // A narrow terminal goes without GRANT (`--grant ID` or `lapse show ID` have it).
+    let actor = header.len() - 3;
+    let mut table = Grid::new(&header, &[header.len() - 1, actor]);
+    if with_grant {
+        table = table.optional(&[1]);
+    }
     for row in rows {
         let mut cells = vec![rfc3339(row.at)];
         if with_grant {
-            cells.push(row.grant_id.clone().unwrap_or_else(|| "-".to_owned()));
+            // A remote change names the grants it was made for.
+            let grants = if row.grants.is_empty() {
+                row.grant_id.iter().cloned().collect()
+            } else {
+                row.grants.clone()
+            };
+            cells.push(if grants.is_empty() {
+                "-".to_owned()
+            } else {
+                grants.join(",")
+            });
         }
         cells.push(row.actor.clone());
         cells.push(row.event.clone());
-        cells.push(shorten(&detail_json(&row.detail), DETAIL_TABLE_WIDTH));
-        table.add_row(cells);
+        cells.push(story::story(row));
+        table.row(cells);
     }
-    finish(table)
+    table.render(width)
 }
 
 /// The verdict of `lapse audit verify` in words.
@@ -259,7 +311,9 @@ const GRANT_CSV_HEADER: [&str; 17] = [
     "last_error",
 ];
 
-const HISTORY_CSV_HEADER: [&str; 7] = ["seq", "at", "grant_id", "actor", "event", "detail", "hash"];
+const HISTORY_CSV_HEADER: [&str; 9] = [
+    "seq", "at", "grant_id", "actor", "event", "detail", "hash", "grants", "text",
+];
 
 /// Grants as CSV. Users and resources are JSON arrays in one cell each, because names may hold
 /// any separator one could pick and an auditor must be able to split them without guessing.
@@ -309,6 +363,8 @@ pub fn history_csv(rows: &[HistoryView]) -> anyhow::Result<String> {
                 row.event.clone(),
                 detail_json(&row.detail),
                 row.hash.clone(),
+                serde_json::to_string(&row.grants)?,
+                story::story(row),
             ],
         )?;
     }
@@ -414,7 +470,7 @@ pub fn api_error_message(status: u16, body: &[u8], token_given: bool) -> String 
     out
 }
 
-/// "in 1h 59m", "5m ago" or "now": how far `t` is from `now`, to the two largest units.
+/// "in 1h59m", "5m ago" or "now": how far `t` is from `now`, to the two largest units.
 pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let delta = t.signed_duration_since(now);
     let secs = delta.num_seconds();
@@ -436,14 +492,17 @@ fn human_span(secs: u64) -> String {
         secs % 3_600 / 60,
         secs % 60,
     );
-    // Truncating, not rounding: "in 1h 59m" must never claim more time than is left.
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, 0) => format!("{h}h"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, 0, _) => format!("{d}d"),
-        (d, h, _) => format!("{d}d {h}h"),
+    // The two largest units, as people write durations ("1m59s", "2h30m", "2d3h"), and
+    // truncating, not rounding: "in 1h59m" never claims more time than is left, and two units
+    // keep "in 1m" from standing for anything up to two minutes.
+    match (d, h, m, s) {
+        (0, 0, 0, s) => format!("{s}s"),
+        (0, 0, m, 0) => format!("{m}m"),
+        (0, 0, m, s) => format!("{m}m{s}s"),
+        (0, h, 0, _) => format!("{h}h"),
+        (0, h, m, _) => format!("{h}h{m}m"),
+        (d, 0, _, _) => format!("{d}d"),
+        (d, h, _, _) => format!("{d}d{h}h"),
     }
 }
 
@@ -528,34 +587,6 @@ fn names(all: &[String]) -> String {
     )
 }
 
-fn shorten(s: &str, max_chars: usize) -> String {
-    if s.chars().count() <= max_chars {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max_chars.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
-/// Borderless and width-independent, so that output is the same in a terminal, a pipe and a test.
-fn new_table() -> Table {
-    let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .force_no_tty()
-        .set_content_arrangement(ContentArrangement::Disabled);
-    table
-}
-
-/// Lines start at the first column, like `kubectl get`, and carry no trailing blanks, so that
-/// `grep ^01J` and `cut` work on them.
-fn finish(mut table: Table) -> String {
-    if let Some(first) = table.column_mut(0) {
-        first.set_padding((0, 1));
-    }
-    table.trim_fmt()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,13 +630,16 @@ mod tests {
             event: "created".to_owned(),
             detail,
             hash: "ab12".to_owned(),
+            grants: vec!["01JGRANT".to_owned()],
+            names: Default::default(),
         }
     }
 
     #[test]
     fn relative_times_render_both_ways_to_two_units() {
         let now = at(10, 0, 0);
-        assert_eq!(relative(at(11, 59, 30), now), "in 1h 59m");
+        assert_eq!(relative(at(11, 59, 30), now), "in 1h59m");
+        assert_eq!(relative(at(10, 1, 59), now), "in 1m59s");
         assert_eq!(relative(at(9, 55, 0), now), "5m ago");
         assert_eq!(relative(at(10, 0, 0), now), "now");
         assert_eq!(relative(at(10, 0, 45), now), "in 45s");
@@ -614,8 +648,8 @@ mod tests {
             .with_ymd_and_hms(2026, 3, 3, 13, 30, 0)
             .single()
             .unwrap();
-        assert_eq!(relative(later, now), "in 2d 3h");
-        assert_eq!(relative(now, later), "2d 3h ago");
+        assert_eq!(relative(later, now), "in 2d3h");
+        assert_eq!(relative(now, later), "2d3h ago");
     }
 
     #[test]
@@ -624,12 +658,13 @@ mod tests {
         let out = grants_table(
             &[grant("01JAAA", "active"), grant("01JBBB", "expired")],
             now,
+            None,
         );
         assert!(out.contains("01JAAA"), "{out}");
         assert!(out.contains("01JBBB"), "{out}");
         assert!(out.contains("active"), "{out}");
         assert!(out.contains("expired"), "{out}");
-        assert!(out.contains("2026-03-01T12:00:00Z (in 1h 59m)"), "{out}");
+        assert!(out.contains("2026-03-01T12:00:00Z (in 1h59m)"), "{out}");
         assert!(out.contains("alice@example.com"), "{out}");
         assert!(out.contains("group prod-db-admins"), "{out}");
         let header = out.lines().next().unwrap();
@@ -651,10 +686,10 @@ mod tests {
         let mut g = grant("01JFAIL", "revoking");
         g.attempts = 7;
         g.last_error = Some("twingate: 503".to_owned());
-        let out = grants_table(&[g.clone()], at(13, 0, 0));
+        let out = grants_table(&[g.clone()], at(13, 0, 0), None);
         assert!(out.contains("revoking FAILING (7 attempts)"), "{out}");
         assert!(out.contains("1h ago"), "{out}");
-        let detail = grant_detail_table(&g, &[], at(13, 0, 0));
+        let detail = grant_detail_table(&g, &[], at(13, 0, 0), None);
         assert!(detail.contains("twingate: 503"), "{detail}");
     }
 
@@ -685,14 +720,19 @@ mod tests {
 
     #[test]
     fn empty_list_says_so() {
-        assert_eq!(grants_table(&[], at(10, 0, 0)), "no grants");
-        assert_eq!(history_table(&[], true), "no history");
+        assert_eq!(grants_table(&[], at(10, 0, 0), None), "no grants");
+        assert_eq!(history_table(&[], true, None), "no history");
     }
 
     #[test]
     fn detail_table_shows_fields_then_history() {
         let g = grant("01JSHOW", "active");
-        let out = grant_detail_table(&g, &[history_row(1, json!({"ttl": "2h"}))], at(10, 0, 0));
+        let out = grant_detail_table(
+            &g,
+            &[history_row(1, json!({"ttl": "2h"}))],
+            at(10, 0, 0),
+            None,
+        );
         assert!(out.contains("01JSHOW"), "{out}");
         assert!(out.contains("INC-4211"), "{out}");
         assert!(out.contains("2026-03-01T12:00:00Z (in 2h)"), "{out}");
@@ -712,10 +752,16 @@ mod tests {
     #[test]
     fn history_table_shortens_long_detail() {
         let long = "x".repeat(500);
-        let out = history_table(&[history_row(1, json!({ "error": long }))], true);
-        assert!(out.contains('…'), "{out}");
-        assert!(out.lines().all(|l| l.chars().count() < 220), "{out}");
-        assert!(out.contains("01JGRANT"), "{out}");
+        let rows = [history_row(1, json!({ "error": long }))];
+        for width in [80, 200] {
+            let out = history_table(&rows, true, Some(width));
+            assert!(out.contains('…'), "{out}");
+            assert_eq!(out.lines().count(), 2, "one line per row: {out}");
+            assert!(out.lines().all(|l| l.chars().count() <= width), "{out}");
+            assert!(out.contains("01JGRANT"), "{out}");
+        }
+        let wide = history_table(&rows, true, None);
+        assert!(wide.contains(&long) && !wide.contains('…'), "{wide}");
     }
 
     #[test]

@@ -150,6 +150,69 @@ fn decide(r: &mut RequestRecord, to: RequestState, by: &str, reason: Option<Stri
     }
 }
 
+/// The `.toml` files of `dir` as (file name, text); a missing or unreadable directory is none.
+fn read_toml_dir(dir: &std::path::Path) -> Vec<(String, String)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            warn!(dir = %dir.display(), error = %e, "nothing loaded: cannot read the directory");
+            return Vec::new();
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => files.push((name, text)),
+            // Unreadable is treated as refused, so the file's old lists stay in force.
+            Err(e) => files.push((name, format!("unreadable = \"{e}\"\n[[["))),
+        }
+    }
+    files
+}
+
+/// What `lapse doctor` says of the access-list and grant-policy directories, read as the daemon
+/// reads them (without writing anything): how many lists and policies load, and every refused
+/// file with its line and problem.
+pub fn check_access_files(settings: &AccessSettings, cap: Duration) -> AccessFilesCheck {
+    let lists = access_list::load(&read_toml_dir(&settings.lists_dir), &ListSet::new(), cap);
+    let (policies, policy_errors) = grant_policy::load(
+        &read_toml_dir(&settings.policies_dir),
+        &PolicySet::new(),
+        cap,
+    );
+    let refused = lists
+        .errors
+        .iter()
+        .chain(&policy_errors)
+        .map(|e| match e.line {
+            Some(line) => format!("{}:{line}: {}", e.file, e.problem),
+            None => format!("{}: {}", e.file, e.problem),
+        })
+        .collect();
+    AccessFilesCheck {
+        lists: lists.lists.len(),
+        policies: policies.len(),
+        refused,
+    }
+}
+
+/// See [`check_access_files`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessFilesCheck {
+    pub lists: usize,
+    pub policies: usize,
+    /// `file:line: problem` for each refused file.
+    pub refused: Vec<String>,
+}
+
 impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
     /// The flow over `store`, with the lists in `settings.lists_dir` loaded (a missing
     /// directory is no lists, with a warning, not a failure).
@@ -217,30 +280,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
     }
 
     fn read_dir(dir: &std::path::Path) -> Vec<(String, String)> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) => {
-                warn!(dir = %dir.display(), error = %e, "nothing loaded: cannot read the directory");
-                return Vec::new();
-            }
-        };
-        let mut files = Vec::new();
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
-                continue;
-            }
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match std::fs::read_to_string(&path) {
-                Ok(text) => files.push((name, text)),
-                // Unreadable is treated as refused, so the file's old lists stay in force.
-                Err(e) => files.push((name, format!("unreadable = \"{e}\"\n[[["))),
-            }
-        }
-        files
+        read_toml_dir(dir)
     }
 
     /// Re-reads the lists directory. A refused file keeps its old lists in force; every change

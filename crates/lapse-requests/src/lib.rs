@@ -13,6 +13,6 @@ pub mod wire;
 
 pub use engine::GrantEngine;
 pub use error::{FlowError, FlowResult};
-pub use flow::{Actor, RequestService, Tick};
+pub use flow::{AccessFilesCheck, Actor, RequestService, Tick, check_access_files};
 pub use settings::{AccessSettings, SlackSettings};
 pub use submit::Submitter;

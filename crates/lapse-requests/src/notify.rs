@@ -389,6 +389,8 @@ async fn deliver_due(
         };
         match sink.deliver(store, &item).await {
             Ok(()) => {
+                metrics::counter!("lapse_notifications_delivered_total", "sink" => sink.name().to_owned())
+                    .increment(1);
                 debug!(sink = %sink.name(), event = %item.event, id = item.id, "notification delivered");
                 store.outbox_attempted(item.id, Ok(Utc::now())).await?;
             }
@@ -402,6 +404,8 @@ async fn deliver_due(
                 .max(retry_after.unwrap_or_default());
                 let next = Utc::now()
                     + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::minutes(5));
+                metrics::counter!("lapse_notification_failures_total", "sink" => sink.name().to_owned())
+                    .increment(1);
                 warn!(sink = %sink.name(), event = %item.event, id = item.id, attempts = item.attempts + 1, %error, "notification not delivered; will retry");
                 store.outbox_attempted(item.id, Err((next, error))).await?;
             }

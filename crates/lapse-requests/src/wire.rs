@@ -4,6 +4,8 @@
 //! Only what the daemon always sends is required when reading, so that a newer daemon adding
 //! fields (or leaving an optional one out) does not break an older CLI.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use lapse_core::access_list::{AccessList, human_duration};
 use lapse_core::{Grant, GrantSpec, Principal};
@@ -12,11 +14,51 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+/// The five grant kinds, for the OpenAPI document: the wire carries them as strings, so that a
+/// newer daemon's kind does not break an older client.
+#[derive(ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum GrantKindName {
+    EphemeralGroup,
+    GroupMembership,
+    GroupAccess,
+    ServiceAccess,
+    ServiceKey,
+}
+
+/// A grant's states, for the OpenAPI document.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum GrantStateName {
+    Scheduled,
+    Applying,
+    Active,
+    Revoking,
+    Expired,
+    Revoked,
+    Failed,
+}
+
+/// A request's states, for the OpenAPI document.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum RequestStateName {
+    Pending,
+    Approved,
+    Denied,
+    Cancelled,
+    Lapsed,
+}
+
 /// A grant submission as sent by the CLI or a bot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
     /// One of `ephemeral-group`, `group-membership`, `group-access`, `service-access`, `service-key`.
+    #[schema(value_type = GrantKindName)]
     pub kind: String,
     /// Users by email.
     #[serde(default)]
@@ -38,10 +80,10 @@ pub struct GrantRequest {
 pub struct GrantView {
     pub id: String,
     /// One of the five kinds, e.g. `group-membership`.
-    #[schema(example = "group-membership")]
+    #[schema(value_type = GrantKindName, example = "group-membership")]
     pub kind: String,
     /// e.g. `active`.
-    #[schema(example = "active")]
+    #[schema(value_type = GrantStateName, example = "active")]
     pub state: String,
     #[serde(default)]
     pub requester: String,
@@ -126,19 +168,112 @@ pub struct HistoryView {
     pub detail: Value,
     #[serde(default)]
     pub hash: String,
+    /// The grants this row served: its own grant, or for a remote change made for several
+    /// grants at once (e.g. `membership-changed`) each of them.
+    #[serde(default)]
+    pub grants: Vec<String>,
+    /// Names of the Twingate ids in `detail` (users by email, groups, resources and service
+    /// accounts by name), as far as lapse knows them; an id it never knew is left out.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub names: BTreeMap<String, String>,
 }
 
 impl From<HistoryRow> for HistoryView {
     fn from(h: HistoryRow) -> Self {
+        let grant_id = h.grant_id.map(|g| g.to_string());
+        let mut grants: Vec<String> = grant_id.iter().cloned().collect();
+        for g in h
+            .detail
+            .get("grants")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if !grants.iter().any(|known| known == g) {
+                grants.push(g.to_owned());
+            }
+        }
         Self {
             seq: h.seq,
             at: h.at,
-            grant_id: h.grant_id.map(|g| g.to_string()),
+            grant_id,
             actor: h.actor,
             event: h.event,
             detail: h.detail,
             hash: h.hash,
+            grants,
+            names: BTreeMap::new(),
         }
+    }
+}
+
+/// `rows` as the API sends them, each with the names of the Twingate ids it names: one read
+/// for the whole page.
+pub async fn history_views(
+    store: &lapse_store::Store,
+    rows: Vec<HistoryRow>,
+) -> Result<Vec<HistoryView>, lapse_store::StoreError> {
+    let mut views: Vec<HistoryView> = rows.into_iter().map(HistoryView::from).collect();
+    let mut ids: Vec<String> = views.iter().flat_map(HistoryView::remote_ids).collect();
+    ids.sort();
+    ids.dedup();
+    let mut grants: Vec<String> = views.iter().flat_map(|v| v.grants.clone()).collect();
+    grants.sort();
+    grants.dedup();
+    let names = store.remote_names(&ids, &grants).await?;
+    for v in &mut views {
+        v.name_from(&names);
+    }
+    Ok(views)
+}
+
+/// Keys of a history detail that hold Twingate ids (alone, in arrays, or as `principal` of the
+/// objects in an array).
+const REMOTE_ID_KEYS: [&str; 7] = [
+    "group",
+    "resource",
+    "service_account",
+    "added",
+    "removed",
+    "principals",
+    "principal",
+];
+
+impl HistoryView {
+    /// The Twingate ids this row's detail names.
+    pub fn remote_ids(&self) -> Vec<String> {
+        fn collect(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::String(s) => out.push(s.clone()),
+                Value::Array(items) => items.iter().for_each(|i| collect(i, out)),
+                Value::Object(o) => {
+                    if let Some(p) = o.get("principal") {
+                        collect(p, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        for key in REMOTE_ID_KEYS {
+            if let Some(v) = self.detail.get(key) {
+                collect(v, &mut out);
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Keeps of `all` the names of the ids this row names.
+    pub fn name_from(&mut self, all: &BTreeMap<String, String>) {
+        self.names = self
+            .remote_ids()
+            .into_iter()
+            .filter_map(|id| all.get(&id).map(|n| (id, n.clone())))
+            .collect();
     }
 }
 
@@ -303,6 +438,7 @@ pub struct RequestView {
     #[serde(default)]
     pub extends_grant: Option<String>,
     /// `pending`, `approved`, `denied`, `cancelled` or `lapsed`.
+    #[schema(value_type = RequestStateName)]
     pub state: String,
     #[serde(default)]
     pub approvals_needed: i64,
@@ -382,6 +518,7 @@ pub struct RequestList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ListTargetView {
     /// One of the five grant kinds.
+    #[schema(value_type = GrantKindName)]
     pub kind: String,
     #[serde(default)]
     pub group: Option<String>,

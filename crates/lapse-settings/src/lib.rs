@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod check;
+pub use check::check_file;
+
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -281,6 +284,13 @@ pub enum SettingsError {
         "{key}{origin}: secrets are never read from the settings file; put the key in a file readable only by lapse and set twingate.api_key_file, or provide the systemd credential `twingate-api-key` (LoadCredential=)"
     )]
     SecretInFile { key: String, origin: String },
+    /// A problem found while checking a file, with where it came from: `FILE:LINE` or the
+    /// environment variable that set the value.
+    #[error("{at}: {error}")]
+    At {
+        at: String,
+        error: Box<SettingsError>,
+    },
     #[error("reading the Twingate API key from {path}: {source}")]
     ApiKey {
         path: PathBuf,
@@ -326,8 +336,18 @@ impl Settings {
         )
     }
 
-    /// Every rule a value must meet, checked before the daemon starts.
+    /// Every rule a value must meet, checked before the daemon starts: the first broken one.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        match self.problems().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every rule a value breaks, in the order of the settings tree (`config check` reports them
+    /// all in one run).
+    pub fn problems(&self) -> Vec<SettingsError> {
+        let mut problems = Vec::new();
         let invalid =
             |key: &str, value: String, problem: &str, accepted: &str| SettingsError::Invalid {
                 key: key.to_owned(),
@@ -338,7 +358,7 @@ impl Settings {
             };
         let t = &self.tokens;
         if t.default_ttl.is_zero() || t.default_ttl > t.max_ttl {
-            return Err(invalid(
+            problems.push(invalid(
                 "tokens.default_ttl",
                 humantime::format_duration(t.default_ttl).to_string(),
                 "must be longer than zero and at most tokens.max_ttl",
@@ -349,7 +369,7 @@ impl Settings {
             ));
         }
         if self.audit.checkpoint_interval.is_zero() || self.audit.checkpoint_rows == 0 {
-            return Err(invalid(
+            problems.push(invalid(
                 "audit.checkpoint_interval",
                 humantime::format_duration(self.audit.checkpoint_interval).to_string(),
                 "checkpoint_interval and checkpoint_rows must be greater than zero",
@@ -358,7 +378,7 @@ impl Settings {
         }
         let url = self.twingate.base_url.trim();
         if url.is_empty() || !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(invalid(
+            problems.push(invalid(
                 "twingate.base_url",
                 self.twingate.base_url.clone(),
                 "is not an http(s) URL",
@@ -366,7 +386,7 @@ impl Settings {
             ));
         }
         if !(1..=100).contains(&self.twingate.page_size) {
-            return Err(invalid(
+            problems.push(invalid(
                 "twingate.page_size",
                 self.twingate.page_size.to_string(),
                 "is out of range",
@@ -385,7 +405,7 @@ impl Settings {
             ),
         ] {
             if v == 0 {
-                return Err(invalid(
+                problems.push(invalid(
                     key,
                     v.to_string(),
                     "must be at least 1",
@@ -394,7 +414,7 @@ impl Settings {
             }
         }
         if self.grants.max_duration.is_zero() {
-            return Err(invalid(
+            problems.push(invalid(
                 "grants.max_duration",
                 "0s".to_owned(),
                 "must be longer than zero",
@@ -402,7 +422,7 @@ impl Settings {
             ));
         }
         if self.engine.tick.is_zero() || self.engine.tick > Duration::from_secs(1) {
-            return Err(invalid(
+            problems.push(invalid(
                 "engine.tick",
                 humantime::format_duration(self.engine.tick).to_string(),
                 "deadlines must be checked at least every second",
@@ -410,7 +430,7 @@ impl Settings {
             ));
         }
         if self.engine.concurrency == 0 {
-            return Err(invalid(
+            problems.push(invalid(
                 "engine.concurrency",
                 "0".to_owned(),
                 "must be at least 1",
@@ -418,7 +438,7 @@ impl Settings {
             ));
         }
         if self.engine.batch_window > Duration::from_secs(1) {
-            return Err(invalid(
+            problems.push(invalid(
                 "engine.batch_window",
                 humantime::format_duration(self.engine.batch_window).to_string(),
                 "would make revocations later than a second",
@@ -426,7 +446,7 @@ impl Settings {
             ));
         }
         if self.engine.retry_base.is_zero() || self.engine.retry_base > self.engine.retry_cap {
-            return Err(invalid(
+            problems.push(invalid(
                 "engine.retry_base",
                 humantime::format_duration(self.engine.retry_base).to_string(),
                 "must be longer than zero and no longer than engine.retry_cap",
@@ -434,7 +454,7 @@ impl Settings {
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(invalid(
+            problems.push(invalid(
                 "log.format",
                 self.log.format.clone(),
                 "is not a known format",
@@ -455,7 +475,7 @@ impl Settings {
                     .or(self.server.tls_key.as_ref())
                     .map(|p| p.display().to_string())
                     .unwrap_or_default();
-                return Err(invalid(
+                problems.push(invalid(
                     &format!("server.{set}"),
                     value,
                     &format!("is set but server.{unset} is not"),
@@ -465,7 +485,7 @@ impl Settings {
             (Some(cert), Some(key)) => {
                 for (name, path) in [("server.tls_cert", cert), ("server.tls_key", key)] {
                     if let Err(e) = std::fs::metadata(path) {
-                        return Err(invalid(
+                        problems.push(invalid(
                             name,
                             path.display().to_string(),
                             &format!("cannot be read ({e})"),
@@ -480,17 +500,19 @@ impl Settings {
             && self.server.tls().is_none()
             && !self.server.allow_insecure_remote
         {
-            return Err(invalid(
+            problems.push(invalid(
                 "server.listen",
                 self.server.listen.to_string(),
                 "is not a loopback address and the API would be served without TLS",
                 "a loopback address such as 127.0.0.1:7420, server.tls_cert and server.tls_key, or server.allow_insecure_remote = true",
             ));
         }
-        if let Some(oidc) = &self.auth.oidc {
-            oidc.validate().map_err(SettingsError::Oidc)?;
+        if let Some(oidc) = &self.auth.oidc
+            && let Err(p) = oidc.validate()
+        {
+            problems.push(SettingsError::Oidc(p));
         }
-        Ok(())
+        problems
     }
 
     /// The Twingate API key, from its file or the systemd credential directory.
@@ -508,8 +530,21 @@ impl Settings {
     }
 }
 
+impl SettingsError {
+    /// The setting at fault (`section.key`), when the problem is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            SettingsError::Invalid { key, .. }
+            | SettingsError::Unknown { key, .. }
+            | SettingsError::SecretInFile { key, .. } => Some(key),
+            SettingsError::At { error, .. } => error.key(),
+            _ => None,
+        }
+    }
+}
+
 /// `LAPSE__SECTION__KEY` variables; values are parsed as numbers or booleans where they look like one.
-fn environment() -> config::Environment {
+pub(crate) fn environment() -> config::Environment {
     config::Environment::with_prefix("LAPSE")
         .prefix_separator("__")
         .separator("__")
@@ -518,7 +553,7 @@ fn environment() -> config::Environment {
 
 /// Build the layered sources and deserialize, turning the `config` crate's errors into messages
 /// that name the key, the bad value and what would be accepted.
-fn finish(
+pub(crate) fn finish(
     b: config::ConfigBuilder<config::builder::DefaultState>,
 ) -> Result<Settings, SettingsError> {
     let cfg = b.build().map_err(|e| explain(e, None))?;

@@ -6,6 +6,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use lapse_core::{GrantId, HistoryEvent};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
@@ -58,6 +59,8 @@ pub struct HistoryFilter {
     /// Exclusive.
     pub until: Option<DateTime<Utc>>,
     pub limit: Option<u32>,
+    /// Newest rows first (with `limit`, the last rows: `history --tail N`).
+    pub newest_first: bool,
 }
 
 /// The outcome of walking the hash chain.
@@ -208,6 +211,31 @@ impl ChainHead {
         .execute(&mut *conn)
         .await
         .step("appending to the history")?;
+        // The grants the row served, for `show ID` and the filters (migration 0014).
+        let served: Vec<String> = grant_id
+            .iter()
+            .cloned()
+            .chain(
+                entry
+                    .detail
+                    .get("grants")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|g| g.as_str().map(str::to_owned)),
+            )
+            .collect();
+        if !served.is_empty() {
+            sqlx::query(
+                "INSERT OR IGNORE INTO history_grants (grant_id, seq) \
+                 SELECT value, ?2 FROM json_each(?1)",
+            )
+            .bind(serde_json::to_string(&served).step("encoding a history row's grants")?)
+            .bind(seq)
+            .execute(&mut *conn)
+            .await
+            .step("linking a history row to its grants")?;
+        }
         sqlx::query(
             "INSERT INTO history_head (id, last_seq, last_at) VALUES (1, ?1, ?2) \
              ON CONFLICT (id) DO UPDATE SET last_seq = ?1, last_at = ?2",
@@ -268,25 +296,30 @@ fn row_from_sql(row: &SqliteRow) -> Result<HistoryRow, StoreError> {
 }
 
 impl Store {
-    /// History rows matching `filter`, oldest first.
+    /// History rows matching `filter`, oldest first unless `filter.newest_first`.
     pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRow>, StoreError> {
         // With a grant given, a plain equality lets SQLite use the (grant_id, seq) index; the
         // `?1 IS NULL OR ...` form would scan the whole table. Only constants are spliced in.
+        // A row belongs to a grant when it is the grant's own or a remote change made for it
+        // (`history_grants`, by index).
         let by_grant = if filter.grant.is_some() {
-            "h.grant_id = ?1"
+            "h.seq IN (SELECT hg.seq FROM history_grants hg WHERE hg.grant_id = ?1)"
         } else {
             "?1 IS NULL"
         };
+        let order = if filter.newest_first { "DESC" } else { "ASC" };
         let sql = format!(
             "SELECT seq, at, grant_id, actor, event, detail, prev_hash, hash FROM history h \
              WHERE {by_grant} \
-               AND (?2 IS NULL OR h.grant_id IN (SELECT p.grant_id FROM grant_principals p \
+               AND (?2 IS NULL OR h.seq IN (SELECT hg.seq FROM history_grants hg \
+                    JOIN grant_principals p ON p.grant_id = hg.grant_id \
                     WHERE p.role = 'user' AND (p.name = ?2 COLLATE NOCASE OR p.remote_id = ?2))) \
-               AND (?3 IS NULL OR h.grant_id IN (SELECT p.grant_id FROM grant_principals p \
+               AND (?3 IS NULL OR h.seq IN (SELECT hg.seq FROM history_grants hg \
+                    JOIN grant_principals p ON p.grant_id = hg.grant_id \
                     WHERE p.role = 'resource' AND (p.name = ?3 COLLATE NOCASE OR p.remote_id = ?3))) \
                AND (?4 IS NULL OR h.at >= ?4) \
                AND (?5 IS NULL OR h.at < ?5) \
-             ORDER BY h.seq LIMIT ?6"
+             ORDER BY h.seq {order} LIMIT ?6"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(filter.grant.map(|g| g.to_string()))
@@ -592,5 +625,43 @@ impl fmt::Display for Finding {
                 write!(f, "row {seq}, which a checkpoint recorded, was removed")
             }
         }
+    }
+}
+
+impl Store {
+    /// Names of remote objects by Twingate id, from what lapse knows of them: the users,
+    /// resources, groups and service accounts its grants named, the groups and keys it owns,
+    /// and the groups it created for `grants` (their `group-created` rows). Ids it never knew
+    /// are left out.
+    pub async fn remote_names(
+        &self,
+        ids: &[String],
+        grants: &[String],
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let ids = serde_json::to_string(ids).step("encoding ids")?;
+        let grants = serde_json::to_string(grants).step("encoding grant ids")?;
+        let rows: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT remote_id, name FROM grant_principals \
+               WHERE role IN ('user', 'resource', 'group', 'service-account') \
+                 AND remote_id IN (SELECT value FROM json_each(?1)) \
+             UNION \
+             SELECT remote_id, name FROM owned_objects \
+               WHERE remote_id IN (SELECT value FROM json_each(?1)) \
+             UNION \
+             SELECT json_extract(detail, '$.group'), json_extract(detail, '$.name') FROM history \
+               WHERE grant_id IN (SELECT value FROM json_each(?2)) AND event = 'group-created'",
+        )
+        .bind(&ids)
+        .bind(&grants)
+        .fetch_all(&self.readers)
+        .await
+        .step("reading the names of remote ids")?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, name)| Some((id?, name?)))
+            .collect())
     }
 }

@@ -34,7 +34,7 @@ pub use history::{
 };
 pub use ownership::Batch;
 pub use requests::{
-    ApprovalRecord, NewOutbox, NewReview, OutboxItem, RequestChange, RequestRecord,
+    ApprovalRecord, FlowGauges, NewOutbox, NewReview, OutboxItem, RequestChange, RequestRecord,
 };
 pub use time::{format_ts, parse_ts};
 pub use tokens::{

@@ -493,6 +493,28 @@ impl Store {
             .collect()
     }
 
+    /// What `/metrics` shows of the request flow: pending requests, notifications not yet
+    /// delivered, and the age in seconds of the oldest of those (0 when none).
+    pub async fn flow_gauges(&self, now: DateTime<Utc>) -> Result<FlowGauges, StoreError> {
+        let (pending, backlog, oldest): (i64, i64, Option<String>) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM requests WHERE state = 'pending'), \
+                    (SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL), \
+                    (SELECT MIN(created_at) FROM outbox WHERE delivered_at IS NULL)",
+        )
+        .fetch_one(&self.readers)
+        .await
+        .step("reading the request flow's gauges")?;
+        let oldest = oldest
+            .map(|t| parse_ts("outbox.created_at", &t))
+            .transpose()?
+            .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+        Ok(FlowGauges {
+            pending_requests: u64::try_from(pending).unwrap_or(0),
+            outbox_backlog: u64::try_from(backlog).unwrap_or(0),
+            oldest_undelivered_secs: oldest,
+        })
+    }
+
     /// Records one delivery attempt: delivered, or when to try again and why not.
     pub async fn outbox_attempted(
         &self,
@@ -573,4 +595,12 @@ impl Store {
             .step("reading the history's last row")?;
         Ok(seq.unwrap_or(0))
     }
+}
+
+/// See [`Store::flow_gauges`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlowGauges {
+    pub pending_requests: u64,
+    pub outbox_backlog: u64,
+    pub oldest_undelivered_secs: f64,
 }

@@ -58,6 +58,12 @@ impl TwingateClient {
         self.inner.transport.base_url()
     }
 
+    /// How far Twingate's clock is ahead of this host's (negative: behind), from the last
+    /// answer's `Date` header; `None` before any answer carried one.
+    pub fn clock_skew(&self) -> Option<chrono::TimeDelta> {
+        self.inner.transport.clock_skew()
+    }
+
     /// The write budget, for metrics (how many writes are waiting).
     pub fn write_budget(&self) -> &Budget {
         self.inner.transport.write_budget()

@@ -41,6 +41,19 @@ enum AttemptError {
     Failed(ProviderError),
 }
 
+/// The `outcome` label of a failed call.
+fn outcome_of(e: &ProviderError) -> &'static str {
+    match e {
+        ProviderError::Transient(_) => "transient",
+        ProviderError::RateLimited { .. } => "rate_limited",
+        ProviderError::AlreadyGone(_) => "gone",
+        ProviderError::UnknownOutcome(_) => "unknown_outcome",
+        ProviderError::Rejected(_) => "rejected",
+        ProviderError::Unauthorized(_) => "unauthorized",
+        _ => "error",
+    }
+}
+
 /// Where the API answers: the configured base URL, or the regional one it redirects to.
 struct Api {
     base_url: String,
@@ -60,6 +73,8 @@ pub(crate) struct Transport {
     writes: Budget,
     read_retries: u32,
     rate_limit_patience: Duration,
+    /// The last answer's `Date` header minus the local time it arrived, for `lapse doctor`.
+    skew: std::sync::Mutex<Option<chrono::TimeDelta>>,
 }
 
 impl Transport {
@@ -118,12 +133,40 @@ impl Transport {
             writes: Budget::per_minute("writes", writes),
             read_retries: config.read_retries,
             rate_limit_patience: config.rate_limit_patience,
+            skew: std::sync::Mutex::new(None),
         })
     }
 
     /// The base URL calls go to: the regional one once it is known, else the configured one.
     pub fn base_url(&self) -> &str {
         self.api.get().map_or(&self.base_url, |a| &a.base_url)
+    }
+
+    /// How far the API's clock (its last `Date` header) is ahead of ours; `None` before an
+    /// answer with a readable `Date`. The header has whole seconds, so this is within a second.
+    pub fn clock_skew(&self) -> Option<chrono::TimeDelta> {
+        *self
+            .skew
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn note_date(&self, headers: &reqwest::header::HeaderMap) {
+        let now = chrono::Utc::now();
+        let Some(date) = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+        else {
+            return;
+        };
+        // Our clock is read after the whole second the header names began.
+        let ours = now - chrono::TimeDelta::milliseconds(i64::from(now.timestamp_subsec_millis()));
+        *self
+            .skew
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(date.with_timezone(&chrono::Utc) - ours);
     }
 
     /// The API's address, resolved once before the first call (as Twingate's Terraform provider
@@ -253,8 +296,22 @@ impl Transport {
                 tracing::info!(operation = O::NAME, "not sent: its grant has ended");
                 return Err(e);
             }
+            let started = Instant::now();
             let attempt = self.attempt::<O>(api, &body, kind).await;
             drop(permit);
+            // Each HTTP call, by operation and how it ended: `ok`, `rate_limited`, or the
+            // error's class (`transient`, `refused`, ...).
+            let outcome = match &attempt {
+                Ok(_) => "ok",
+                Err(AttemptError::RateLimited(_)) => "rate_limited",
+                Err(AttemptError::Failed(e)) => outcome_of(e),
+            };
+            metrics::histogram!(
+                "lapse_twingate_request_duration_seconds",
+                "operation" => O::NAME,
+                "outcome" => outcome
+            )
+            .record(started.elapsed().as_secs_f64());
             match attempt {
                 Ok(data) => return Ok(data),
                 Err(AttemptError::RateLimited(wait)) => {
@@ -313,6 +370,7 @@ impl Transport {
             Err(e) => return Err(AttemptError::Failed(self.classify_send_error(op, &e, kind))),
         };
         let status = response.status();
+        self.note_date(response.headers());
         tracing::debug!(
             operation = op,
             status = status.as_u16(),

@@ -22,7 +22,7 @@ use lapse_core::{AccessProvider, GrantId, GrantKind, GrantState};
 use lapse_engine::{EngineError, EngineHandle};
 use lapse_requests::wire::{
     BrokenRow, ErrorBody, ErrorDetail, GrantDetail, GrantList, GrantRequest, GrantView,
-    HistoryList, HistoryView, Readiness, RevokeRequest, TokenView, VerifyReport, WhoAmI,
+    HistoryList, Readiness, RevokeRequest, TokenView, VerifyReport, WhoAmI,
 };
 use lapse_requests::{FlowError, RequestService, Submitter};
 use lapse_store::{
@@ -139,10 +139,20 @@ impl From<FlowError> for ApiError {
     fn from(e: FlowError) -> Self {
         match e {
             FlowError::Refused(r) => {
+                // Who the caller is (not a member, not an owner, no identity) is `forbidden`;
+                // a rule refusing this request (the CLI's exit 5) has its own code.
                 let code = match r {
                     Refusal::SelfApproval => "self_approval",
                     Refusal::Suspended { .. } => "list_suspended",
-                    _ => "forbidden",
+                    Refusal::NoBreakGlass { .. }
+                    | Refusal::AlreadyApproved { .. }
+                    | Refusal::NotPending { .. }
+                    | Refusal::NotDue { .. } => "refused",
+                    Refusal::NotMember { .. }
+                    | Refusal::NotOwner { .. }
+                    | Refusal::NoIdentity
+                    | Refusal::NotRequester
+                    | Refusal::NotRequesterOrOwner => "forbidden",
                 };
                 Self::new(StatusCode::FORBIDDEN, code, r.to_string())
             }
@@ -266,7 +276,11 @@ impl<P: Send + Sync> FromRequestParts<Arc<ApiState<P>>> for Caller {
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0);
-        authenticate(state, &parts.headers, peer).await
+        let caller = authenticate(state, &parts.headers, peer).await?;
+        if let Some(slot) = parts.extensions.get::<crate::telemetry::ActorSlot>() {
+            slot.set(&caller.name);
+        }
+        Ok(caller)
     }
 }
 
@@ -393,6 +407,7 @@ impl AuthLog {
 
 /// `GET /v1/whoami`: the token's name, role and identity.
 #[utoipa::path(
+    operation_id = "whoami",
     get, path = "/v1/whoami", tag = "tokens",
     responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
@@ -414,6 +429,7 @@ pub(crate) struct SubmitQuery {
 }
 
 #[utoipa::path(
+    operation_id = "submitGrant",
     post, path = "/v1/grants", tag = "grants",
     params(SubmitQuery, ("Idempotency-Key" = Option<String>, Header, description = "Replays answer with the grant first created")),
     request_body = GrantRequest,
@@ -522,6 +538,7 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
 
 /// Hand a service key's token to its requester once, when `--wait` was not used.
 #[utoipa::path(
+    operation_id = "takeGrantToken",
     post, path = "/v1/grants/{id}/token", tag = "grants",
     params(("id" = String, Path, description = "Grant id")),
     responses(
@@ -600,14 +617,23 @@ fn not_found(id: GrantId) -> ApiError {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Only grants in this state.
     state: Option<String>,
+    /// Only grants for this user (email, or Twingate id).
     user: Option<String>,
+    /// Only grants that reach this resource (name, or Twingate id).
     resource: Option<String>,
+    /// Only grants of this kind.
     kind: Option<String>,
+    /// At most this many grants, newest first (default 1000, at most 10000).
     limit: Option<u32>,
+    /// Only the grants the caller asked for.
+    #[serde(default)]
+    mine: bool,
 }
 
 #[utoipa::path(
+    operation_id = "listGrants",
     get, path = "/v1/grants", tag = "grants",
     params(ListQuery),
     responses((status = 200, body = GrantList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
@@ -642,13 +668,14 @@ pub(crate) async fn list<P: AccessProvider + 'static>(
     let grants = state.store.list_grants(&filter).await?;
     let views: Vec<GrantView> = grants
         .iter()
-        .filter(|g| !caller.own_only() || g.requester == caller.name)
+        .filter(|g| !(caller.own_only() || q.mine) || g.requester == caller.name)
         .map(GrantView::from)
         .collect();
     Ok(Json(GrantList { grants: views }).into_response())
 }
 
 #[utoipa::path(
+    operation_id = "showGrant",
     get, path = "/v1/grants/{id}", tag = "grants",
     params(("id" = String, Path, description = "Grant id")),
     responses((status = 200, body = GrantDetail), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
@@ -674,7 +701,7 @@ pub(crate) async fn show<P: AccessProvider + 'static>(
             ..HistoryFilter::default()
         })
         .await?;
-    let history: Vec<HistoryView> = rows.into_iter().map(HistoryView::from).collect();
+    let history = lapse_requests::wire::history_views(&state.store, rows).await?;
     Ok(Json(GrantDetail {
         grant: GrantView::from(&g),
         history,
@@ -683,6 +710,7 @@ pub(crate) async fn show<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "revokeGrant",
     post, path = "/v1/grants/{id}/revoke", tag = "grants",
     params(("id" = String, Path, description = "Grant id")),
     request_body = RevokeRequest,
@@ -739,15 +767,25 @@ pub(crate) async fn revoke<P: AccessProvider + 'static>(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct HistoryQuery {
+    /// Only rows of this grant: its own, and the remote changes made for it.
     grant: Option<String>,
+    /// Only rows of grants naming this user (email, or Twingate id).
     user: Option<String>,
+    /// Only rows of grants naming this resource (name, or Twingate id).
     resource: Option<String>,
+    /// Rows at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
+    /// Rows before this time (RFC 3339).
     until: Option<DateTime<Utc>>,
+    /// At most this many rows: the oldest, or with `newest_first` the newest.
     limit: Option<u32>,
+    /// Newest rows first (default: oldest first).
+    #[serde(default)]
+    newest_first: bool,
 }
 
 #[utoipa::path(
+    operation_id = "listHistory",
     get, path = "/v1/history", tag = "audit",
     params(HistoryQuery),
     responses((status = 200, body = HistoryList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
@@ -772,13 +810,15 @@ pub(crate) async fn history<P: AccessProvider + 'static>(
         since: q.since,
         until: q.until,
         limit: q.limit,
+        newest_first: q.newest_first,
     };
     let rows = state.store.history(&filter).await?;
-    let history: Vec<HistoryView> = rows.into_iter().map(HistoryView::from).collect();
+    let history = lapse_requests::wire::history_views(&state.store, rows).await?;
     Ok(Json(HistoryList { history }).into_response())
 }
 
 #[utoipa::path(
+    operation_id = "verifyHistory",
     get, path = "/v1/audit/verify", tag = "audit",
     responses((status = 200, body = VerifyReport), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
@@ -802,12 +842,13 @@ pub(crate) async fn verify<P: AccessProvider + 'static>(
     .into_response())
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process answers", body = String)))]
+#[utoipa::path(operation_id = "healthz", get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process answers", body = String)))]
 pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
 #[utoipa::path(
+    operation_id = "readyz",
     get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Started and the reconcile loop is passing", body = Readiness),
@@ -844,11 +885,12 @@ pub(crate) async fn readyz<P: AccessProvider + 'static>(
     }
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+#[utoipa::path(operation_id = "metrics", get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics_page<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
 ) -> Response {
     crate::telemetry::record_health(&state.engine.health());
+    crate::telemetry::record_scrape(state.store.flow_gauges(Utc::now()).await.ok());
     match &state.metrics {
         Some(m) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

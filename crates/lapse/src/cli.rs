@@ -11,7 +11,7 @@ use lapse_requests::wire::{GrantRequest, RevokeRequest};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use lapse_output::{self as output, OutputFormat};
+use lapse_output::{self as output, OutputFormat, Style};
 
 mod client;
 mod jit;
@@ -30,7 +30,7 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 ///
 /// `lapse serve` runs the daemon; every other client command talks to its HTTP API.
 #[derive(Debug, Parser)]
-#[command(name = "lapse", version, propagate_version = true)]
+#[command(name = "lapse", version, propagate_version = true, after_help = output::exit::EXIT_CODES_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -56,52 +56,95 @@ pub struct GlobalArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Tables show every cell whole instead of shortening free text to the terminal's width
+    /// (COLUMNS, else the terminal's own; output that is not a terminal is never shortened).
+    #[arg(long, global = true)]
+    pub wide: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon and its HTTP API.
+    #[command(after_help = "Examples:\n  lapse serve --config /etc/lapse/lapse.toml")]
     Serve(ServeArgs),
     /// Manage API tokens (on the daemon host, against its database).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  lapse token create --name alice --role requester --identity alice@example.com\n  lapse token list"
+    )]
     Token(TokenCmd),
     /// Run a self-contained demonstration against a simulated Twingate.
+    #[command(after_help = "Examples:\n  lapse demo")]
     Demo(DemoArgs),
     /// Check a configuration file, or print an example one.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  lapse config check /etc/lapse/lapse.toml\n  lapse config example > lapse.toml"
+    )]
     Config(ConfigCmd),
     /// Check that the daemon's configuration, database and Twingate connection are usable.
+    #[command(
+        after_help = "Examples:\n  lapse doctor --config /etc/lapse/lapse.toml\n  lapse doctor -o json"
+    )]
     Doctor(DoctorArgs),
     /// Submit a time-bounded grant.
+    #[command(
+        after_help = "Examples:\n  lapse grant --kind group-membership --group oncall --user alice@example.com --for 2h --reason INC-4211\n  lapse grant --kind service-key --service-account ci-deployer --for 1h --reason deploy --wait"
+    )]
     Grant(GrantArgs),
     /// List grants, newest first.
+    #[command(after_help = "Examples:\n  lapse list --state active\n  lapse list --mine -o json")]
     List(ListArgs),
     /// Show one grant and its history.
+    #[command(after_help = "Examples:\n  lapse show 01J8ZQ2V6T4M9XK3H5N7R1C0DE")]
     Show(ShowArgs),
     /// End a grant early.
+    #[command(
+        after_help = "Examples:\n  lapse revoke 01J8ZQ2V6T4M9XK3H5N7R1C0DE --reason \"incident closed\""
+    )]
     Revoke(RevokeArgs),
     /// Read the append-only history.
+    #[command(
+        after_help = "Examples:\n  lapse history --since 2h --user alice@example.com\n  lapse history --tail 20 -o csv"
+    )]
     History(HistoryArgs),
     /// Check the history's integrity.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  lapse audit verify")]
     Audit(AuditCmd),
     /// Ask for access on an access list.
+    #[command(
+        after_help = "Examples:\n  lapse request prod-db-oncall --for 2h --reason INC-4211\n  lapse request prod-db-oncall --break-glass --reason INC-4212"
+    )]
     Request(jit::RequestArgs),
     /// Show requests; by default those waiting for your decision.
+    #[command(after_help = "Examples:\n  lapse requests\n  lapse requests --mine")]
     Requests(jit::RequestsArgs),
     /// Approve a request (as an owner of its list; never your own).
+    #[command(after_help = "Examples:\n  lapse approve 01J8ZQ2V6T4M9XK3H5N7R1C0DE --reason paged")]
     Approve(jit::DecisionArgs),
     /// Deny a request, with a reason.
+    #[command(
+        after_help = "Examples:\n  lapse deny 01J8ZQ2V6T4M9XK3H5N7R1C0DE --reason \"not on call\""
+    )]
     Deny(jit::DecisionArgs),
     /// Cancel your own pending request.
+    #[command(after_help = "Examples:\n  lapse cancel 01J8ZQ2V6T4M9XK3H5N7R1C0DE")]
     Cancel(jit::DecisionArgs),
     /// Extend a grant that came from an access list.
+    #[command(
+        after_help = "Examples:\n  lapse extend 01J8ZQ2V6T4M9XK3H5N7R1C0DE --by 30m --reason \"INC-4211 still mitigating\""
+    )]
     Extend(jit::ExtendArgs),
     /// List reviews due (`review due`) or record one (`review LIST --keep .. --remove ..`).
+    #[command(
+        after_help = "Examples:\n  lapse review due\n  lapse review prod-db-oncall --keep alice@example.com --remove dave@example.com"
+    )]
     Review(jit::ReviewArgs),
     /// Show the loaded access lists and any refused list files.
+    #[command(after_help = "Examples:\n  lapse lists")]
     Lists,
     /// Show the token in use: its name, role and identity.
+    #[command(after_help = "Examples:\n  lapse whoami")]
     Whoami,
     /// Sign in at the OpenID issuer in a browser; later commands use that sign-in when no
     /// --token is given.
@@ -109,6 +152,7 @@ pub enum Command {
     /// Forget the sign-in `lapse login` kept.
     Logout,
     /// Print a shell completion script, e.g. `lapse completions bash > /etc/bash_completion.d/lapse`.
+    #[command(after_help = "Examples:\n  lapse completions bash > /etc/bash_completion.d/lapse")]
     Completions(crate::generate::CompletionsArgs),
     /// Print the man page (roff), e.g. `lapse man | man -l -`.
     #[command(hide = true)]
@@ -152,12 +196,15 @@ pub enum TokenCmd {
     },
     /// List tokens: name, role, identity, created, last used, expires (never the token).
     List {
+        /// Configuration file of the daemon whose tokens are listed.
         #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
     },
     /// Revoke a token by name; it is refused from then on.
     Revoke {
+        /// The token's name (`lapse token list`).
         name: String,
+        /// Configuration file of the daemon whose token is revoked.
         #[arg(long, env = "LAPSE_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -249,6 +296,9 @@ pub struct ListArgs {
     /// At most this many grants.
     #[arg(long, value_name = "N")]
     pub limit: Option<u32>,
+    /// Only the grants you asked for (made with the token in use).
+    #[arg(long)]
+    pub mine: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -283,9 +333,15 @@ pub struct HistoryArgs {
     /// Rows up to this time: RFC 3339, or a duration meaning "ago" (e.g. 30m).
     #[arg(long, value_name = "TIME", value_parser = parse_time_spec)]
     pub until: Option<TimeSpec>,
-    /// At most this many rows.
-    #[arg(long, value_name = "N")]
+    /// At most this many rows, the oldest first (from --since on).
+    #[arg(long, value_name = "N", conflicts_with = "tail")]
     pub limit: Option<u32>,
+    /// Only the last N rows (still oldest first, like tail(1); with --newest-first, newest first).
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u32>,
+    /// Newest rows first.
+    #[arg(long)]
+    pub newest_first: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -377,10 +433,9 @@ fn submission(args: &GrantArgs) -> Result<GrantRequest, Failure> {
     })
 }
 
-/// Runs a client command against the API and returns the process's exit code: 0 on success,
-/// 2 for a request the API refused (4xx) or bad usage, 1 for anything else (a 5xx, an unreachable
-/// daemon, a broken audit chain, a `--wait` that did not end active). Failures are already
-/// printed to stderr when this returns; an `Err` means `command` is not a client command.
+/// Runs a client command against the API and returns the process's exit code by class (see
+/// [`output::exit`]). Failures are already printed to stderr when this returns; an `Err` means
+/// `command` is not a client command.
 pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let server_side = match &command {
         Command::Serve(_) => Some("serve"),
@@ -400,7 +455,10 @@ pub async fn run_client(command: Command, global: &GlobalArgs) -> anyhow::Result
         Ok(api) => api,
         Err(failure) => return Ok(report(failure, global)),
     };
-    let format = global.output;
+    let format = Style {
+        format: global.output,
+        width: client::table_width(global.wide),
+    };
     let outcome = match command {
         Command::Grant(args) => grant(&api, &args, format).await,
         Command::List(args) => list(&api, &args, format).await,
@@ -440,26 +498,22 @@ fn report(failure: Failure, global: &GlobalArgs) -> ExitCode {
             fix,
         } => {
             eprintln!("error: {field}: {message}\n  fix: {fix}");
-            ExitCode::from(2)
+            ExitCode::from(output::exit::USAGE)
         }
         Failure::Api { status, body } => {
             eprintln!(
                 "{}",
                 output::api_error_message(status.as_u16(), &body, global.token.is_some())
             );
-            if status.is_client_error() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
+            ExitCode::from(output::exit::for_api(status.as_u16(), &body))
         }
         Failure::Unreachable { source } => {
             eprintln!("{}", unreachable_message(&global.url, &source));
-            ExitCode::from(1)
+            ExitCode::from(output::exit::SERVER)
         }
         Failure::Other(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(output::exit::SERVER)
         }
     }
 }
@@ -494,11 +548,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-async fn grant(
-    api: &ApiClient,
-    args: &GrantArgs,
-    format: OutputFormat,
-) -> Result<ExitCode, Failure> {
+async fn grant(api: &ApiClient, args: &GrantArgs, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(
         &["v1", "grants"],
         &[("wait", args.wait.then(|| "true".to_owned()))],
@@ -524,7 +574,7 @@ async fn grant(
     if let Some(token) = field("token") {
         // JSON already carries the token; in CSV it would break the columns, so it goes to
         // stderr there, still on a line of its own.
-        match format {
+        match format.format {
             OutputFormat::Json => {}
             OutputFormat::Table => emit(&format!("\n{}", output::token_line(token)))?,
             OutputFormat::Csv => eprintln!("{}", output::token_line(token)),
@@ -545,13 +595,13 @@ async fn grant(
                 "error: grant {} is {state}, not active{why}",
                 field("id").unwrap_or("?")
             );
-            return Ok(ExitCode::from(1));
+            return Ok(ExitCode::from(output::exit::NOT_ACTIVE));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn list(api: &ApiClient, args: &ListArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
+async fn list(api: &ApiClient, args: &ListArgs, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(
         &["v1", "grants"],
         &[
@@ -560,6 +610,7 @@ async fn list(api: &ApiClient, args: &ListArgs, format: OutputFormat) -> Result<
             ("resource", args.resource.clone()),
             ("kind", args.kind.clone()),
             ("limit", args.limit.map(|n| n.to_string())),
+            ("mine", args.mine.then(|| "true".to_owned())),
         ],
     )?;
     let reply = api.send(api.http.get(url)).await?;
@@ -567,7 +618,7 @@ async fn list(api: &ApiClient, args: &ListArgs, format: OutputFormat) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show(api: &ApiClient, args: &ShowArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
+async fn show(api: &ApiClient, args: &ShowArgs, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(&["v1", "grants", &args.id], &[])?;
     let reply = api.send(api.http.get(url)).await?;
     emit(&output::render_grant_detail(
@@ -578,11 +629,7 @@ async fn show(api: &ApiClient, args: &ShowArgs, format: OutputFormat) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-async fn revoke(
-    api: &ApiClient,
-    args: &RevokeArgs,
-    format: OutputFormat,
-) -> Result<ExitCode, Failure> {
+async fn revoke(api: &ApiClient, args: &RevokeArgs, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(&["v1", "grants", &args.id, "revoke"], &[])?;
     let reply = api
         .send(api.http.post(url).json(&RevokeRequest {
@@ -593,14 +640,16 @@ async fn revoke(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn history(
-    api: &ApiClient,
-    args: &HistoryArgs,
-    format: OutputFormat,
-) -> Result<ExitCode, Failure> {
+async fn history(api: &ApiClient, args: &HistoryArgs, format: Style) -> Result<ExitCode, Failure> {
     let query = history_query(args, Utc::now())?;
     let url = api.url(&["v1", "history"], &query)?;
-    let reply = api.send(api.http.get(url)).await?;
+    let mut reply = api.send(api.http.get(url)).await?;
+    if args.tail.is_some() && !args.newest_first {
+        // The server gave the last rows newest first; a tail reads oldest first.
+        if let Some(rows) = reply.body.get_mut("history").and_then(Value::as_array_mut) {
+            rows.reverse();
+        }
+    }
     emit(&output::render_history(format, &reply.body)?)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -617,14 +666,18 @@ fn history_query(
         ("resource", args.resource.clone()),
         ("since", resolve(args.since)?),
         ("until", resolve(args.until)?),
-        ("limit", args.limit.map(|n| n.to_string())),
+        ("limit", args.limit.or(args.tail).map(|n| n.to_string())),
+        (
+            "newest_first",
+            (args.newest_first || args.tail.is_some()).then(|| "true".to_owned()),
+        ),
     ])
 }
 
-async fn whoami(api: &ApiClient, format: OutputFormat) -> Result<ExitCode, Failure> {
+async fn whoami(api: &ApiClient, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(&["v1", "whoami"], &[])?;
     let reply = api.send(api.http.get(url)).await?;
-    let text = match format {
+    let text = match format.format {
         OutputFormat::Json => format!("{}\n", reply.body),
         _ => {
             let f = |k: &str| {
@@ -647,7 +700,7 @@ async fn whoami(api: &ApiClient, format: OutputFormat) -> Result<ExitCode, Failu
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit_verify(api: &ApiClient, format: OutputFormat) -> Result<ExitCode, Failure> {
+async fn audit_verify(api: &ApiClient, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(&["v1", "audit", "verify"], &[])?;
     let reply = api.send(api.http.get(url)).await?;
     emit(&output::render_verify(format, &reply.body)?)?;
@@ -678,6 +731,28 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every subcommand's `--help` ends with examples, and every argument says what it is.
+    #[test]
+    fn every_subcommand_has_examples_and_every_flag_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                if a.get_help().is_none() && !a.is_hide_set() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+                let name = format!("{path} {}", sub.get_name());
+                if path == "lapse" && sub.get_after_help().is_none() {
+                    missing.push(format!("{name}: no examples"));
+                }
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "lapse", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
     }
 
     #[test]
@@ -1011,6 +1086,7 @@ mod tests {
             url: format!("http://127.0.0.1:{port}"),
             token: None,
             output: OutputFormat::Table,
+            wide: false,
         };
         let api = ApiClient::new(&global.url, global.token.clone()).unwrap();
         let url = api.url(&["v1", "grants"], &[]).unwrap();

@@ -132,7 +132,7 @@ pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("error: no live token named {name:?}\n  fix: see `lapse token list`");
-                Ok(ExitCode::from(2))
+                Ok(ExitCode::from(lapse_output::exit::NOT_FOUND))
             }
         }
     }
@@ -180,45 +180,66 @@ pub fn config(cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ConfigCmd::Check { file } => {
-            // Exit 2 for a file that was read but is wrong, like a failed validation.
-            let s = match Settings::load(Some(&file)) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{}: {e}", file.display());
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            match s.validate() {
-                Ok(()) => {
-                    println!("{}: ok", file.display());
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("{}: {e}", file.display());
-                    Ok(ExitCode::from(2))
-                }
+            // Every problem, each on its own line with its file and line or its environment
+            // variable; a file that was read but is wrong is refused like a failed validation.
+            let problems = lapse_settings::check_file(&file);
+            if problems.is_empty() {
+                println!("{}: ok", file.display());
+                return Ok(ExitCode::SUCCESS);
             }
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            Ok(ExitCode::from(lapse_output::exit::REFUSED))
         }
     }
 }
 
-/// Check everything a running daemon depends on, printing each check with ok or a fix.
-pub async fn doctor(config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let mut failed = false;
-    let mut report = |name: &str, r: Result<String, String>| match r {
-        Ok(m) => println!("ok    {name}: {m}"),
-        Err(m) => {
-            failed = true;
-            println!("FAIL  {name}: {m}");
+/// Twingate's clock may be this far from ours before `doctor` fails: expiries Twingate enforces
+/// (access edges' `expiresAt`) would end access that much early or late.
+const MAX_SKEW_SECONDS: i64 = 5;
+
+/// Check everything a running daemon depends on, printing each check with ok or a fix (or, with
+/// `-o json`, an array of `{check, ok, detail}`). Never creates a file or directory.
+pub async fn doctor(
+    config: Option<&Path>,
+    format: lapse_output::OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    let mut checks: Vec<(String, Result<String, String>)> = Vec::new();
+    let mut report = |name: &str, r: Result<String, String>| checks.push((name.to_owned(), r));
+    match Settings::load(config) {
+        Err(e) => report("config", Err(e.to_string())),
+        Ok(settings) => doctor_checks(&settings, &mut report).await,
+    }
+    let failed = checks.iter().any(|(_, r)| r.is_err());
+    if format == lapse_output::OutputFormat::Json {
+        let rows: Vec<serde_json::Value> = checks
+            .iter()
+            .map(|(name, r)| {
+                let (ok, detail) = match r {
+                    Ok(m) => (true, m),
+                    Err(m) => (false, m),
+                };
+                serde_json::json!({ "check": name, "ok": ok, "detail": detail })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        for (name, r) in &checks {
+            match r {
+                Ok(m) => println!("ok    {name}: {m}"),
+                Err(m) => println!("FAIL  {name}: {m}"),
+            }
         }
-    };
-    let settings = match Settings::load(config) {
-        Ok(s) => s,
-        Err(e) => {
-            report("config", Err(e.to_string()));
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn doctor_checks(settings: &Settings, report: &mut impl FnMut(&str, Result<String, String>)) {
     report(
         "config",
         settings
@@ -226,8 +247,29 @@ pub async fn doctor(config: Option<&Path>) -> anyhow::Result<ExitCode> {
             .map(|_| "valid".to_owned())
             .map_err(|e| e.to_string()),
     );
+    let files = lapse_requests::check_access_files(
+        &settings.access,
+        chrono::Duration::from_std(settings.grants.max_duration).unwrap_or(chrono::Duration::MAX),
+    );
+    report(
+        "access files",
+        if files.refused.is_empty() {
+            Ok(format!(
+                "{} access lists from {}, {} grant policies from {}",
+                files.lists,
+                settings.access.lists_dir.display(),
+                files.policies,
+                settings.access.policies_dir.display()
+            ))
+        } else {
+            Err(format!(
+                "refused (the daemon keeps their previous contents in force): {}",
+                files.refused.join("; ")
+            ))
+        },
+    );
     // Never creates anything: a missing database is reported, not made.
-    match serve::open_existing(&settings).await {
+    match serve::open_existing(settings).await {
         Ok(store) => {
             let p = store.pragmas().clone();
             report(
@@ -257,46 +299,64 @@ pub async fn doctor(config: Option<&Path>) -> anyhow::Result<ExitCode> {
             )),
         ),
     }
-    match settings.api_key() {
-        Err(e) => report("twingate key", Err(e.to_string())),
-        Ok(key) => match TwingateClient::new(serve::client_config(&settings, key)) {
-            Err(e) => report("twingate client", Err(e.to_string())),
-            Ok(client) => {
-                report(
-                    "twingate read",
-                    client
-                        .groups_by_name("lapse-doctor-probe")
-                        .await
-                        .map(|_| format!("{} answered", settings.twingate.base_url))
-                        .map_err(|e| format!("{e}; check twingate.base_url and the API key")),
-                );
-                // Deleting a group that cannot exist proves write permission without changing anything.
-                let probe = lapse_core::RemoteId::new("R3JvdXA6MA==");
-                let write = match client
-                    .delete_group(&probe, lapse_core::provider::Priority::Apply)
-                    .await
-                {
-                    Ok(()) | Err(lapse_core::ProviderError::AlreadyGone(_)) => {
-                        Ok("the key may write".to_owned())
-                    }
-                    Err(e) => Err(format!("{e}; the key needs the Read & Write permission")),
-                };
-                report("twingate write", write);
-            }
+    let url = &settings.twingate.base_url;
+    let client = match settings.api_key() {
+        Err(e) => return report("twingate key", Err(e.to_string())),
+        Ok(key) => match TwingateClient::new(serve::client_config(settings, key)) {
+            Err(e) => return report("twingate client", Err(e.to_string())),
+            Ok(client) => client,
         },
+    };
+    let read = client.groups_by_name("lapse-doctor-probe").await;
+    let unreachable = matches!(&read, Err(lapse_core::ProviderError::Transient(m)) if m.contains("cannot reach") || m.contains("connect"));
+    match read {
+        Ok(_) => report("twingate read", Ok(format!("{url} answered"))),
+        Err(e) if unreachable => {
+            report(
+                "twingate read",
+                Err(format!(
+                    "cannot connect to {url} ({e}); check twingate.base_url, DNS and the network"
+                )),
+            );
+            return report(
+                "twingate write",
+                Err("not checked: cannot connect".to_owned()),
+            );
+        }
+        Err(e) => report(
+            "twingate read",
+            Err(format!("{e}; check twingate.base_url and the API key")),
+        ),
     }
-    let now = chrono::Utc::now();
+    // Deleting a group that cannot exist proves write permission without changing anything.
+    let probe = lapse_core::RemoteId::new("R3JvdXA6MA==");
+    let write = match client
+        .delete_group(&probe, lapse_core::provider::Priority::Apply)
+        .await
+    {
+        Ok(()) | Err(lapse_core::ProviderError::AlreadyGone(_)) => {
+            Ok("the key may write".to_owned())
+        }
+        Err(e) => Err(format!("{e}; the key needs the Read & Write permission")),
+    };
+    report("twingate write", write);
     report(
         "clock",
-        if now.timestamp() > 1_700_000_000 {
-            Ok(now.to_rfc3339())
-        } else {
-            Err(format!("{now} looks wrong; enable NTP"))
+        match client.clock_skew() {
+            None => Err(format!("{url} sent no Date header to compare clocks with")),
+            Some(skew) if skew.num_seconds().abs() > MAX_SKEW_SECONDS => Err(format!(
+                "Twingate's clock is {}s {} this host's; enable NTP (expiries Twingate enforces would be off by as much)",
+                skew.num_seconds().abs(),
+                if skew.num_seconds() > 0 {
+                    "ahead of"
+                } else {
+                    "behind"
+                }
+            )),
+            Some(skew) => Ok(format!(
+                "within {MAX_SKEW_SECONDS}s of Twingate's ({:+}s)",
+                skew.num_seconds()
+            )),
         },
     );
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }

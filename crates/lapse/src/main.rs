@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             )),
             Command::Token(cmd) => local::token(cmd).await,
             Command::Config(cmd) => local::config(cmd),
-            Command::Doctor(args) => local::doctor(args.config.as_deref()).await,
+            Command::Doctor(args) => local::doctor(args.config.as_deref(), cli.global.output).await,
             Command::Audit(cli::AuditCmd::Verify(args)) if args.checkpoints.is_some() => {
                 local::audit_verify(&args).await
             }

@@ -5,10 +5,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use lapse_requests::wire::{
     AccessListView, ApprovalView, BrokenRow, CreateBody, DecisionBody, ErrorBody, ErrorDetail,
-    ExtendBody, GrantDetail, GrantList, GrantRequest, GrantView, HistoryList, HistoryView,
-    ListTargetView, ListsReply, Readiness, RefusedFile, RequestList, RequestView, ReviewBody,
-    ReviewList, ReviewRecorded, ReviewRuleView, ReviewView, RevokeRequest, TokenView, VerifyReport,
-    WhoAmI,
+    ExtendBody, GrantDetail, GrantKindName, GrantList, GrantRequest, GrantStateName, GrantView,
+    HistoryList, HistoryView, ListTargetView, ListsReply, Readiness, RefusedFile, RequestList,
+    RequestStateName, RequestView, ReviewBody, ReviewList, ReviewRecorded, ReviewRuleView,
+    ReviewView, RevokeRequest, TokenView, VerifyReport, WhoAmI,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -66,6 +66,9 @@ impl Modify for BearerAuth {
         crate::requests::record_review,
     ),
     components(schemas(
+        GrantKindName,
+        GrantStateName,
+        RequestStateName,
         GrantRequest,
         GrantView,
         HistoryView,
@@ -101,7 +104,7 @@ impl Modify for BearerAuth {
 pub struct ApiDoc;
 
 /// This document, as JSON.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
+#[utoipa::path(operation_id = "openapiDocument", get, path = "/v1/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
@@ -193,5 +196,44 @@ mod tests {
         );
         let create = &doc["components"]["schemas"]["CreateBody"];
         assert_eq!(create["required"], serde_json::json!(["list"]), "{create}");
+    }
+}
+
+#[cfg(test)]
+mod contract {
+    use super::*;
+
+    /// The document passes the standard validator (PyPI `openapi-spec-validator`, which CI
+    /// installs), and every operation has its own operationId.
+    #[test]
+    fn the_document_passes_openapi_spec_validator() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("openapi.json");
+        std::fs::write(&file, doc.to_string()).expect("write the document");
+        let out = std::process::Command::new("python3")
+            .args(["-m", "openapi_spec_validator"])
+            .arg(&file)
+            .output()
+            .expect("python3 runs (CI installs openapi-spec-validator)");
+        assert!(
+            out.status.success(),
+            "openapi-spec-validator refused the document:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut ids = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                let id = op["operationId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+                assert!(
+                    !ids.contains(&id.to_owned()),
+                    "operationId {id} is used twice"
+                );
+                ids.push(id.to_owned());
+            }
+        }
     }
 }

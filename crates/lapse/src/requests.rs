@@ -60,6 +60,7 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> ReqResul
 }
 
 #[utoipa::path(
+    operation_id = "listAccessLists",
     get, path = "/v1/lists", tag = "requests",
     responses((status = 200, body = ListsReply), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
@@ -72,6 +73,7 @@ pub(crate) async fn lists<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "createRequest",
     post, path = "/v1/requests", tag = "requests",
     request_body = CreateBody,
     responses(
@@ -102,9 +104,13 @@ pub(crate) struct ListQuery {
     /// Only pending requests the caller may approve.
     #[serde(default)]
     waiting: bool,
+    /// Only the caller's own requests.
+    #[serde(default)]
+    mine: bool,
 }
 
 #[utoipa::path(
+    operation_id = "listRequests",
     get, path = "/v1/requests", tag = "requests",
     params(ListQuery),
     responses((status = 200, description = "Newest first", body = RequestList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -120,6 +126,10 @@ pub(crate) async fn list_requests<P: AccessProvider + 'static>(
         .flow
         .list_requests(q.state.as_deref(), q.waiting, me)
         .await?;
+    if q.mine {
+        list.requests
+            .retain(|r| me.is_some_and(|m| normalize_identity(&r.requester) == m));
+    }
     if c.own_only() {
         // A requester sees their own requests and those they own the list of.
         let owned: Vec<String> = s
@@ -138,6 +148,7 @@ pub(crate) async fn list_requests<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "showRequest",
     get, path = "/v1/requests/{id}", tag = "requests",
     params(("id" = String, Path, description = "Request id")),
     responses((status = 200, body = RequestView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -152,6 +163,7 @@ pub(crate) async fn show<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "approveRequest",
     post, path = "/v1/requests/{id}/approve", tag = "requests",
     params(("id" = String, Path, description = "Request id")),
     request_body = DecisionBody,
@@ -176,6 +188,7 @@ pub(crate) async fn approve<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "denyRequest",
     post, path = "/v1/requests/{id}/deny", tag = "requests",
     params(("id" = String, Path, description = "Request id")),
     request_body = DecisionBody,
@@ -201,6 +214,7 @@ pub(crate) async fn deny<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "cancelRequest",
     post, path = "/v1/requests/{id}/cancel", tag = "requests",
     params(("id" = String, Path, description = "Request id")),
     request_body = DecisionBody,
@@ -225,6 +239,7 @@ pub(crate) async fn cancel<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "extendGrant",
     post, path = "/v1/grants/{id}/extend", tag = "requests",
     params(("id" = String, Path, description = "Grant id")),
     request_body = ExtendBody,
@@ -259,6 +274,7 @@ pub(crate) struct ReviewQuery {
 }
 
 #[utoipa::path(
+    operation_id = "listReviews",
     get, path = "/v1/reviews", tag = "requests",
     params(ReviewQuery),
     responses((status = 200, body = ReviewList), (status = 401, body = ErrorBody)),
@@ -273,6 +289,7 @@ pub(crate) async fn reviews<P: AccessProvider + 'static>(
 }
 
 #[utoipa::path(
+    operation_id = "recordReview",
     post, path = "/v1/reviews", tag = "requests",
     request_body = ReviewBody,
     responses(

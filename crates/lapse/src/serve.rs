@@ -335,6 +335,7 @@ impl<P: AccessProvider + 'static> Application<P> {
             Some(web) => router.merge(web),
             None => router,
         };
+        let router = router.layer(axum::middleware::from_fn(crate::telemetry::access_log));
         self.state.flow.spawn(stop_rx.clone());
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let server_task = match self.tls {

@@ -2,7 +2,12 @@
 //! Prometheus recorder behind `/metrics`.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -32,6 +37,13 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                         "lapse_revocation_lateness_seconds".into(),
                     ),
                     &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0],
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),
+                    &[
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ],
                 )
                 .ok()?
                 .install_recorder()
@@ -76,6 +88,47 @@ fn describe() {
         "Differences between Twingate and the database found by the sweep"
     );
     counter!("lapse_drift_found_total").absolute(0);
+    describe_histogram!(
+        "lapse_twingate_request_duration_seconds",
+        Unit::Seconds,
+        "Twingate API calls by operation and outcome (ok, rate_limited, transient, ...)"
+    );
+    describe_counter!(
+        "lapse_http_requests_total",
+        "HTTP API requests by method, route and status"
+    );
+    describe_histogram!(
+        "lapse_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP API request latency by method and route"
+    );
+    describe_gauge!(
+        "lapse_pending_requests",
+        "Access requests waiting for owners"
+    );
+    describe_gauge!(
+        "lapse_outbox_backlog",
+        "Notifications stored and not yet delivered"
+    );
+    describe_gauge!(
+        "lapse_outbox_oldest_undelivered_seconds",
+        Unit::Seconds,
+        "Age of the oldest notification not yet delivered (0 when none)"
+    );
+    describe_counter!(
+        "lapse_notification_failures_total",
+        "Failed notification delivery attempts by sink"
+    );
+    describe_counter!(
+        "lapse_notifications_delivered_total",
+        "Delivered notifications by sink"
+    );
+    describe_gauge!(
+        "lapse_build_info",
+        "Always 1; the labels say which lapse runs"
+    );
+    metrics::gauge!("lapse_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    process_collector().describe();
     for budget in ["reads", "writes"] {
         counter!("lapse_rate_limit_waits_total", "budget" => budget).absolute(0);
     }
@@ -96,4 +149,76 @@ pub fn record_health(h: &lapse_engine::Health) {
         metrics::gauge!("lapse_open_grants", "kind" => kind.to_owned(), "state" => st.to_owned())
             .set(n as f64);
     }
+}
+
+/// Process metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`, ...).
+pub fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// The request flow's gauges and the process metrics, refreshed on each scrape.
+pub fn record_scrape(flow: Option<lapse_store::FlowGauges>) {
+    if let Some(g) = flow {
+        metrics::gauge!("lapse_pending_requests").set(g.pending_requests as f64);
+        metrics::gauge!("lapse_outbox_backlog").set(g.outbox_backlog as f64);
+        metrics::gauge!("lapse_outbox_oldest_undelivered_seconds").set(g.oldest_undelivered_secs);
+    }
+    process_collector().collect();
+}
+
+/// Who a request was made as, set by authentication, for the access log line.
+#[derive(Clone, Default)]
+pub struct ActorSlot(Arc<Mutex<Option<String>>>);
+
+impl ActorSlot {
+    pub fn set(&self, name: &str) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(name.to_owned());
+    }
+}
+
+/// One access-log line per HTTP request (method, route, status, duration, the actor's name —
+/// never the token) as structured fields, and the request metrics.
+pub async fn access_log(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    // The route's pattern (`/v1/grants/{id}`), not the path, so ids make no new series.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let slot = ActorSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let secs = started.elapsed().as_secs_f64();
+    metrics::counter!(
+        "lapse_http_requests_total",
+        "method" => method.clone(),
+        "route" => route.clone(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!(
+        "lapse_http_request_duration_seconds",
+        "method" => method.clone(),
+        "route" => route.clone()
+    )
+    .record(secs);
+    let actor = slot
+        .0
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+        .unwrap_or_else(|| "-".to_owned());
+    tracing::info!(
+        target: "lapse::access",
+        method = %method,
+        route = %route,
+        status,
+        duration_ms = secs * 1000.0,
+        actor = %actor,
+        "request"
+    );
+    response
 }

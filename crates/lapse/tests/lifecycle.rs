@@ -413,7 +413,7 @@ async fn the_cli_drives_a_grant_through_its_life() {
         "{out}"
     );
 
-    // Bad input: exit 2, the field and the fix on stderr, nothing stored.
+    // Bad input: exit 5 (refused), the field and the fix on stderr, nothing stored.
     let (code, out, err) = cli(
         &env,
         &[
@@ -430,7 +430,7 @@ async fn the_cli_drives_a_grant_through_its_life() {
             "x",
         ],
     );
-    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(code, 5, "{out}{err}");
     assert!(err.contains("duration") && err.contains("fix"), "{err}");
     let (_, out, _) = cli(&env, &["-o", "csv", "list"]);
     assert_eq!(

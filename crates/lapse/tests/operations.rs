@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{BIN, Env, eventually, id_of, membership, tail};
+use common::{BIN, Env, eventually, id_of, membership, shipped_list_settings, tail};
 use serde_json::Value;
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -82,7 +82,7 @@ fn config_check_names_the_key_the_value_and_what_is_accepted() {
     for (i, (body, wanted)) in cases.iter().enumerate() {
         let file = write(&dir, &format!("bad{i}.toml"), &format!("{GOOD}{body}"));
         let (code, text) = config_check(&file, &[]);
-        assert_eq!(code, 2, "{body} was accepted: {text}");
+        assert_eq!(code, 5, "{body} was accepted: {text}");
         for w in *wanted {
             assert!(text.contains(w), "message for {body:?} lacks {w:?}: {text}");
         }
@@ -93,7 +93,7 @@ fn config_check_names_the_key_the_value_and_what_is_accepted() {
         );
     }
     let (code, text) = config_check(&write(&dir, "syntax.toml", "[engine\n"), &[]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 5);
     assert!(
         text.contains("not valid TOML") && text.contains("line 1"),
         "{text}"
@@ -109,7 +109,7 @@ fn a_secret_in_the_toml_is_refused_without_echoing_it() {
         &format!("{GOOD}api_key = \"tg-very-secret\"\n"),
     );
     let (code, text) = config_check(&file, &[]);
-    assert_eq!(code, 2, "{text}");
+    assert_eq!(code, 5, "{text}");
     assert!(
         text.contains("twingate.api_key")
             && text.contains("api_key_file")
@@ -131,7 +131,7 @@ fn the_environment_overrides_the_file() {
         &format!("{GOOD}[engine]\ntick = \"5s\"\n"),
     );
     let (code, text) = config_check(&file, &[]);
-    assert_eq!(code, 2, "a 5s tick must be refused: {text}");
+    assert_eq!(code, 5, "a 5s tick must be refused: {text}");
     assert!(text.contains("engine.tick"), "{text}");
     let (code, text) = config_check(&file, &[("LAPSE__ENGINE__TICK", "500ms")]);
     assert_eq!(code, 0, "the environment's 500ms should win: {text}");
@@ -139,7 +139,7 @@ fn the_environment_overrides_the_file() {
         &write(&dir, "ok.toml", GOOD),
         &[("LAPSE__ENGINE__TICK", "soon")],
     );
-    assert_eq!(code, 2, "{text}");
+    assert_eq!(code, 5, "{text}");
     assert!(text.contains("engine.tick = \"soon\""), "{text}");
 }
 
@@ -339,6 +339,78 @@ async fn metrics_and_json_logs_after_a_grants_life() {
         sample(&page, "lapse_drift_found_total", &[]).is_some(),
         "drift found:\n{page}"
     );
+    // Twingate calls by operation and outcome, with their latency.
+    let twingate_ok: f64 = page
+        .lines()
+        .filter(|l| {
+            l.starts_with("lapse_twingate_request_duration_seconds_count{")
+                && l.contains("outcome=\"ok\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(twingate_ok >= 2.0, "Twingate call latency:\n{page}");
+    assert!(
+        page.lines().any(
+            |l| l.starts_with("lapse_twingate_request_duration_seconds_bucket{")
+                && l.contains("operation=")
+        ),
+        "{page}"
+    );
+    // HTTP requests by route and status, and their latency.
+    assert_eq!(
+        sample(
+            &page,
+            "lapse_http_requests_total",
+            &["method=\"POST\"", "route=\"/v1/grants\"", "status=\"201\""]
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert!(
+        sample(
+            &page,
+            "lapse_http_requests_total",
+            &[
+                "method=\"GET\"",
+                "route=\"/v1/grants/{id}\"",
+                "status=\"200\""
+            ]
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(
+            &page,
+            "lapse_http_request_duration_seconds_count",
+            &["method=\"POST\"", "route=\"/v1/grants\""]
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "lapse_pending_requests", &[]),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "lapse_outbox_backlog", &[]),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(
+            &page,
+            "lapse_build_info",
+            &[&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert!(
+        sample(&page, "process_resident_memory_bytes", &[]).is_some_and(|b| b > 1e6),
+        "process metrics:\n{page}"
+    );
 
     assert_eq!(env.terminate().map(|s| s.success()), Some(true));
     let log = env.log();
@@ -356,6 +428,24 @@ async fn metrics_and_json_logs_after_a_grants_life() {
         );
     }
     assert!(log.contains("TRACE"), "the log was not written at TRACE");
+    // One access-log line per request, its fields JSON values.
+    let access: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "lapse::access")
+        .collect();
+    let submit = access
+        .iter()
+        .find(|v| v["fields"]["method"] == "POST" && v["fields"]["route"] == "/v1/grants")
+        .unwrap_or_else(|| panic!("no access line for the submission:\n{}", tail(&log)));
+    assert_eq!(submit["fields"]["status"], 201, "{submit}");
+    assert_eq!(submit["fields"]["actor"], "oncall-bot", "{submit}");
+    assert!(submit["fields"]["duration_ms"].is_f64(), "{submit}");
+    let scrape = access
+        .iter()
+        .find(|v| v["fields"]["route"] == "/metrics")
+        .expect("an access line for /metrics");
+    assert_eq!(scrape["fields"]["actor"], "-", "{scrape}");
     assert!(
         !log.contains(twingate_sim::DEMO_ADMIN_KEY),
         "the Twingate key is in the log"
@@ -533,7 +623,7 @@ async fn a_certificate_without_a_key_is_refused() {
     let env = Env::new(&extra).await;
     let (code, text) = config_check(&env.config, &[]);
     assert_eq!(
-        code, 2,
+        code, 5,
         "a certificate without a key must be refused: {text}"
     );
     assert!(
@@ -571,4 +661,163 @@ async fn sighup_is_logged_and_does_not_stop_the_daemon() {
         Some(true),
         "SIGTERM after SIGHUP exits 0"
     );
+}
+
+#[test]
+fn config_check_reports_every_problem_with_its_line_or_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        &dir,
+        "three.toml",
+        &format!(
+            "{GOOD}page_size = \"many\"\n[engine]\ntik = \"1s\"\n[server]\nlisten = \"nope\"\n"
+        ),
+    );
+    let (code, text) = config_check(&file, &[("LAPSE__ENGINE__TICK", "soon")]);
+    assert_eq!(code, 5, "{text}");
+    let f = file.display().to_string();
+    for (at, key) in [
+        (format!("{f}:3:"), "twingate.page_size"),
+        (format!("{f}:5:"), "engine.tik"),
+        (format!("{f}:7:"), "server.listen"),
+        (
+            "environment variable LAPSE__ENGINE__TICK:".to_owned(),
+            "engine.tick",
+        ),
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&at) && l.contains(key)),
+            "{key} at {at}: {text}"
+        );
+    }
+    assert_eq!(text.lines().count(), 4, "one line per problem: {text}");
+
+    // Values that can be read but break the rules are reported together too.
+    let file = write(
+        &dir,
+        "rules.toml",
+        &format!("{GOOD}page_size = 500\n[engine]\nconcurrency = 0\n[log]\nformat = \"xml\"\n"),
+    );
+    let (code, text) = config_check(&file, &[]);
+    assert_eq!(code, 5, "{text}");
+    for (line, key) in [
+        (3, "twingate.page_size"),
+        (5, "engine.concurrency"),
+        (7, "log.format"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{f2}:{line}: {key}", f2 = file.display()))),
+            "{key} at line {line}: {text}"
+        );
+    }
+}
+
+/// Every path under `dir`, for showing that a command made nothing.
+fn tree(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_loads_lists_reports_skew_and_unreachable_twingate_and_creates_nothing() {
+    let lists = tempfile::tempdir().expect("tempdir");
+    let env = Env::new(&shipped_list_settings(lists.path())).await;
+    let (code, out) = doctor(&env.config);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("ok")
+            && l.contains("access files:")
+            && l.contains("1 access lists")
+            && l.contains("0 grant policies")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok") && l.contains("clock:")),
+        "{out}"
+    );
+
+    // Twingate's clock two minutes ahead: named, with its size and direction, also in JSON.
+    env.sim.clock().set_offset(chrono::Duration::seconds(120));
+    let (code, out) = doctor(&env.config);
+    assert_eq!(code, 1, "{out}");
+    let clock = out
+        .lines()
+        .find(|l| l.contains("clock:"))
+        .unwrap_or_else(|| panic!("no clock line: {out}"));
+    assert!(
+        clock.starts_with("FAIL") && clock.contains("ahead of") && clock.contains("NTP"),
+        "{clock}"
+    );
+    let skew: i64 = clock
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix('s').and_then(|n| n.parse().ok()))
+        .unwrap_or_else(|| panic!("no seconds in {clock}"));
+    assert!((119..=121).contains(&skew), "{clock}");
+    let json = Command::new(BIN)
+        .args(["doctor", "-o", "json", "--config"])
+        .arg(&env.config)
+        .output()
+        .expect("doctor -o json");
+    let rows: Value = serde_json::from_slice(&json.stdout).expect("doctor's JSON");
+    let row = rows
+        .as_array()
+        .expect("an array")
+        .iter()
+        .find(|r| r["check"] == "clock")
+        .expect("a clock check");
+    assert_eq!(row["ok"], false, "{row}");
+    env.sim.clock().set_offset(chrono::Duration::zero());
+
+    // Nothing listens at the Twingate URL, the database and list directories do not exist:
+    // "cannot connect", and not one file or directory made.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = write(&dir, "key", twingate_sim::DEMO_ADMIN_KEY);
+    let missing = dir.path().join("state");
+    let config = write(
+        &dir,
+        "lapse.toml",
+        &format!(
+            "[twingate]\nbase_url = \"http://127.0.0.1:{closed}\"\napi_key_file = {:?}\n\
+             timeout = \"2s\"\n[database]\npath = {:?}\n[access]\nlists_dir = {:?}\n\
+             policies_dir = {:?}\n",
+            key.display().to_string(),
+            missing.join("lapse.db").display().to_string(),
+            missing.join("lists").display().to_string(),
+            missing.join("policies").display().to_string(),
+        ),
+    );
+    let before = tree(dir.path());
+    let (code, out) = doctor(&config);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("twingate read:")
+            && l.contains("cannot connect")),
+        "{out}"
+    );
+    assert!(!out.contains("Read & Write"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("database:")),
+        "{out}"
+    );
+    assert_eq!(tree(dir.path()), before, "doctor created something");
+    assert!(!missing.exists());
 }

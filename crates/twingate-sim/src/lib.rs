@@ -136,6 +136,10 @@ fn router(state: AppState) -> Router {
             state.clone(),
             transport::regional_redirect,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            transport::date_header,
+        ))
         .with_state(state)
 }
 

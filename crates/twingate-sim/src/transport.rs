@@ -138,6 +138,26 @@ fn rejection(data: &async_graphql::Value) -> Option<String> {
     })
 }
 
+/// Every answer's `Date` (RFC 9110 IMF-fixdate) is the simulated clock's, as a real server's is
+/// its own clock: moving the clock is how a test gives lapse a Twingate whose time is off.
+pub(crate) async fn date_header(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let date = app
+        .shared
+        .clock
+        .now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    if let Ok(v) = header::HeaderValue::from_str(&date) {
+        response.headers_mut().insert(header::DATE, v);
+    }
+    response
+}
+
 /// The `redirect_to` fault: every request but the control surface's is sent on with a 308 to
 /// the same path on another base URL, as a network moved to another region is.
 pub(crate) async fn regional_redirect(

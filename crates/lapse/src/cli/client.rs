@@ -149,6 +149,24 @@ pub(crate) fn endpoint(
     Ok(url)
 }
 
+/// How wide tables may be: none with `--wide`; else `COLUMNS` when set (so scripts and tests
+/// choose), else the terminal's width when stdout is one; output to a pipe or file is never
+/// shortened, so `lapse list | grep` sees whole cells.
+pub(crate) fn table_width(wide: bool) -> Option<usize> {
+    if wide {
+        return None;
+    }
+    if let Some(n) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return Some(n);
+    }
+    // comfy-table asks the terminal (through crossterm) only when stdout is one.
+    comfy_table::Table::new().width().map(usize::from)
+}
+
 /// Writes a rendering to stdout. A reader that goes away early (`lapse list | head`) is not an
 /// error of ours, so a broken pipe ends quietly instead of panicking as `println!` would.
 pub(crate) fn emit(text: &str) -> Result<(), Failure> {

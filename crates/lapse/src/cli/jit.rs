@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::client::{ApiClient, Failure, emit};
-use lapse_output::{OutputFormat, jit};
+use lapse_output::{Style, jit};
 
 /// Ask for access on an access list.
 #[derive(Debug, Clone, Args)]
@@ -17,8 +17,10 @@ pub struct RequestArgs {
     /// The list's name (`lapse lists`).
     pub list: String,
     /// How long, e.g. `2h`; the list's default when left out, never past its maximum.
-    #[arg(long = "for", value_name = "DURATION")]
+    // `--for -5m` reaches the daemon, which names the duration rule and its fix.
+    #[arg(long = "for", value_name = "DURATION", allow_hyphen_values = true)]
     pub duration: Option<String>,
+    /// Why you need it, in the form the list asks for (e.g. an incident number).
     #[arg(long, default_value = "")]
     pub reason: String,
     /// Apply at once without approval, on lists that allow it; the owners are told at once.
@@ -35,12 +37,16 @@ pub struct RequestsArgs {
     /// Only requests in this state (pending, approved, denied, cancelled, lapsed).
     #[arg(long)]
     pub state: Option<String>,
+    /// Only your own requests (by the token's identity), in any state unless --state.
+    #[arg(long)]
+    pub mine: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DecisionArgs {
     /// The request's id.
     pub id: String,
+    /// Why, recorded in the history with the decision.
     #[arg(long, default_value = "")]
     pub reason: String,
 }
@@ -51,8 +57,9 @@ pub struct ExtendArgs {
     /// The grant's id.
     pub id: String,
     /// How much longer, e.g. `30m`.
-    #[arg(long)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub by: String,
+    /// Why longer, in the form the list asks for.
     #[arg(long, default_value = "")]
     pub reason: String,
 }
@@ -71,13 +78,13 @@ pub struct ReviewArgs {
 }
 
 /// How one answer of this flow is shown in the chosen format.
-type Render = fn(OutputFormat, &Value, DateTime<Utc>) -> anyhow::Result<String>;
+type Render = fn(Style, &Value, DateTime<Utc>) -> anyhow::Result<String>;
 
 async fn post(
     api: &ApiClient,
     segments: &[&str],
     body: &impl Serialize,
-    format: OutputFormat,
+    format: Style,
     render: Render,
 ) -> Result<ExitCode, Failure> {
     let url = api.url(segments, &[])?;
@@ -90,7 +97,7 @@ async fn get(
     api: &ApiClient,
     segments: &[&str],
     query: &[(&str, Option<String>)],
-    format: OutputFormat,
+    format: Style,
     render: Render,
 ) -> Result<ExitCode, Failure> {
     let url = api.url(segments, query)?;
@@ -102,7 +109,7 @@ async fn get(
 pub(super) async fn request(
     api: &ApiClient,
     a: &RequestArgs,
-    format: OutputFormat,
+    format: Style,
 ) -> Result<ExitCode, Failure> {
     let body = CreateBody {
         list: a.list.clone(),
@@ -116,13 +123,17 @@ pub(super) async fn request(
 pub(super) async fn requests(
     api: &ApiClient,
     a: &RequestsArgs,
-    format: OutputFormat,
+    format: Style,
 ) -> Result<ExitCode, Failure> {
-    let waiting = (!a.all && a.state.is_none()).then(|| "true".to_owned());
+    let waiting = (!a.all && !a.mine && a.state.is_none()).then(|| "true".to_owned());
     get(
         api,
         &["v1", "requests"],
-        &[("waiting", waiting), ("state", a.state.clone())],
+        &[
+            ("waiting", waiting),
+            ("state", a.state.clone()),
+            ("mine", a.mine.then(|| "true".to_owned())),
+        ],
         format,
         jit::render_request_list,
     )
@@ -133,7 +144,7 @@ pub(super) async fn decide(
     api: &ApiClient,
     verb: &str,
     a: &DecisionArgs,
-    format: OutputFormat,
+    format: Style,
 ) -> Result<ExitCode, Failure> {
     post(
         api,
@@ -150,7 +161,7 @@ pub(super) async fn decide(
 pub(super) async fn extend(
     api: &ApiClient,
     a: &ExtendArgs,
-    format: OutputFormat,
+    format: Style,
 ) -> Result<ExitCode, Failure> {
     post(
         api,
@@ -168,7 +179,7 @@ pub(super) async fn extend(
 pub(super) async fn review(
     api: &ApiClient,
     a: &ReviewArgs,
-    format: OutputFormat,
+    format: Style,
 ) -> Result<ExitCode, Failure> {
     if a.target == "due" && a.keep.is_empty() && a.remove.is_empty() {
         return get(
@@ -194,6 +205,6 @@ pub(super) async fn review(
     .await
 }
 
-pub(super) async fn lists(api: &ApiClient, format: OutputFormat) -> Result<ExitCode, Failure> {
+pub(super) async fn lists(api: &ApiClient, format: Style) -> Result<ExitCode, Failure> {
     get(api, &["v1", "lists"], &[], format, jit::render_lists).await
 }

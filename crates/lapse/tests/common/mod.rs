@@ -374,3 +374,78 @@ impl Env {
         assert!(ok.success(), "kill -{signal} failed");
     }
 }
+
+impl Env {
+    /// Creates a token on the daemon's database with `lapse token create`; the token.
+    pub fn create_token(&self, name: &str, role: &str, identity: Option<&str>) -> String {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["token", "create", "--name", name, "--role", role]);
+        if let Some(identity) = identity {
+            cmd.args(["--identity", identity]);
+        }
+        let out = cmd
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("token create");
+        assert!(
+            out.status.success(),
+            "token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("token line")
+            .trim()
+            .to_owned()
+    }
+
+    /// Runs the CLI against the daemon with `token` (none when `None`): exit code, stdout, stderr.
+    pub fn cli_as(&self, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+        self.cli_with(token, &[], args)
+    }
+
+    /// As [`Env::cli_as`], with extra environment variables (e.g. `COLUMNS`).
+    pub fn cli_with(
+        &self,
+        token: Option<&str>,
+        vars: &[(&str, &str)],
+        args: &[&str],
+    ) -> (i32, String, String) {
+        let mut cmd = Command::new(BIN);
+        cmd.env_remove("LAPSE_TOKEN")
+            .env_remove("LAPSE_URL")
+            .env_remove("COLUMNS")
+            .envs(vars.iter().copied())
+            .args(["--url", &self.url()]);
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        let out = cmd.args(args).output().expect("run the CLI");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// The `[access]` settings of a daemon that loads the access list shipped in `deploy/` and no
+/// grant policy; `dir` receives both directories.
+pub fn shipped_list_settings(dir: &std::path::Path) -> String {
+    let lists = dir.join("access-lists.d");
+    let policies = dir.join("grant-policies.d");
+    std::fs::create_dir_all(&lists).expect("lists dir");
+    std::fs::create_dir_all(&policies).expect("policies dir");
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/access-lists.d");
+    for entry in std::fs::read_dir(shipped).expect("deploy/access-lists.d") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, lists.join(path.file_name().expect("name"))).expect("copy list");
+    }
+    format!(
+        "[access]\nlists_dir = {:?}\npolicies_dir = {:?}\n",
+        lists.display().to_string(),
+        policies.display().to_string()
+    )
+}
