@@ -22,6 +22,14 @@ pub trait GrantEngine: Send + Sync + 'static {
         reason: &str,
         request: Option<&str>,
     ) -> impl Future<Output = Result<Grant, EngineError>> + Send;
+
+    /// End a live grant early.
+    fn revoke(
+        &self,
+        id: GrantId,
+        actor: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<Grant, EngineError>> + Send;
 }
 
 impl GrantEngine for EngineHandle {
@@ -38,5 +46,14 @@ impl GrantEngine for EngineHandle {
         request: Option<&str>,
     ) -> impl Future<Output = Result<Grant, EngineError>> + Send {
         EngineHandle::extend(self, id, end, actor, reason, request)
+    }
+
+    fn revoke(
+        &self,
+        id: GrantId,
+        actor: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<Grant, EngineError>> + Send {
+        EngineHandle::revoke(self, id, actor, reason)
     }
 }

@@ -46,6 +46,29 @@ const HISTORY_POLL: StdDuration = StdDuration::from_secs(1);
 /// Due rows handled per query; the tick repeats the query until nothing is due.
 const BATCH: u32 = 500;
 
+/// Whether a caller may end a grant early: the one rule for the API and the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeRule {
+    Allowed,
+    /// A requester learns nothing of others' grants, not even that they exist.
+    Hidden,
+    /// Only an admin ends another's grant.
+    NotYours,
+}
+
+/// An admin may end any grant; anyone else only the grants they asked for (`caller` is the
+/// name recorded as the grant's requester). Auditors never reach this: they may not write.
+pub fn may_revoke(caller: &str, role: lapse_core::Role, grant: &Grant) -> RevokeRule {
+    use lapse_core::Role;
+    if role == Role::Admin || grant.requester == caller {
+        RevokeRule::Allowed
+    } else if role == Role::Requester {
+        RevokeRule::Hidden
+    } else {
+        RevokeRule::NotYours
+    }
+}
+
 /// Who decides: the token's name (the history actor) and the person it is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -1162,6 +1185,46 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         }
         self.wake.notify_one();
         Ok(req)
+    }
+
+    /// Ends grant `id` early for `caller` (its name and role), by [`may_revoke`].
+    pub async fn revoke(
+        &self,
+        caller: &str,
+        role: lapse_core::Role,
+        id: &str,
+        reason: &str,
+    ) -> FlowResult<Grant> {
+        let gid = GrantId::from_str(id).map_err(|_| {
+            FlowError::field(
+                "id",
+                format!("{id:?} is not a grant id"),
+                "copy it from the grant",
+            )
+        })?;
+        let reason = lapse_core::policy::check_reason(reason, self.submitter.limits())?;
+        let g = self
+            .store
+            .get_grant(gid)
+            .await?
+            .ok_or_else(|| FlowError::NotFound(format!("no grant {id}")))?;
+        match may_revoke(caller, role, &g) {
+            RevokeRule::Allowed => {}
+            RevokeRule::Hidden => return Err(FlowError::NotFound(format!("no grant {id}"))),
+            RevokeRule::NotYours => {
+                return Err(FlowError::Conflict(
+                    "only an admin ends another's grant".into(),
+                ));
+            }
+        }
+        match self.engine.revoke(gid, caller, &reason).await {
+            Ok(g) => Ok(g),
+            Err(EngineError::NotFound(_)) => Err(FlowError::NotFound(format!("no grant {id}"))),
+            Err(EngineError::Finished { id, state }) => Err(FlowError::Conflict(format!(
+                "grant {id} has already ended ({state})"
+            ))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// One pass of the background work at `now`: each part asks the store for what is due,

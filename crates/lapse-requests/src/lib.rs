@@ -13,6 +13,8 @@ pub mod wire;
 
 pub use engine::GrantEngine;
 pub use error::{FlowError, FlowResult};
-pub use flow::{AccessFilesCheck, Actor, RequestService, Tick, check_access_files};
+pub use flow::{
+    AccessFilesCheck, Actor, RequestService, RevokeRule, Tick, check_access_files, may_revoke,
+};
 pub use settings::{AccessSettings, SlackSettings};
 pub use submit::Submitter;

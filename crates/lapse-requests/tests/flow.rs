@@ -39,6 +39,29 @@ impl FakeEngine {
 }
 
 impl GrantEngine for FakeEngine {
+    fn revoke(
+        &self,
+        id: GrantId,
+        _actor: &str,
+        _reason: &str,
+    ) -> impl Future<Output = Result<Grant, EngineError>> + Send {
+        let grant = self
+            .submitted
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|g| g.id == id)
+            .cloned();
+        async move {
+            grant
+                .map(|mut g| {
+                    g.state = GrantState::Revoked;
+                    g
+                })
+                .ok_or(EngineError::NotFound(id))
+        }
+    }
+
     fn submitted(&self, grant: Grant) -> impl Future<Output = Result<(), EngineError>> + Send {
         self.submitted.lock().expect("lock").push(grant);
         async { Ok(()) }
@@ -874,4 +897,62 @@ async fn an_unreadable_history_row_holds_back_no_other_background_work() {
         Some(g.expires_at),
         "the warning of a grant ending soon went out although the history scan failed"
     );
+}
+
+#[tokio::test]
+async fn a_grant_is_ended_early_by_its_requester_or_an_admin_only() {
+    use lapse_core::Role;
+    use lapse_requests::{RevokeRule, may_revoke};
+    let f = fixture().await;
+    let r = f
+        .flow
+        .create(&who("mia@x.io"), &ask("db", "INC-1"))
+        .await
+        .expect("created");
+    let r = f
+        .flow
+        .approve(&who("omar@x.io"), &r.id, &because("ok"))
+        .await
+        .expect("approved");
+    let gid = r.grant_id.expect("a grant");
+    let g = f.engine.submitted()[0].clone();
+    let asker = g.requester.clone();
+
+    assert_eq!(may_revoke(&asker, Role::Requester, &g), RevokeRule::Allowed);
+    assert_eq!(
+        may_revoke("someone", Role::Requester, &g),
+        RevokeRule::Hidden
+    );
+    assert_eq!(
+        may_revoke("someone", Role::Operator, &g),
+        RevokeRule::NotYours
+    );
+    assert_eq!(may_revoke("someone", Role::Admin, &g), RevokeRule::Allowed);
+
+    // Through the service: another requester is told the grant does not exist, an operator that
+    // it is not theirs; nothing reaches the engine until the rule allows it.
+    let e = f
+        .flow
+        .revoke("someone", Role::Requester, &gid, "done")
+        .await
+        .expect_err("hidden");
+    assert!(matches!(e, FlowError::NotFound(_)), "{e:?}");
+    let e = f
+        .flow
+        .revoke("someone", Role::Operator, &gid, "done")
+        .await
+        .expect_err("not theirs");
+    assert!(matches!(e, FlowError::Conflict(_)), "{e:?}");
+    let e = f
+        .flow
+        .revoke(&asker, Role::Requester, &gid, "")
+        .await
+        .expect_err("a reason is needed");
+    assert!(matches!(e, FlowError::Field(_)), "{e:?}");
+    let ended = f
+        .flow
+        .revoke(&asker, Role::Requester, &gid, "fixed")
+        .await
+        .expect("the requester ends it");
+    assert_eq!(ended.state, GrantState::Revoked);
 }

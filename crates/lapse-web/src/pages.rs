@@ -184,6 +184,7 @@ impl Done {
             "approved" => Some("Approved."),
             "denied" => Some("Denied."),
             "extension" => Some("Extension asked for."),
+            "revoked" => Some("Revoked: the access is being removed."),
             _ => None,
         }
     }
@@ -501,6 +502,7 @@ struct GrantDetail {
     g: GrantRow,
     history: Vec<HistoryLine>,
     can_extend: bool,
+    can_revoke: bool,
 }
 
 pub(crate) async fn grant_detail<P: AccessProvider + 'static, E: GrantEngine>(
@@ -540,6 +542,11 @@ pub(crate) async fn grant_detail<P: AccessProvider + 'static, E: GrantEngine>(
         Err(e) => return flow_error(e.into()),
     };
     let can_extend = mine && g.state == "active" && s.role != Role::Auditor;
+    let can_revoke = matches!(
+        g.state.as_str(),
+        "active" | "applying" | "pending" | "scheduled"
+    ) && s.role != Role::Auditor
+        && (s.role == Role::Admin || g.requester == s.identity);
     let mut c = Chrome::new(&format!("Grant {}", g.id), Some(&s));
     c.notice = done.notice();
     render(
@@ -550,8 +557,34 @@ pub(crate) async fn grant_detail<P: AccessProvider + 'static, E: GrantEngine>(
             g: GrantRow::new(&g, Utc::now()),
             history,
             can_extend,
+            can_revoke,
         },
     )
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+pub(crate) async fn revoke<P: AccessProvider + 'static, E: GrantEngine>(
+    State(w): State<Arc<Web<P, E>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<RevokeForm>,
+) -> Response {
+    let s = match writer(&w, &headers, &f.csrf) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    // The same rule as `POST /v1/grants/{id}/revoke`: admins any grant, others their own.
+    match w.flow.revoke(&s.identity, s.role, &id, &f.reason).await {
+        Ok(g) => Redirect::to(&format!("/ui/grants/{}?done=revoked", g.id)).into_response(),
+        Err(e) => flow_error(e),
+    }
 }
 
 #[derive(Debug, Deserialize)]

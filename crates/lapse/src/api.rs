@@ -740,16 +740,19 @@ pub(crate) async fn revoke<P: AccessProvider + 'static>(
     })?;
     let reason =
         policy::check_reason(&req.reason, state.submitter.limits()).map_err(ApiError::field)?;
-    // Admins end any grant; everyone else only the grants they asked for.
+    // The one rule for the API and the console (`lapse_requests::may_revoke`).
     if caller.role != Role::Admin {
         let g = state
             .store
             .get_grant(id)
             .await?
-            .filter(|g| g.requester == caller.name || !caller.own_only())
             .ok_or_else(|| not_found(id))?;
-        if g.requester != caller.name {
-            return Err(caller.refuse("only an admin revokes another's grant"));
+        match lapse_requests::may_revoke(&caller.name, caller.role, &g) {
+            lapse_requests::RevokeRule::Allowed => {}
+            lapse_requests::RevokeRule::Hidden => return Err(not_found(id)),
+            lapse_requests::RevokeRule::NotYours => {
+                return Err(caller.refuse("only an admin revokes another's grant"));
+            }
         }
     }
     match state.engine.revoke(id, &caller.name, &reason).await {
