@@ -34,6 +34,8 @@ pub enum StartError {
     },
     #[error("opening the database: {0}")]
     Store(#[from] lapse_store::StoreError),
+    #[error("{0}")]
+    Settings(#[from] lapse_settings::SettingsError),
     #[error("configuring the Twingate client: {0}")]
     Client(#[from] lapse_twingate::ConfigError),
     #[error("first call to Twingate at {url} failed: {error}")]
@@ -118,14 +120,17 @@ pub fn client_config(s: &Settings, api_key: SecretString) -> ClientConfig {
     c
 }
 
-/// Open the store; the store itself creates the file (0600) and its directories (0700).
+/// Open the store (SQLite at `database.path`, or PostgreSQL at `database.url`) and run its
+/// migrations; a SQLite store creates its file (0600) and directories (0700) itself.
 pub async fn open_store(s: &Settings) -> Result<Store, StartError> {
-    Ok(Store::open_with(&s.database.path, OpenMode::Create).await?)
+    let location = s.database_location()?;
+    Ok(Store::open_location(&location, OpenMode::Create).await?)
 }
 
 /// Open an existing store without creating or migrating anything (checks and audits).
 pub async fn open_existing(s: &Settings) -> Result<Store, StartError> {
-    Ok(Store::open_with(&s.database.path, OpenMode::Existing).await?)
+    let location = s.database_location()?;
+    Ok(Store::open_location(&location, OpenMode::Existing).await?)
 }
 
 /// Every fallible start-up step, against the real Twingate client.
