@@ -46,6 +46,8 @@ pub struct ApiState<P> {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Rate-limits the log lines of failed authentications.
     pub auth_log: AuthLog,
+    /// The leader lease epoch this daemon runs the loop in (0 on SQLite).
+    pub epoch: i64,
 }
 
 pub fn router<P: AccessProvider + 'static>(state: Arc<ApiState<P>>) -> Router {
@@ -808,6 +810,8 @@ pub(crate) async fn readyz<P: AccessProvider + 'static>(
             Json(Readiness {
                 ready: true,
                 passes: h.passes,
+                role: "leader".into(),
+                epoch: state.epoch,
             }),
         )
             .into_response()
@@ -817,6 +821,8 @@ pub(crate) async fn readyz<P: AccessProvider + 'static>(
             Json(Readiness {
                 ready: false,
                 passes: h.passes,
+                role: "leader".into(),
+                epoch: state.epoch,
             }),
         )
             .into_response()

@@ -10,6 +10,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use lapse_core::AccessProvider;
 use lapse_core::plan::PlanConfig;
 use lapse_core::policy::Limits;
+use lapse_engine::leader::{Fenced, Leadership};
 use lapse_engine::{Engine, EngineConfig, EngineHandle};
 use lapse_store::{OpenMode, Store};
 use lapse_twingate::{ClientConfig, TwingateClient};
@@ -68,7 +69,9 @@ pub enum StartError {
 pub struct Application<P> {
     listener: TcpListener,
     addr: SocketAddr,
-    engine: Engine<P>,
+    /// Its remote writes stop when the leader lease may have run out.
+    engine: Engine<Fenced<P>>,
+    leadership: Leadership,
     state: Arc<ApiState<P>>,
     /// Present when the API is served over HTTPS.
     tls: Option<RustlsConfig>,
@@ -171,8 +174,13 @@ pub async fn build_with<P: AccessProvider + 'static>(
             url: settings.twingate.base_url.clone(),
             error,
         })?;
+    // On a shared store only the leader runs the loop: a standby waits here for the lease, and
+    // the loop it then starts does, as at every start, the overdue revocations first.
+    let leadership =
+        lapse_engine::leader::lead(&store, &settings.node_name(), settings.ha.lease).await?;
+    let fenced = Arc::new(Fenced::new(provider.clone(), leadership.clock.clone()));
     let (engine, handle) =
-        lapse_engine::build(store.clone(), provider.clone(), engine_config(settings)).await?;
+        lapse_engine::build(store.clone(), fenced, engine_config(settings)).await?;
     let addr = settings.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -203,6 +211,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         ready: Default::default(),
         metrics,
         auth_log: Default::default(),
+        epoch: leadership.status.epoch,
     });
     let checkpoints = match settings.audit.key_file() {
         None => {
@@ -227,6 +236,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         listener,
         addr,
         engine,
+        leadership,
         state,
         tls,
         checkpoints,
@@ -253,7 +263,7 @@ impl<P: AccessProvider + 'static> Application<P> {
 
     /// Run the loop and the API until `shutdown` resolves; the pass in flight is finished first.
     pub async fn run_until_stopped(
-        self,
+        mut self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -312,7 +322,10 @@ impl<P: AccessProvider + 'static> Application<P> {
                 c
             })
         });
-        shutdown.await;
+        let lost = tokio::select! {
+            () = shutdown => None,
+            why = self.leadership.lost() => Some(why),
+        };
         info!("shutting down");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         let _ = stop_tx.send(true);
@@ -331,6 +344,15 @@ impl<P: AccessProvider + 'static> Application<P> {
         }
         #[cfg(unix)]
         reload_task.abort();
+        if let Some(why) = lost {
+            self.state.store.close().await;
+            // Exit and be restarted as a standby: nothing of this leadership carries on.
+            anyhow::bail!("stepped down: {why}");
+        }
+        let node = &self.leadership.status.holder;
+        if let Err(e) = self.state.store.release_lead(node).await {
+            warn!(error = %e, "could not give the leader lease up; a standby takes it when it runs out");
+        }
         self.state.store.close().await;
         Ok(())
     }
