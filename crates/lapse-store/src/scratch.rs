@@ -83,16 +83,34 @@ impl ScratchDb {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The URL without its password, and the password: what `database.url` and
+    /// `database.password_file` hold for a daemon.
+    pub fn url_and_password(&self) -> (String, Option<String>) {
+        let shown = crate::pg::redact_url(&self.url);
+        let password = self
+            .url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split(['/', '?']).next())
+            .and_then(|authority| authority.rsplit_once('@'))
+            .and_then(|(userinfo, _)| userinfo.split_once(':'))
+            .map(|(_, pw)| pw.to_owned());
+        (shown, password)
+    }
 }
 
 fn unreachable<T>(url: &str, why: &str) -> Option<T> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!(
-            "PostgreSQL at {url} is unreachable ({why}); under CI=true the PostgreSQL tests \
-             are required: start the server or set LAPSE_TEST_PG_URL"
+            "PostgreSQL at {} is unreachable ({why}); under CI=true the PostgreSQL tests \
+             are required: start the server or set LAPSE_TEST_PG_URL",
+            crate::pg::redact_url(url)
         );
     }
-    eprintln!("PostgreSQL at {url} is unreachable ({why}); skipping the PostgreSQL case");
+    eprintln!(
+        "PostgreSQL at {} is unreachable ({why}); skipping the PostgreSQL case",
+        crate::pg::redact_url(url)
+    );
     None
 }
 
@@ -139,5 +157,9 @@ mod tests {
             "postgres://u@h/x?sslmode=disable"
         );
         assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/postgres", "x"),
+            "postgres://u:p@h:5432/x"
+        );
     }
 }

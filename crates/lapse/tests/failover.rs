@@ -75,9 +75,18 @@ impl Drop for Standby {
 /// outside CI.
 async fn primary() -> Option<(Env, ScratchDb)> {
     let scratch = ScratchDb::create().await?;
+    // The password, when the test server wants one, goes where a daemon's goes: a file.
+    let (url, password) = scratch.url_and_password();
+    let pw_line = match password {
+        Some(pw) => {
+            let path = std::env::temp_dir().join(format!("{}.password", scratch.name()));
+            std::fs::write(&path, pw).expect("password file");
+            format!("password_file = \"{}\"\n", path.display())
+        }
+        None => String::new(),
+    };
     let extra = format!(
-        "[database]\nurl = \"{}\"\n[ha]\nlease = \"{LEASE_SECS}s\"\nnode = \"a\"\n",
-        scratch.url()
+        "[database]\nurl = \"{url}\"\n{pw_line}[ha]\nlease = \"{LEASE_SECS}s\"\nnode = \"a\"\n"
     );
     let env = Env::new(&extra).await;
     Some((env, scratch))
