@@ -35,7 +35,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 const WRITE_LOCK: i64 = 0x6c_6170_7365;
 
 /// The channel on which a daemon announces a new grant or request to the leader.
-const CHANNEL: &str = "lapse_work";
+const CHANNEL: &str = "lapse.work";
 
 /// Connections per daemon: the API's readers and writers, the engine, the lease.
 const CONNECTIONS: u32 = 8;
