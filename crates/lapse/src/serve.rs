@@ -176,8 +176,14 @@ pub async fn build_with<P: AccessProvider + 'static>(
         })?;
     // On a shared store only the leader runs the loop: a standby waits here for the lease, and
     // the loop it then starts does, as at every start, the overdue revocations first.
+    let standing_by = (store.backend() == lapse_store::Backend::Postgres)
+        .then(|| tokio::spawn(stand_by_for_systemd()));
     let leadership =
-        lapse_engine::leader::lead(&store, &settings.node_name(), settings.ha.lease).await?;
+        lapse_engine::leader::lead(&store, &settings.node_name(), settings.ha.lease).await;
+    if let Some(task) = standing_by {
+        task.abort();
+    }
+    let leadership = leadership?;
     let fenced = Arc::new(Fenced::new(provider.clone(), leadership.clock.clone()));
     let (engine, handle) =
         lapse_engine::build(store.clone(), fenced, engine_config(settings)).await?;
@@ -405,6 +411,26 @@ impl Checkpointer {
                 due = tokio::time::Instant::now() + self.interval;
             }
         }
+    }
+}
+
+/// While a standby waits for the lease: tell systemd the service is up (as a standby, so that
+/// the start does not time out) and keep its watchdog fed; aborted once this daemon leads.
+async fn stand_by_for_systemd() {
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("standby: waiting for the leader lease"),
+        ],
+    );
+    let mut usec = 0u64;
+    if !sd_notify::watchdog_enabled(false, &mut usec) {
+        return;
+    }
+    loop {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        tokio::time::sleep(Duration::from_micros(usec / 2)).await;
     }
 }
 
