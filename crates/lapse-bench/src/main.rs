@@ -31,6 +31,9 @@ pub enum Scenario {
     Memory,
     /// Restart with N grants in the database: time to ready.
     Recovery,
+    /// Two daemons on one PostgreSQL database: the leader is killed while grants fall due;
+    /// revocation lateness across the takeover, and submissions a second on PostgreSQL.
+    Failover,
     /// Every scenario with small numbers (what the smoke test runs).
     Smoke,
 }

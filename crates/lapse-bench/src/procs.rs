@@ -188,6 +188,12 @@ pub struct LapseOpts {
     pub log_filter: String,
     /// `engine.sweep_interval` when set (the daemon's default otherwise).
     pub sweep_interval: Option<String>,
+    /// A PostgreSQL store (`database.url`) instead of the SQLite file, with its password file.
+    pub database_url: Option<(String, Option<PathBuf>)>,
+    /// `ha.lease` in seconds and `ha.node`.
+    pub ha: Option<(u64, String)>,
+    /// The admin token's name (two daemons on one database need two).
+    pub token_name: String,
 }
 
 impl Default for LapseOpts {
@@ -200,6 +206,9 @@ impl Default for LapseOpts {
             ephemeral_backstop: true,
             log_filter: "info".into(),
             sweep_interval: None,
+            database_url: None,
+            ha: None,
+            token_name: "bench".into(),
         }
     }
 }
@@ -242,7 +251,13 @@ impl Lapse {
         lapse.write_config(port, sim_url, opts)?;
         let out = Command::new(bin)
             .args([
-                "token", "create", "--name", "bench", "--role", "admin", "--config",
+                "token",
+                "create",
+                "--name",
+                &opts.token_name,
+                "--role",
+                "admin",
+                "--config",
             ])
             .arg(&lapse.config)
             .env_remove("RUST_LOG")
@@ -270,13 +285,25 @@ impl Lapse {
 
     /// Rewrite the config, keeping the port (used between restarts).
     pub fn write_config(&self, port: u16, sim_url: &str, opts: &LapseOpts) -> anyhow::Result<()> {
+        let mut database = String::new();
+        if let Some((url, pw)) = &opts.database_url {
+            database.push_str(&format!("url = \"{url}\"\n"));
+            if let Some(pw) = pw {
+                database.push_str(&format!("password_file = \"{}\"\n", pw.display()));
+            }
+        }
+        let ha = opts
+            .ha
+            .as_ref()
+            .map(|(lease, node)| format!("\n[ha]\nlease = \"{lease}s\"\nnode = \"{node}\"\n"))
+            .unwrap_or_default();
         let text = format!(
             r#"[server]
 listen = "127.0.0.1:{port}"
 
 [database]
 path = "{db}"
-
+{database}
 [twingate]
 base_url = "{sim_url}"
 api_key_file = "{key}"
@@ -290,7 +317,7 @@ ephemeral_backstop = {backstop}
 {engine}
 [log]
 filter = "{filter}"
-"#,
+{ha}"#,
             engine = opts
                 .sweep_interval
                 .as_ref()
@@ -396,6 +423,13 @@ filter = "{filter}"
             let _ = c.kill().await;
         }
         Ok(())
+    }
+
+    /// SIGKILL: the daemon gets no chance to finish anything.
+    pub async fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
     }
 
     /// `(VmHWM, VmRSS)` of the daemon in kB, from /proc.

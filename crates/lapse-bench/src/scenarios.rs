@@ -56,6 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Scenario::Submissions => submissions(&ctx).await,
             Scenario::Memory => scale(&ctx, false).await,
             Scenario::Recovery => scale(&ctx, true).await,
+            Scenario::Failover => failover(&ctx).await,
             Scenario::Smoke => unreachable_smoke(),
         }
         .with_context(|| format!("scenario {s:?} (files in {})", tmp.path().display()))?;
@@ -1493,5 +1494,163 @@ async fn sweep(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
         Some(journal.iter().filter(|e| e.is_mutation).count() as f64),
         "writes",
     );
+    Ok(report)
+}
+
+// ---------------------------------------------------------------------------------------------
+// failover: two daemons on one PostgreSQL database, the leader killed while grants fall due
+
+async fn failover(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
+    let a = ctx.args;
+    let lease: u64 = if ctx.quick { 2 } else { 10 };
+    let grants = ctx.pick(a.grants, 400, 60);
+    let clients = a.clients.clamp(1, 16);
+    let (users, groups) = (1000, 50);
+    let mut report = Report::new(
+        "failover",
+        json!({ "grants": grants, "lease_secs": lease, "clients": clients, "kind": "group-membership, one user", "sim_latency_ms": a.latency_ms }),
+    );
+    let Some(scratch) = lapse_store::scratch::ScratchDb::create().await else {
+        bail!("the failover scenario needs PostgreSQL (LAPSE_TEST_PG_URL)");
+    };
+    let (url, password) = scratch.url_and_password();
+    let pw_file = match password {
+        Some(pw) => {
+            let f = ctx.dir.join("database.password");
+            std::fs::write(&f, pw)?;
+            Some(f)
+        }
+        None => None,
+    };
+    let mut seed = SeedBuilder::new(users, RESOURCES);
+    for j in 0..groups {
+        seed.group(&format!("bench-g{j}"), &[], &[]);
+    }
+    let sim = ctx.sim(&seed, &no_limit_flags(a.latency_ms)).await?;
+    let opts = |node: &str| LapseOpts {
+        database_url: Some((url.clone(), pw_file.clone())),
+        ha: Some((lease, node.to_owned())),
+        token_name: format!("bench-{node}"),
+        ..LapseOpts::default()
+    };
+    let dir_a = ctx.dir.join("lapse-a");
+    let dir_b = ctx.dir.join("lapse-b");
+    std::fs::create_dir_all(&dir_a)?;
+    std::fs::create_dir_all(&dir_b)?;
+    let mut leader = Lapse::prepare(&ctx.bins.lapse, &dir_a, &sim.url, &opts("a")).await?;
+    let mut standby = Lapse::prepare(&ctx.bins.lapse, &dir_b, &sim.url, &opts("b")).await?;
+    leader.start().await?;
+    standby.spawn()?;
+
+    // Submissions a second through the leader, on PostgreSQL.
+    let dur = ctx.pick(a.duration_secs, 10, 2);
+    let stop_at = Instant::now() + Duration::from_secs(dur);
+    let leader_ref = &leader;
+    let started = Instant::now();
+    let counts: Vec<usize> = futures::future::join_all((0..clients).map(|c| async move {
+        let mut ok = 0;
+        let mut i = 0usize;
+        while Instant::now() < stop_at {
+            let n = c * 1_000_003 + i;
+            let mut b = membership(
+                &format!("bench-g{}", n % groups),
+                (n / groups) % users,
+                Utc::now(),
+            );
+            b.as_object_mut().map(|o| o.remove("expires_at"));
+            b["duration"] = json!("1h");
+            if leader_ref.submit(&b).await.0 == 201 {
+                ok += 1;
+            }
+            i += 1;
+        }
+        ok
+    }))
+    .await;
+    report.fig(
+        "grants a second on PostgreSQL (201s ÷ time)",
+        Some(counts.iter().sum::<usize>() as f64 / started.elapsed().as_secs_f64()),
+        "grants/s",
+    );
+
+    // Grants falling due from just before the kill until well after the takeover.
+    let kill_at = Utc::now() + chrono::Duration::seconds(8);
+    let spread_ms = i64::try_from((lease + 6) * 1000).unwrap_or(i64::MAX);
+    let bodies: Vec<Value> = (0..grants)
+        .map(|i| {
+            let offset = -1000 + spread_ms * i as i64 / grants.max(1) as i64;
+            membership(
+                &format!("bench-g{}", i % groups),
+                (i / groups + 500) % users,
+                kill_at + chrono::Duration::milliseconds(offset),
+            )
+        })
+        .collect();
+    let submitted = submit_all(&leader, bodies, clients).await;
+    let ids: Vec<String> = submitted
+        .iter()
+        .filter(|s| s.status == 201)
+        .filter_map(|s| s.body["id"].as_str().map(str::to_owned))
+        .collect();
+    if ids.len() != grants {
+        bail!("only {} of {grants} grants were accepted", ids.len());
+    }
+    let wait = (kill_at - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait).await;
+    let killed = Instant::now();
+    leader.kill9().await;
+    standby.wait_ready(Duration::from_secs(lease + 30)).await?;
+    report.at_most(
+        "kill to the standby's /readyz",
+        Some(killed.elapsed().as_secs_f64()),
+        "s",
+        (lease + 2) as f64,
+    );
+    let last_due = kill_at + chrono::Duration::milliseconds(spread_ms);
+    let settle = (last_due - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(30);
+    let standby_ref = &standby;
+    let lateness: Vec<Option<f64>> = futures::stream::iter(ids.iter())
+        .map(|id| async move {
+            poll(settle, Duration::from_millis(250), || async {
+                let (_, v) = standby_ref.get(&format!("/v1/grants/{id}")).await.ok()?;
+                v["history"]
+                    .as_array()?
+                    .iter()
+                    .find(|h| h["event"] == "expired")
+                    .and_then(|h| h["detail"]["lateness_seconds"].as_f64())
+            })
+            .await
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let late: Vec<f64> = lateness.iter().flatten().copied().collect();
+    report.at_most(
+        "grants not revoked",
+        Some((lateness.len() - late.len()) as f64),
+        "grants",
+        0.0,
+    );
+    report.fig("revocation lateness p50", percentile(&late, 50.0), "s");
+    report.at_most(
+        "revocation lateness p99 across the kill",
+        percentile(&late, 99.0),
+        "s",
+        (lease + 2) as f64,
+    );
+    report.fig("revocation lateness max", max(&late), "s");
+    let state = sim.state().await?;
+    let still = state
+        .groups
+        .iter()
+        .filter(|g| g.name.starts_with("bench-g"))
+        .map(|g| g.user_ids.len())
+        .sum::<usize>();
+    report.fig(
+        "memberships left in bench groups (the 1h grants of the first phase)",
+        Some(still as f64),
+        "memberships",
+    );
+    standby.terminate().await?;
     Ok(report)
 }

@@ -81,6 +81,8 @@ events! {
     ExtensionApproved => "extension-approved",
     ListReviewed => "list-reviewed",
     ReviewDue => "review-due",
+    /// A daemon took the leader lease of a shared (PostgreSQL) store: a new epoch began.
+    LeaderElected => "leader-elected",
 }
 
 impl HistoryEvent {

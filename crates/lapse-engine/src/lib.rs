@@ -3,6 +3,7 @@
 
 mod crash;
 mod exec;
+pub mod leader;
 mod observe;
 
 use std::collections::HashMap;

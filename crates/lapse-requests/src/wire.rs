@@ -347,6 +347,10 @@ pub struct Readiness {
     pub ready: bool,
     /// Reconcile passes since start.
     pub passes: u64,
+    /// `leader` (runs the reconcile loop) or `standby`. A daemon alone on SQLite always leads.
+    pub role: String,
+    /// The leader lease's epoch (fencing token) this daemon leads in; 0 on SQLite.
+    pub epoch: i64,
 }
 
 /// Every error answer: a stable code, and for bad input the field and the fix.

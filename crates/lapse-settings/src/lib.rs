@@ -45,6 +45,9 @@ pub struct Settings {
     /// Sign-in through an OpenID Connect issuer, beside API tokens.
     #[serde(default)]
     pub auth: AuthSettings,
+    /// Several daemons on one PostgreSQL store: the leader lease.
+    #[serde(default)]
+    pub ha: HaSettings,
 }
 
 /// `[auth]`: who may call besides holders of API tokens.
@@ -53,6 +56,31 @@ pub struct Settings {
 pub struct AuthSettings {
     /// `[auth.oidc]`: bearer JWTs from this issuer are accepted by the API.
     pub oidc: Option<lapse_oidc::OidcSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaSettings {
+    /// How long a leader's lease lasts without renewal; it is renewed every third of this.
+    /// A standby takes over at most this long after the leader stopped renewing.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: Duration,
+    /// This daemon's name in the lease and the history; the host name when empty.
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+impl Default for HaSettings {
+    fn default() -> Self {
+        Self {
+            lease: default_lease(),
+            node: None,
+        }
+    }
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(10)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,7 +183,17 @@ impl ServerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
+    /// The SQLite file, used when `url` is not set.
     pub path: PathBuf,
+    /// `postgres://user@host:5432/dbname`: a PostgreSQL store, which several daemons can share.
+    /// Never with a password: see `password_file`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// File holding the PostgreSQL password. When empty,
+    /// `$CREDENTIALS_DIRECTORY/lapse-database-password` (systemd `LoadCredential=`) is used
+    /// if present; without either, the server must not ask for one (peer or trust auth).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -281,7 +319,8 @@ pub enum SettingsError {
         accepted: String,
     },
     #[error(
-        "{key}{origin}: secrets are never read from the settings file; put the key in a file readable only by lapse and set twingate.api_key_file, or provide the systemd credential `twingate-api-key` (LoadCredential=)"
+        "{key}{origin}: secrets are never read from the settings file; {}",
+        secret_fix(key)
     )]
     SecretInFile { key: String, origin: String },
     /// A problem found while checking a file, with where it came from: `FILE:LINE` or the
@@ -296,10 +335,24 @@ pub enum SettingsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("reading the database password from {path}: {source}")]
+    DatabasePassword {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "no Twingate API key: set twingate.api_key_file (LAPSE__TWINGATE__API_KEY_FILE) or provide the systemd credential `twingate-api-key`"
     )]
     NoApiKey,
+}
+
+/// Where the secret named by `key` belongs instead.
+fn secret_fix(key: &str) -> &'static str {
+    if key.starts_with("database.") {
+        "put the password in a file readable only by lapse and set database.password_file, or provide the systemd credential `lapse-database-password` (LoadCredential=)"
+    } else {
+        "put the key in a file readable only by lapse and set twingate.api_key_file, or provide the systemd credential `twingate-api-key` (LoadCredential=)"
+    }
 }
 
 impl Settings {
@@ -496,6 +549,43 @@ impl Settings {
             }
             (None, None) => {}
         }
+        if let Some(url) = self.database.url.as_deref().filter(|u| !u.is_empty()) {
+            match url
+                .strip_prefix("postgres://")
+                .or_else(|| url.strip_prefix("postgresql://"))
+            {
+                None => problems.push(invalid(
+                    "database.url",
+                    url.to_owned(),
+                    "is not a PostgreSQL URL",
+                    "postgres://user@host:5432/dbname, or no database.url for SQLite at database.path",
+                )),
+                Some(rest) => {
+                    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+                    if authority
+                        .rsplit_once('@')
+                        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+                        || url.contains("password=")
+                    {
+                        problems.push(invalid(
+                            "database.url",
+                            "(not shown: it holds a password)".to_owned(),
+                            "carries a password; secrets are never read from the settings",
+                            "the URL without its password, and the password in database.password_file or the systemd credential `lapse-database-password`",
+                        ));
+                    }
+                }
+            }
+        }
+        let lease = self.ha.lease;
+        if lease < Duration::from_secs(2) || lease > Duration::from_secs(300) {
+            problems.push(invalid(
+                "ha.lease",
+                humantime::format_duration(lease).to_string(),
+                "is outside 2s to 5m",
+                "a duration from 2s to 5m, e.g. \"10s\"",
+            ));
+        }
         if !self.server.listen.ip().is_loopback()
             && self.server.tls().is_none()
             && !self.server.allow_insecure_remote
@@ -513,6 +603,44 @@ impl Settings {
             problems.push(SettingsError::Oidc(p));
         }
         problems
+    }
+
+    /// Where the store is: PostgreSQL when `database.url` is set (with the password from its
+    /// file or the systemd credential), else the SQLite file at `database.path`.
+    pub fn database_location(&self) -> Result<lapse_store::Location, SettingsError> {
+        let Some(url) = self.database.url.clone().filter(|u| !u.is_empty()) else {
+            return Ok(lapse_store::Location::Sqlite(self.database.path.clone()));
+        };
+        let file = self.database.password_file.clone().or_else(|| {
+            let p = PathBuf::from(std::env::var_os("CREDENTIALS_DIRECTORY")?)
+                .join("lapse-database-password");
+            p.exists().then_some(p)
+        });
+        let password = match file {
+            Some(path) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|source| SettingsError::DatabasePassword { path, source })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        Ok(lapse_store::Location::Postgres { url, password })
+    }
+
+    /// This daemon's name in the leader lease: `ha.node`, or the host name.
+    pub fn node_name(&self) -> String {
+        self.ha
+            .node
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+            })
+            .unwrap_or_else(|| "lapse".to_owned())
     }
 
     /// The Twingate API key, from its file or the systemd credential directory.
@@ -564,7 +692,8 @@ pub(crate) fn finish(
 
 /// What each kind of value looks like, for the "accepted" part of a message.
 fn accepted_for(key: &str, expected: &str) -> String {
-    const DURATIONS: [&str; 5] = [
+    const DURATIONS: [&str; 6] = [
+        "ha.lease",
         "twingate.timeout",
         "grants.max_duration",
         "grants.backstop_grace",

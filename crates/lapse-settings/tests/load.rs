@@ -122,3 +122,78 @@ fn an_openid_issuer_without_roles_or_over_plain_http_is_refused_by_name() {
     assert_eq!(oidc.identity_claim, "email");
     assert_eq!(oidc.clock_skew, Duration::from_secs(60));
 }
+
+const NET: &str = "[twingate]\nbase_url = \"https://acme.twingate.com\"\n";
+
+#[test]
+fn sqlite_is_the_default_store_and_a_postgres_url_chooses_postgres() {
+    let s = load(NET).expect("loads");
+    assert!(matches!(
+        s.database_location().expect("location"),
+        lapse_store::Location::Sqlite(p) if p == std::path::Path::new("/var/lib/lapse/lapse.db")
+    ));
+    assert_eq!(s.ha.lease, Duration::from_secs(10));
+
+    let dir = tempfile::tempdir().expect("dir");
+    let pw = dir.path().join("db.password");
+    std::fs::write(&pw, "hunter2\n").expect("password file");
+    let s = load(&format!(
+        "{NET}[database]\nurl = \"postgres://lapse@db.internal:5432/lapse\"\npassword_file = \"{}\"\n[ha]\nlease = \"6s\"\nnode = \"n1\"\n",
+        pw.display()
+    ))
+    .expect("loads");
+    s.validate().expect("validates");
+    assert_eq!(s.ha.lease, Duration::from_secs(6));
+    assert_eq!(s.node_name(), "n1");
+    match s.database_location().expect("location") {
+        lapse_store::Location::Postgres { url, password } => {
+            assert_eq!(url, "postgres://lapse@db.internal:5432/lapse");
+            assert_eq!(password.as_deref(), Some("hunter2"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_password_in_the_url_or_the_file_is_refused_without_being_shown() {
+    let s = load(&format!(
+        "{NET}[database]\nurl = \"postgres://lapse:hunter2@db/lapse\"\n"
+    ))
+    .expect("loads");
+    let e = s.validate().expect_err("a password in the URL").to_string();
+    assert!(
+        e.contains("database.url") && e.contains("password_file"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "{e}");
+
+    let e = load(&format!("{NET}[database]\npassword = \"hunter2\"\n"))
+        .expect_err("a password key")
+        .to_string();
+    assert!(
+        e.contains("database.password") && e.contains("database.password_file"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "{e}");
+
+    let s = load(&format!("{NET}[database]\nurl = \"mysql://db/lapse\"\n")).expect("loads");
+    let e = s.validate().expect_err("not PostgreSQL").to_string();
+    assert!(
+        e.contains("database.url") && e.contains("postgres://"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_lease_outside_its_bounds_or_a_missing_password_file_is_named() {
+    let s = load(&format!("{NET}[ha]\nlease = \"500ms\"\n")).expect("loads");
+    let e = s.validate().expect_err("too short").to_string();
+    assert!(e.contains("ha.lease") && e.contains("2s to 5m"), "{e}");
+
+    let s = load(&format!(
+        "{NET}[database]\nurl = \"postgres://lapse@db/lapse\"\npassword_file = \"/nonexistent/pw\"\n"
+    ))
+    .expect("loads");
+    let e = s.database_location().expect_err("no file").to_string();
+    assert!(e.contains("/nonexistent/pw"), "{e}");
+}

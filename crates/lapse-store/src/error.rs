@@ -38,6 +38,36 @@ pub enum StoreError {
     )]
     MigrationChanged { version: i64, detail: &'static str },
 
+    /// The PostgreSQL database could not be reached or its URL is not one.
+    #[error(
+        "connecting to the PostgreSQL database {url}: {source}; check `database.url` and the password file"
+    )]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The PostgreSQL database was to be used as found, and lapse's schema is not there.
+    #[error(
+        "no lapse schema in the PostgreSQL database {url}; check `database.url`, or start the \
+         daemon once to create it"
+    )]
+    NoSchema { url: String },
+
+    /// This daemon's leadership ended (another daemon's epoch began, or the lease ran out):
+    /// the engine's batch was not written, and the daemon must step down.
+    #[error(
+        "refusing to record the engine's batch: this daemon {held}, but the lease is held by \
+         `{holder}` in epoch {epoch}{expired}"
+    )]
+    Fenced {
+        held: String,
+        holder: String,
+        epoch: i64,
+        expired: &'static str,
+    },
+
     #[error("running migrations: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
 

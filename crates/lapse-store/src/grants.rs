@@ -8,7 +8,7 @@ use lapse_core::{
 use serde_json::json;
 use sqlx::sqlite::SqliteConnection;
 
-use crate::Store;
+use crate::SqliteStore;
 use crate::error::{Step, StoreError};
 use crate::history::{ChainHead, NewHistory};
 use crate::time::{format_ts, parse_opt_ts, parse_ts};
@@ -227,7 +227,7 @@ pub(crate) fn grant_from_json(packed: &str) -> Result<Grant, StoreError> {
 }
 
 /// The principals a grant names, with the role each plays, for `grant_principals`.
-fn principals(spec: &GrantSpec) -> Vec<(&'static str, &Principal)> {
+pub(crate) fn principals(spec: &GrantSpec) -> Vec<(&'static str, &Principal)> {
     let mut out: Vec<(&'static str, &Principal)> = Vec::new();
     out.extend(spec.users().iter().map(|p| ("user", p)));
     out.extend(spec.resources().iter().map(|p| ("resource", p)));
@@ -248,7 +248,7 @@ fn principals(spec: &GrantSpec) -> Vec<(&'static str, &Principal)> {
 
 /// The `created` history detail: who receives access (subjects), to what (targets), and why.
 /// `rule` is what authorized the grant: `admin`, `policy:<name>` or `list:<name>`.
-fn created_detail(grant: &Grant, rule: Option<&str>) -> serde_json::Value {
+pub(crate) fn created_detail(grant: &Grant, rule: Option<&str>) -> serde_json::Value {
     let (subjects, targets): (Vec<&Principal>, Vec<&Principal>) = match &grant.spec {
         GrantSpec::EphemeralGroup { users, resources } => {
             (users.iter().collect(), resources.iter().collect())
@@ -302,7 +302,7 @@ impl ItemError {
 
 /// A constraint violation aborts only the statement that caused it and leaves the
 /// transaction usable; other errors (I/O, a full disk) may end the whole transaction.
-fn is_constraint_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_constraint_violation(e: &sqlx::Error) -> bool {
     use sqlx::error::ErrorKind;
     matches!(
         e.as_database_error().map(|d| d.kind()),
@@ -434,7 +434,7 @@ pub(crate) async fn insert_one(
     Ok(Inserted::Created(grant.clone()))
 }
 
-impl Store {
+impl SqliteStore {
     /// Stores a new grant, its principals and its `created` history row in one transaction.
     ///
     /// With an idempotency key seen before: the same request hash gives back the stored grant

@@ -13,7 +13,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::error::{Step, StoreError};
 use crate::time::{format_ts, parse_ts};
-use crate::{Store, col};
+use crate::{SqliteStore, col};
 
 /// The `prev_hash` of the first row.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -295,7 +295,7 @@ fn row_from_sql(row: &SqliteRow) -> Result<HistoryRow, StoreError> {
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// History rows matching `filter`, oldest first unless `filter.newest_first`.
     pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRow>, StoreError> {
         // With a grant given, a plain equality lets SQLite use the (grant_id, seq) index; the
@@ -357,60 +357,10 @@ impl Store {
         checkpoints: &[Checkpoint],
         key: &CheckpointKey,
     ) -> Result<CheckedHistory, StoreError> {
-        let mut findings = Vec::new();
-        // seq -> (hash, index in `checkpoints`); a later checkpoint of the same row must agree.
-        let mut expected: BTreeMap<i64, (String, usize)> = BTreeMap::new();
-        for (index, c) in checkpoints.iter().enumerate() {
-            if !c.verify_mac(key) {
-                findings.push(Finding::ForgedCheckpoint { index, seq: c.seq });
-                continue;
-            }
-            if let Some((hash, first)) = expected.get(&c.seq) {
-                if *hash != c.hash {
-                    findings.push(Finding::ConflictingCheckpoints {
-                        seq: c.seq,
-                        first: *first,
-                        second: index,
-                    });
-                }
-                continue;
-            }
-            expected.insert(c.seq, (c.hash.clone(), index));
-        }
-        let checkpoints_genuine = expected.len();
-        if let Some((hash, _)) = expected.remove(&0)
-            && hash != GENESIS_HASH
-        {
-            findings.push(Finding::Rewritten {
-                seq: 0,
-                checkpointed: hash,
-                found: GENESIS_HASH.to_owned(),
-            });
-        }
-        let walk = self
-            .walk_chain(&expected.iter().map(|(s, (h, _))| (*s, h.clone())).collect())
-            .await?;
-        findings.extend(walk.rewritten);
-        let last_seq = walk.last_seq;
-        let mut beyond = None;
-        for seq in expected.keys().filter(|s| !walk.seen.contains(s)) {
-            if *seq > last_seq {
-                beyond = beyond.max(Some(*seq));
-            } else {
-                findings.push(Finding::Missing { seq: *seq });
-            }
-        }
-        if let Some(checkpoint_seq) = beyond {
-            findings.push(Finding::Truncated {
-                checkpoint_seq,
-                last_seq,
-            });
-        }
-        Ok(CheckedHistory {
-            chain: walk.report,
-            checkpoints_genuine,
-            findings,
+        verify_with(checkpoints, key, async |expected| {
+            self.walk_chain(expected).await
         })
+        .await
     }
 
     /// Walks every row in order, checking links and hashes, and compares the rows named in
@@ -424,11 +374,7 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await
                 .step(STEP)?;
-        let mut rows_checked = 0u64;
-        let mut first_broken = None;
-        let mut rewritten = Vec::new();
-        let mut seen = std::collections::BTreeSet::new();
-        let mut prev: Option<(i64, String)> = None;
+        let mut walker = ChainWalker::new(expected);
         {
             let mut rows = sqlx::query(
                 "SELECT seq, at, grant_id, actor, event, detail, prev_hash, hash \
@@ -436,81 +382,20 @@ impl Store {
             )
             .fetch(&mut *tx);
             while let Some(row) = rows.try_next().await.step(STEP)? {
-                rows_checked += 1;
-                let seq: i64 = col(&row, "seq", STEP)?;
-                let prev_hash: String = col(&row, "prev_hash", STEP)?;
-                let hash: String = col(&row, "hash", STEP)?;
-                if let Some(checkpointed) = expected.get(&seq) {
-                    seen.insert(seq);
-                    if *checkpointed != hash {
-                        rewritten.push(Finding::Rewritten {
-                            seq,
-                            checkpointed: checkpointed.clone(),
-                            found: hash.clone(),
-                        });
-                    }
-                }
-                let (expected_seq, expected_prev) = match &prev {
-                    Some((s, h)) => (s + 1, h.as_str()),
-                    None => (1, GENESIS_HASH),
-                };
-                if first_broken.is_none() {
-                    // Checked in this order so that the reason names the most direct cause.
-                    let reason = if seq != expected_seq {
-                        Some(format!(
-                            "expected row {expected_seq} here: rows are missing"
-                        ))
-                    } else if prev_hash != expected_prev {
-                        Some(match &prev {
-                            Some((s, _)) => format!(
-                                "prev_hash does not match the hash of row {s}: a row was changed, \
-                                 removed or inserted before it"
-                            ),
-                            None => "the first row's prev_hash is not the genesis hash".to_owned(),
-                        })
-                    } else {
-                        let grant_id: Option<String> = col(&row, "grant_id", STEP)?;
-                        let recomputed = history_hash(
-                            &prev_hash,
-                            seq,
-                            &col::<String>(&row, "at", STEP)?,
-                            grant_id.as_deref(),
-                            &col::<String>(&row, "actor", STEP)?,
-                            &col::<String>(&row, "event", STEP)?,
-                            &col::<String>(&row, "detail", STEP)?,
-                        );
-                        (recomputed != hash).then(|| {
-                            "hash does not match the row's contents: the row was altered".to_owned()
-                        })
-                    };
-                    if let Some(reason) = reason {
-                        first_broken = Some(BrokenRow { seq, reason });
-                    }
-                }
-                prev = Some((seq, hash));
+                walker.row(
+                    col(&row, "seq", STEP)?,
+                    &col::<String>(&row, "at", STEP)?,
+                    col::<Option<String>>(&row, "grant_id", STEP)?.as_deref(),
+                    &col::<String>(&row, "actor", STEP)?,
+                    &col::<String>(&row, "event", STEP)?,
+                    &col::<String>(&row, "detail", STEP)?,
+                    col(&row, "prev_hash", STEP)?,
+                    col(&row, "hash", STEP)?,
+                );
             }
         }
         tx.rollback().await.step(STEP)?;
-        let last_seq = prev.map_or(0, |(s, _)| s);
-        if first_broken.is_none()
-            && let Some(mark) = mark.filter(|m| *m > last_seq)
-        {
-            first_broken = Some(BrokenRow {
-                seq: last_seq + 1,
-                reason: format!(
-                    "rows after {last_seq} were removed: the store has written up to row {mark}"
-                ),
-            });
-        }
-        Ok(Walk {
-            report: VerifyReport {
-                rows_checked,
-                first_broken,
-            },
-            rewritten,
-            seen,
-            last_seq,
-        })
+        Ok(walker.finish(mark))
     }
 
     /// The last row's sequence number (0 for an empty history): cheap, for deciding when a
@@ -541,12 +426,176 @@ impl Store {
 }
 
 /// What one walk over the chain found.
-struct Walk {
-    report: VerifyReport,
+pub(crate) struct Walk {
+    pub(crate) report: VerifyReport,
     rewritten: Vec<Finding>,
     /// The checkpointed rows that were found.
     seen: std::collections::BTreeSet<i64>,
     last_seq: i64,
+}
+
+/// [`Store::verify_history_with`] for any backend: `walk` walks the chain once, comparing the
+/// rows it is given with their checkpointed hashes.
+pub(crate) async fn verify_with(
+    checkpoints: &[Checkpoint],
+    key: &CheckpointKey,
+    walk: impl AsyncFnOnce(&BTreeMap<i64, String>) -> Result<Walk, StoreError>,
+) -> Result<CheckedHistory, StoreError> {
+    let mut findings = Vec::new();
+    // seq -> (hash, index in `checkpoints`); a later checkpoint of the same row must agree.
+    let mut expected: BTreeMap<i64, (String, usize)> = BTreeMap::new();
+    for (index, c) in checkpoints.iter().enumerate() {
+        if !c.verify_mac(key) {
+            findings.push(Finding::ForgedCheckpoint { index, seq: c.seq });
+            continue;
+        }
+        if let Some((hash, first)) = expected.get(&c.seq) {
+            if *hash != c.hash {
+                findings.push(Finding::ConflictingCheckpoints {
+                    seq: c.seq,
+                    first: *first,
+                    second: index,
+                });
+            }
+            continue;
+        }
+        expected.insert(c.seq, (c.hash.clone(), index));
+    }
+    let checkpoints_genuine = expected.len();
+    if let Some((hash, _)) = expected.remove(&0)
+        && hash != GENESIS_HASH
+    {
+        findings.push(Finding::Rewritten {
+            seq: 0,
+            checkpointed: hash,
+            found: GENESIS_HASH.to_owned(),
+        });
+    }
+    let walk = walk(&expected.iter().map(|(s, (h, _))| (*s, h.clone())).collect()).await?;
+    findings.extend(walk.rewritten);
+    let last_seq = walk.last_seq;
+    let mut beyond = None;
+    for seq in expected.keys().filter(|s| !walk.seen.contains(s)) {
+        if *seq > last_seq {
+            beyond = beyond.max(Some(*seq));
+        } else {
+            findings.push(Finding::Missing { seq: *seq });
+        }
+    }
+    if let Some(checkpoint_seq) = beyond {
+        findings.push(Finding::Truncated {
+            checkpoint_seq,
+            last_seq,
+        });
+    }
+    Ok(CheckedHistory {
+        chain: walk.report,
+        checkpoints_genuine,
+        findings,
+    })
+}
+
+/// Checks rows fed in `seq` order: links, hashes, and the rows named in `expected`.
+pub(crate) struct ChainWalker<'a> {
+    expected: &'a BTreeMap<i64, String>,
+    rows_checked: u64,
+    first_broken: Option<BrokenRow>,
+    rewritten: Vec<Finding>,
+    seen: std::collections::BTreeSet<i64>,
+    prev: Option<(i64, String)>,
+}
+
+impl<'a> ChainWalker<'a> {
+    pub(crate) fn new(expected: &'a BTreeMap<i64, String>) -> Self {
+        Self {
+            expected,
+            rows_checked: 0,
+            first_broken: None,
+            rewritten: Vec::new(),
+            seen: std::collections::BTreeSet::new(),
+            prev: None,
+        }
+    }
+
+    /// The next row of the chain, as stored.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn row(
+        &mut self,
+        seq: i64,
+        at: &str,
+        grant_id: Option<&str>,
+        actor: &str,
+        event: &str,
+        detail: &str,
+        prev_hash: String,
+        hash: String,
+    ) {
+        self.rows_checked += 1;
+        if let Some(checkpointed) = self.expected.get(&seq) {
+            self.seen.insert(seq);
+            if *checkpointed != hash {
+                self.rewritten.push(Finding::Rewritten {
+                    seq,
+                    checkpointed: checkpointed.clone(),
+                    found: hash.clone(),
+                });
+            }
+        }
+        let (expected_seq, expected_prev) = match &self.prev {
+            Some((s, h)) => (s + 1, h.as_str()),
+            None => (1, GENESIS_HASH),
+        };
+        if self.first_broken.is_none() {
+            // Checked in this order so that the reason names the most direct cause.
+            let reason = if seq != expected_seq {
+                Some(format!(
+                    "expected row {expected_seq} here: rows are missing"
+                ))
+            } else if prev_hash != expected_prev {
+                Some(match &self.prev {
+                    Some((s, _)) => format!(
+                        "prev_hash does not match the hash of row {s}: a row was changed, \
+                         removed or inserted before it"
+                    ),
+                    None => "the first row's prev_hash is not the genesis hash".to_owned(),
+                })
+            } else {
+                let recomputed = history_hash(&prev_hash, seq, at, grant_id, actor, event, detail);
+                (recomputed != hash).then(|| {
+                    "hash does not match the row's contents: the row was altered".to_owned()
+                })
+            };
+            if let Some(reason) = reason {
+                self.first_broken = Some(BrokenRow { seq, reason });
+            }
+        }
+        self.prev = Some((seq, hash));
+    }
+
+    /// The walk's outcome, given the high-water mark read in the same snapshot as the rows.
+    pub(crate) fn finish(self, mark: Option<i64>) -> Walk {
+        let last_seq = self.prev.map_or(0, |(s, _)| s);
+        let mut first_broken = self.first_broken;
+        if first_broken.is_none()
+            && let Some(mark) = mark.filter(|m| *m > last_seq)
+        {
+            first_broken = Some(BrokenRow {
+                seq: last_seq + 1,
+                reason: format!(
+                    "rows after {last_seq} were removed: the store has written up to row {mark}"
+                ),
+            });
+        }
+        Walk {
+            report: VerifyReport {
+                rows_checked: self.rows_checked,
+                first_broken,
+            },
+            rewritten: self.rewritten,
+            seen: self.seen,
+            last_seq,
+        }
+    }
 }
 
 /// The outcome of [`Store::verify_history_with`].
@@ -628,7 +677,7 @@ impl fmt::Display for Finding {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Names of remote objects by Twingate id, from what lapse knows of them: the users,
     /// resources, groups and service accounts its grants named, the groups and keys it owns,
     /// and the groups it created for `grants` (their `group-created` rows). Ids it never knew

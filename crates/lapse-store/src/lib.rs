@@ -1,5 +1,6 @@
-//! lapse's persistence: grants, the ownership record, the hash-chained history and API tokens in SQLite; the only place SQL lives.
+//! lapse's persistence: grants, the ownership record, the hash-chained history and API tokens, in SQLite (one file, the default) or PostgreSQL (shared by several daemons, with a fenced leader lease); the only place SQL lives.
 
+mod backend;
 mod checkpoint;
 mod error;
 mod files;
@@ -7,7 +8,9 @@ mod grants;
 mod group;
 mod history;
 mod ownership;
+mod pg;
 mod requests;
+pub mod scratch;
 mod time;
 mod tokens;
 
@@ -22,6 +25,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+pub use backend::{Backend, Location, Store, WorkListener};
 pub use checkpoint::{
     Checkpoint, CheckpointError, CheckpointKey, append_checkpoint, checkpoint_mac, read_checkpoints,
 };
@@ -33,6 +37,7 @@ pub use history::{
     VerifyReport, history_hash,
 };
 pub use ownership::Batch;
+pub use pg::{LeaseState, LeaseStatus, describe_lease};
 pub use requests::{
     ApprovalRecord, FlowGauges, NewOutbox, NewReview, OutboxItem, RequestChange, RequestRecord,
 };
@@ -119,9 +124,9 @@ impl Pragmas {
     }
 }
 
-/// A handle on lapse's database. Cheap to clone; all clones share the pools.
+/// The SQLite backend: one file, one writer. Cheap to clone; all clones share the pools.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct SqliteStore {
     path: Arc<PathBuf>,
     /// Exactly one connection: SQLite has one writer, and queueing here instead of on the
     /// file lock keeps busy errors away and makes every write transaction's order explicit.
@@ -130,7 +135,7 @@ pub struct Store {
     pragmas: Arc<Pragmas>,
 }
 
-/// Whether [`Store::open_with`] may create the database.
+/// Whether [`Store::open_with`] (or [`Store::open_location`]) may create the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
     /// Create the file (0600) and any missing directories (0700) whatever the umask, and run
@@ -142,13 +147,7 @@ pub enum OpenMode {
     Existing,
 }
 
-impl Store {
-    /// Opens (creating if missing, see [`OpenMode::Create`]) the database at `path`, checks its
-    /// settings and runs the embedded migrations.
-    pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, OpenMode::Create).await
-    }
-
+impl SqliteStore {
     /// Opens the database at `path` as `mode` says, checks its settings and runs the embedded
     /// migrations.
     pub async fn open_with(path: &Path, mode: OpenMode) -> Result<Self, StoreError> {

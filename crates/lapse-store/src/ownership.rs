@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use crate::error::{Step, StoreError};
 use crate::history::{ChainHead, NewHistory};
 use crate::time::{format_ts, parse_opt_ts};
-use crate::{Store, col, one_row};
+use crate::{SqliteStore, col, one_row};
 
 /// Everything one step of the engine changes, applied all or nothing.
 ///
@@ -45,11 +45,11 @@ impl Batch {
     }
 }
 
-fn edge_key(e: &Edge) -> String {
+pub(crate) fn edge_key(e: &Edge) -> String {
     format!("{} {} {}", e.kind.as_str(), e.container, e.member)
 }
 
-fn corrupt(
+pub(crate) fn corrupt(
     step: &'static str,
     column: &'static str,
     value: &str,
@@ -98,7 +98,7 @@ fn object_from_row(row: &SqliteRow) -> Result<OwnedObject, StoreError> {
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// Applies `batch` in one `BEGIN IMMEDIATE` transaction: all of it is visible afterwards,
     /// or (on error) none of it. An update of a grant that does not exist, or a confirmation
     /// of an edge that was never claimed, fails the whole batch.

@@ -12,7 +12,7 @@ use crate::error::{Step, StoreError};
 use crate::grants::{ItemError, insert_one};
 use crate::history::{ChainHead, HistoryRow, NewHistory};
 use crate::time::{format_ts, parse_ts};
-use crate::{Idempotency, Inserted, Store};
+use crate::{Idempotency, Inserted, SqliteStore};
 
 /// A request as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +99,10 @@ macro_rules! select_request {
     };
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, text: &str) -> Result<T, StoreError> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
+    what: &'static str,
+    text: &str,
+) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
         step: "reading a request",
         column: what,
@@ -109,7 +112,7 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, text: &str) -> Resul
 }
 
 /// A request row, refusing a state the flow does not know (as grant states are refused).
-fn decode_request(text: &str) -> Result<RequestRecord, StoreError> {
+pub(crate) fn decode_request(text: &str) -> Result<RequestRecord, StoreError> {
     let r: RequestRecord = decode("requests", text)?;
     r.state
         .parse::<RequestState>()
@@ -123,7 +126,7 @@ fn decode_request(text: &str) -> Result<RequestRecord, StoreError> {
 }
 
 /// seq, at, grant_id, actor, event, detail, prev_hash, hash.
-type HistoryTuple = (
+pub(crate) type HistoryTuple = (
     i64,
     String,
     Option<String>,
@@ -227,7 +230,7 @@ async fn write_change(
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// Applies `change` in one write transaction.
     pub async fn commit_requests(&self, change: RequestChange) -> Result<(), StoreError> {
         let mut tx = self.begin_write("starting a request change").await?;
@@ -586,7 +589,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// The sequence number of the newest history row (0 for an empty history).
     pub async fn last_history_seq(&self) -> Result<i64, StoreError> {
         let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM history")

@@ -14,21 +14,21 @@ use sqlx::Row;
 use crate::error::{Step, StoreError};
 use crate::history::{ChainHead, NewHistory};
 use crate::time::{format_ts, parse_opt_ts, parse_ts};
-use crate::{Store, col};
+use crate::{SqliteStore, col};
 
 /// Every token starts with this, so a leaked one is recognisable (and greppable by scanners).
-const TOKEN_PREFIX: &str = "lapse_";
+pub(crate) const TOKEN_PREFIX: &str = "lapse_";
 /// 40 alphanumerics: about 238 bits of randomness.
-const TOKEN_RANDOM_LEN: usize = 40;
+pub(crate) const TOKEN_RANDOM_LEN: usize = 40;
 /// Token administration on the daemon host, against the database, is recorded as this actor.
-const LOCAL_ADMIN: &str = "local-admin";
+pub(crate) const LOCAL_ADMIN: &str = "local-admin";
 /// Events that bind a token row to the history; see [`binding`].
-const CREATED_EVENT: &str = "token-created";
+pub(crate) const CREATED_EVENT: &str = "token-created";
 const BOUND_EVENT: &str = "token-bound";
 /// The mark set once tokens from before migration 0005 have been bound by hash.
 const BOUND_MARK: &str = "tokens-bound-by-hash";
 /// `last_used_at` is written at most this often per token, so authentication stays a read.
-const LAST_USED_GRANULARITY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+pub(crate) const LAST_USED_GRANULARITY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// The expiry [`Store::create_token`] gives, and that migration 0005 gave tokens made before it.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(90 * 24 * 60 * 60);
@@ -97,18 +97,18 @@ pub struct NewToken {
     pub actor: String,
 }
 
-fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// What a token's creation event records to bind it to its row: the SHA-256 of the stored
 /// hash. It names one row and reveals nothing of the token, nor lets a reader of the history
 /// find the row's lookup key.
-fn binding(stored_hash: &str) -> String {
+pub(crate) fn binding(stored_hash: &str) -> String {
     hex::encode(Sha256::digest(stored_hash.as_bytes()))
 }
 
-fn parse_role(step: &'static str, s: &str) -> Result<lapse_core::Role, StoreError> {
+pub(crate) fn parse_role(step: &'static str, s: &str) -> Result<lapse_core::Role, StoreError> {
     s.parse()
         .map_err(|e: lapse_core::UnknownRole| StoreError::Corrupt {
             step,
@@ -119,7 +119,7 @@ fn parse_role(step: &'static str, s: &str) -> Result<lapse_core::Role, StoreErro
 }
 
 /// Whether the history row `event`/`detail` records exactly this token row.
-fn records(
+pub(crate) fn records(
     event: Option<&str>,
     detail: Option<&str>,
     name: &str,
@@ -141,7 +141,7 @@ fn records(
         && field("token_sha256") == Some(binding(stored_hash).as_str())
 }
 
-impl Store {
+impl SqliteStore {
     /// Creates a token with the default lifetime ([`DEFAULT_TOKEN_LIFETIME`]), recorded as made
     /// by `local-admin`, and returns it. See [`Store::create_token_with`].
     pub async fn create_token(&self, name: &str, role: Role) -> Result<String, StoreError> {

@@ -48,6 +48,8 @@ pub struct ApiState<P> {
     pub auth_log: AuthLog,
     /// Verifies bearer JWTs from the OpenID issuer, when `[auth.oidc]` is set.
     pub oidc: Option<Arc<lapse_oidc::Verifier>>,
+    /// The leader lease epoch this daemon runs the loop in (0 on SQLite).
+    pub epoch: i64,
 }
 
 pub fn router<P: AccessProvider + 'static>(state: Arc<ApiState<P>>) -> Router {
@@ -873,6 +875,8 @@ pub(crate) async fn readyz<P: AccessProvider + 'static>(
             Json(Readiness {
                 ready: true,
                 passes: h.passes,
+                role: "leader".into(),
+                epoch: state.epoch,
             }),
         )
             .into_response()
@@ -882,6 +886,8 @@ pub(crate) async fn readyz<P: AccessProvider + 'static>(
             Json(Readiness {
                 ready: false,
                 passes: h.passes,
+                role: "leader".into(),
+                epoch: state.epoch,
             }),
         )
             .into_response()

@@ -271,16 +271,26 @@ async fn doctor_checks(settings: &Settings, report: &mut impl FnMut(&str, Result
     // Never creates anything: a missing database is reported, not made.
     match serve::open_existing(settings).await {
         Ok(store) => {
-            let p = store.pragmas().clone();
             report(
                 "database",
-                Ok(format!(
-                    "{} (journal_mode={}, synchronous={}, foreign_keys={})",
-                    settings.database.path.display(),
-                    p.journal_mode,
-                    p.synchronous,
-                    p.foreign_keys
-                )),
+                Ok(match store.pragmas() {
+                    Some(p) => format!(
+                        "{} (journal_mode={}, synchronous={}, foreign_keys={})",
+                        store.describe(),
+                        p.journal_mode,
+                        p.synchronous,
+                        p.foreign_keys
+                    ),
+                    None => format!("{} (PostgreSQL)", store.describe()),
+                }),
+            );
+            report(
+                "leader",
+                store
+                    .lease()
+                    .await
+                    .map(|lease| lapse_store::describe_lease(lease.as_ref(), &settings.node_name()))
+                    .map_err(|e| e.to_string()),
             );
             report(
                 "database write",
@@ -295,7 +305,7 @@ async fn doctor_checks(settings: &Settings, report: &mut impl FnMut(&str, Result
         Err(e) => report(
             "database",
             Err(format!(
-                "{e}; check database.path and that the directory is writable by the lapse user"
+                "{e}; check database.path (or database.url) and that lapse can write there"
             )),
         ),
     }

@@ -10,6 +10,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use lapse_core::AccessProvider;
 use lapse_core::plan::PlanConfig;
 use lapse_core::policy::Limits;
+use lapse_engine::leader::{Fenced, Leadership};
 use lapse_engine::{Engine, EngineConfig, EngineHandle};
 use lapse_store::{OpenMode, Store};
 use lapse_twingate::{ClientConfig, TwingateClient};
@@ -41,6 +42,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Settings(#[from] lapse_settings::SettingsError),
     #[error("configuring the Twingate client: {0}")]
     Client(#[from] lapse_twingate::ConfigError),
     #[error("first call to Twingate at {url} failed: {error}")]
@@ -77,7 +80,9 @@ pub enum StartError {
 pub struct Application<P> {
     listener: TcpListener,
     addr: SocketAddr,
-    engine: Engine<P>,
+    /// Its remote writes stop when the leader lease may have run out.
+    engine: Engine<Fenced<P>>,
+    leadership: Leadership,
     state: Arc<ApiState<P>>,
     /// Present when the API is served over HTTPS.
     tls: Option<RustlsConfig>,
@@ -133,14 +138,17 @@ pub fn client_config(s: &Settings, api_key: SecretString) -> ClientConfig {
     c
 }
 
-/// Open the store; the store itself creates the file (0600) and its directories (0700).
+/// Open the store (SQLite at `database.path`, or PostgreSQL at `database.url`) and run its
+/// migrations; a SQLite store creates its file (0600) and directories (0700) itself.
 pub async fn open_store(s: &Settings) -> Result<Store, StartError> {
-    Ok(Store::open_with(&s.database.path, OpenMode::Create).await?)
+    let location = s.database_location()?;
+    Ok(Store::open_location(&location, OpenMode::Create).await?)
 }
 
 /// Open an existing store without creating or migrating anything (checks and audits).
 pub async fn open_existing(s: &Settings) -> Result<Store, StartError> {
-    Ok(Store::open_with(&s.database.path, OpenMode::Existing).await?)
+    let location = s.database_location()?;
+    Ok(Store::open_location(&location, OpenMode::Existing).await?)
 }
 
 /// Every fallible start-up step, against the real Twingate client.
@@ -181,8 +189,19 @@ pub async fn build_with<P: AccessProvider + 'static>(
             url: settings.twingate.base_url.clone(),
             error,
         })?;
+    // On a shared store only the leader runs the loop: a standby waits here for the lease, and
+    // the loop it then starts does, as at every start, the overdue revocations first.
+    let standing_by = (store.backend() == lapse_store::Backend::Postgres)
+        .then(|| tokio::spawn(stand_by_for_systemd()));
+    let leadership =
+        lapse_engine::leader::lead(&store, &settings.node_name(), settings.ha.lease).await;
+    if let Some(task) = standing_by {
+        task.abort();
+    }
+    let leadership = leadership?;
+    let fenced = Arc::new(Fenced::new(provider.clone(), leadership.clock.clone()));
     let (engine, handle) =
-        lapse_engine::build(store.clone(), provider.clone(), engine_config(settings)).await?;
+        lapse_engine::build(store.clone(), fenced, engine_config(settings)).await?;
     let addr = settings.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -263,6 +282,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         metrics,
         auth_log: Default::default(),
         oidc,
+        epoch: leadership.status.epoch,
     });
     let checkpoints = match settings.audit.key_file() {
         None => {
@@ -287,6 +307,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         listener,
         addr,
         engine,
+        leadership,
         state,
         tls,
         checkpoints,
@@ -315,7 +336,7 @@ impl<P: AccessProvider + 'static> Application<P> {
 
     /// Run the loop and the API until `shutdown` resolves; the pass in flight is finished first.
     pub async fn run_until_stopped(
-        self,
+        mut self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -383,7 +404,10 @@ impl<P: AccessProvider + 'static> Application<P> {
                 c
             })
         });
-        shutdown.await;
+        let lost = tokio::select! {
+            () = shutdown => None,
+            why = self.leadership.lost() => Some(why),
+        };
         info!("shutting down");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         let _ = stop_tx.send(true);
@@ -402,6 +426,15 @@ impl<P: AccessProvider + 'static> Application<P> {
         }
         #[cfg(unix)]
         reload_task.abort();
+        if let Some(why) = lost {
+            self.state.store.close().await;
+            // Exit and be restarted as a standby: nothing of this leadership carries on.
+            anyhow::bail!("stepped down: {why}");
+        }
+        let node = &self.leadership.status.holder;
+        if let Err(e) = self.state.store.release_lead(node).await {
+            warn!(error = %e, "could not give the leader lease up; a standby takes it when it runs out");
+        }
         self.state.store.close().await;
         Ok(())
     }
@@ -454,6 +487,26 @@ impl Checkpointer {
                 due = tokio::time::Instant::now() + self.interval;
             }
         }
+    }
+}
+
+/// While a standby waits for the lease: tell systemd the service is up (as a standby, so that
+/// the start does not time out) and keep its watchdog fed; aborted once this daemon leads.
+async fn stand_by_for_systemd() {
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("standby: waiting for the leader lease"),
+        ],
+    );
+    let mut usec = 0u64;
+    if !sd_notify::watchdog_enabled(false, &mut usec) {
+        return;
+    }
+    loop {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        tokio::time::sleep(Duration::from_micros(usec / 2)).await;
     }
 }
 

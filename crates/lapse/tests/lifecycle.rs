@@ -128,11 +128,27 @@ async fn each_kind_is_applied_then_revoked_on_time() {
             .expect("expired event with lateness");
         assert!(late < 2.0, "grant {} revoked {late}s late", id_of(g));
     }
-    // The token never reaches the database file.
+    // The token never reaches the database: the SQLite file, or any stored text on PostgreSQL.
     let token = key["token"].as_str().expect("token");
-    let db = std::fs::read(env.dir.path().join("lapse.db")).expect("db");
-    let wal = std::fs::read(env.dir.path().join("lapse.db-wal")).unwrap_or_default();
-    assert!(!contains(&db, token.as_bytes()) && !contains(&wal, token.as_bytes()));
+    match &env.scratch {
+        None => {
+            let db = std::fs::read(env.dir.path().join("lapse.db")).expect("db");
+            let wal = std::fs::read(env.dir.path().join("lapse.db-wal")).unwrap_or_default();
+            assert!(!contains(&db, token.as_bytes()) && !contains(&wal, token.as_bytes()));
+        }
+        Some(scratch) => {
+            let dump = std::process::Command::new("pg_dump")
+                .args(["--data-only", scratch.url()])
+                .output()
+                .expect("pg_dump");
+            assert!(
+                dump.status.success(),
+                "{}",
+                String::from_utf8_lossy(&dump.stderr)
+            );
+            assert!(!dump.stdout.is_empty() && !contains(&dump.stdout, token.as_bytes()));
+        }
+    }
     assert!(!env.log().contains(token), "token in the log");
 }
 
@@ -276,28 +292,28 @@ async fn audit_verify_names_an_altered_row() {
     );
     env.terminate();
 
-    // Tamper with row 3 using the sqlite3 shell, dropping the guard triggers first.
-    let db = env.dir.path().join("lapse.db");
-    let triggers = std::process::Command::new("sqlite3")
-        .arg(&db)
-        .arg("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='history';")
-        .output()
-        .expect("sqlite3");
-    let mut sql = String::new();
-    for t in String::from_utf8_lossy(&triggers.stdout).lines() {
-        sql.push_str(&format!("DROP TRIGGER {t};"));
+    // Tamper with row 3 using the database's shell, getting past the guard triggers first.
+    if let Some(scratch) = &env.scratch {
+        let out = std::process::Command::new("psql")
+            .arg(scratch.url())
+            .args([
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                "ALTER TABLE history DISABLE TRIGGER USER",
+                "-c",
+                "UPDATE history SET actor = 'mallory' WHERE seq = 3",
+            ])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        tamper_sqlite(&env.dir.path().join("lapse.db"));
     }
-    sql.push_str("UPDATE history SET actor = 'mallory' WHERE seq = 3;");
-    let out = std::process::Command::new("sqlite3")
-        .arg(&db)
-        .arg(&sql)
-        .output()
-        .expect("sqlite3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 
     env.start().await;
     let v = env.get("/v1/audit/verify").await;
@@ -436,5 +452,29 @@ async fn the_cli_drives_a_grant_through_its_life() {
     assert_eq!(
         csv::Reader::from_reader(out.as_bytes()).records().count(),
         2
+    );
+}
+
+/// Changes row 3's actor with the sqlite3 shell, dropping the history's triggers first.
+fn tamper_sqlite(db: &std::path::Path) {
+    let triggers = std::process::Command::new("sqlite3")
+        .arg(db)
+        .arg("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='history';")
+        .output()
+        .expect("sqlite3");
+    let mut sql = String::new();
+    for t in String::from_utf8_lossy(&triggers.stdout).lines() {
+        sql.push_str(&format!("DROP TRIGGER {t};"));
+    }
+    sql.push_str("UPDATE history SET actor = 'mallory' WHERE seq = 3;");
+    let out = std::process::Command::new("sqlite3")
+        .arg(db)
+        .arg(&sql)
+        .output()
+        .expect("sqlite3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

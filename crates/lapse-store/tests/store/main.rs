@@ -1,4 +1,5 @@
-//! lapse-store against real SQLite files in temporary directories.
+//! lapse-store against real SQLite files in temporary directories and real PostgreSQL
+//! databases created for each test.
 
 mod commit;
 mod fixture;
@@ -8,4 +9,5 @@ mod history;
 mod load;
 mod open;
 mod requests;
+mod shared;
 mod tokens;

@@ -10,8 +10,8 @@ use crate::fixture::{GrantBuilder, TestDb, raw};
 async fn open_creates_the_file_and_reads_back_its_settings() {
     let db = TestDb::new().await;
     assert!(db.path().exists());
-    assert_eq!(db.store.path(), db.path());
-    let p = db.store.pragmas();
+    assert_eq!(db.store.path(), Some(db.path().as_path()));
+    let p = db.store.pragmas().expect("SQLite settings");
     assert_eq!(p.journal_mode, "wal");
     assert_eq!(p.synchronous, 2);
     assert_eq!(p.foreign_keys, 1);
@@ -52,7 +52,10 @@ async fn readback_reports_a_delete_mode_database_and_open_switches_it_to_wal() {
     conn.close().await.unwrap();
 
     let store = Store::open(&path).await.unwrap();
-    assert_eq!(store.pragmas().journal_mode, "wal");
+    assert_eq!(
+        store.pragmas().expect("SQLite settings").journal_mode,
+        "wal"
+    );
     store.close().await;
 
     // The mode is now recorded in the file itself.
@@ -186,6 +189,9 @@ async fn opening_an_existing_database_never_creates_one() {
 
     Store::open(&path).await.unwrap().close().await;
     let store = Store::open_with(&path, OpenMode::Existing).await.unwrap();
-    assert_eq!(store.pragmas().journal_mode, "wal");
+    assert_eq!(
+        store.pragmas().expect("SQLite settings").journal_mode,
+        "wal"
+    );
     store.check_writable().await.unwrap();
 }

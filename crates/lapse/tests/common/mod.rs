@@ -1,5 +1,9 @@
 //! Test harness: a real twingate-sim on loopback, a real `lapse serve` process with a fresh
 //! SQLite file, and helpers that poll with deadlines.
+//!
+//! With `LAPSE_E2E_STORE=postgres` every daemon gets a fresh PostgreSQL database instead
+//! (`lapse_store::scratch`), so that one suite runs on both backends; `.ci/run` runs the
+//! end-to-end suites both ways.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -14,6 +18,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_lapse");
 
 pub struct Env {
     pub sim: SimHandle,
+    /// The daemon's PostgreSQL database, under `LAPSE_E2E_STORE=postgres`; dropped after it.
+    pub scratch: Option<lapse_store::scratch::ScratchDb>,
     pub dir: TempDir,
     pub config: PathBuf,
     pub port: u16,
@@ -61,7 +67,29 @@ filter = "info,lapse_engine=debug"
             url = sim.base_url(),
             key = key.display(),
         );
-        std::fs::write(&config, merge(&base, extra)).expect("config");
+        let own_url = extra
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|t| t.get("database")?.get("url").cloned())
+            .is_some();
+        let scratch = if !own_url && std::env::var("LAPSE_E2E_STORE").is_ok_and(|v| v == "postgres")
+        {
+            lapse_store::scratch::ScratchDb::create().await
+        } else {
+            None
+        };
+        let mut text = merge(&base, extra);
+        if let Some(db) = &scratch {
+            let (url, password) = db.url_and_password();
+            let mut section = format!("[database]\nurl = \"{url}\"\n");
+            if let Some(pw) = password {
+                let file = dir.path().join("database.password");
+                std::fs::write(&file, pw).expect("password file");
+                section.push_str(&format!("password_file = \"{}\"\n", file.display()));
+            }
+            text = merge(&text, &section);
+        }
+        std::fs::write(&config, text).expect("config");
         let out = Command::new(BIN)
             .args([
                 "token",
@@ -94,6 +122,7 @@ filter = "info,lapse_engine=debug"
         );
         Env {
             sim,
+            scratch,
             dir,
             config,
             port: 0,
