@@ -185,6 +185,7 @@ impl Done {
             "denied" => Some("Denied."),
             "extension" => Some("Extension asked for."),
             "revoked" => Some("Revoked: the access is being removed."),
+            "reviewed" => Some("Review recorded."),
             _ => None,
         }
     }
@@ -860,25 +861,85 @@ pub(crate) async fn history_json<P: AccessProvider + 'static, E: GrantEngine>(
 #[template(path = "lists.html")]
 struct Lists {
     c: Chrome,
+    csrf: String,
     lists: Vec<ListRow>,
 }
 
 pub(crate) async fn lists<P: AccessProvider + 'static, E: GrantEngine>(
     State(w): State<Arc<Web<P, E>>>,
     headers: HeaderMap,
+    Query(done): Query<Done>,
 ) -> Response {
     let s = match me(&w, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
     match w.flow.lists().await {
-        Ok(l) => render(
-            StatusCode::OK,
-            &Lists {
-                c: Chrome::new("Lists", Some(&s)),
-                lists: l.lists.iter().map(ListRow::new).collect(),
-            },
-        ),
+        Ok(l) => {
+            let lists = l
+                .lists
+                .iter()
+                .map(|l| {
+                    let mut row = ListRow::new(l);
+                    row.mine = l
+                        .owners
+                        .iter()
+                        .any(|o| lapse_core::access_list::normalize_identity(o) == s.identity);
+                    row
+                })
+                .collect();
+            let mut c = Chrome::new("Lists", Some(&s));
+            c.notice = done.notice();
+            render(
+                StatusCode::OK,
+                &Lists {
+                    csrf: s.csrf.clone(),
+                    c,
+                    lists,
+                },
+            )
+        }
+        Err(e) => flow_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReviewForm {
+    #[serde(default)]
+    csrf: String,
+    list: String,
+    /// The members whose box stayed ticked.
+    #[serde(default)]
+    keep: Vec<String>,
+    /// Every member the form showed.
+    #[serde(default)]
+    shown: Vec<String>,
+}
+
+/// An owner's review: the members left ticked keep their place, the others are taken off.
+/// The same service call as `POST /v1/reviews`, which refuses non-owners.
+pub(crate) async fn review<P: AccessProvider + 'static, E: GrantEngine>(
+    State(w): State<Arc<Web<P, E>>>,
+    headers: HeaderMap,
+    Form(f): Form<ReviewForm>,
+) -> Response {
+    let s = match writer(&w, &headers, &f.csrf) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let remove = f
+        .shown
+        .iter()
+        .filter(|m| !f.keep.contains(m))
+        .cloned()
+        .collect();
+    let body = lapse_requests::wire::ReviewBody {
+        list: f.list,
+        keep: f.keep,
+        remove,
+    };
+    match w.flow.review(&actor(&s), &body).await {
+        Ok(_) => Redirect::to("/ui/lists?done=reviewed").into_response(),
         Err(e) => flow_error(e),
     }
 }

@@ -108,6 +108,12 @@ pub(crate) struct ListRow {
     pub break_glass: bool,
     pub reason_pattern: Option<String>,
     pub next_review: String,
+    /// Members, one by one, for an owner's review form.
+    pub member_list: Vec<String>,
+    /// The list has a review period (so a review can be recorded).
+    pub reviewed: bool,
+    /// Set by the page: the signed-in person owns the list.
+    pub mine: bool,
 }
 
 impl ListRow {
@@ -135,6 +141,14 @@ impl ListRow {
             break_glass: l.break_glass,
             reason_pattern: l.reason_pattern.clone(),
             next_review: l.review_due.map(when).unwrap_or_default(),
+            member_list: l
+                .members
+                .iter()
+                .filter(|m| !l.removed_by_review.contains(m))
+                .cloned()
+                .collect(),
+            reviewed: l.review.is_some(),
+            mine: false,
         }
     }
 }

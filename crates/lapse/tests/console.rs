@@ -31,6 +31,8 @@ group = "oncall"
 default_duration = "30m"
 max_duration = "1h"
 reason_pattern = "^INC-[0-9]+"
+review_every = "90d"
+review_due = "2027-06-01T00:00:00Z"
 "#;
 
 fn free_port() -> u16 {
@@ -513,11 +515,51 @@ auditor = ["audit"]
         "the filter narrowed ({all} rows in all)"
     );
 
-    audrey
+    // The owner reviews the list from its page: alice's box unticked takes her off.
+    assert!(
+        audrey.goto(&format!("{console}/ui/lists")).await.is_ok()
+            && audrey
+                .find_all(Locator::Css("form.review"))
+                .await
+                .expect("find")
+                .is_empty(),
+        "only owners get the review form"
+    );
+    olivia
         .goto(&format!("{console}/ui/lists"))
         .await
         .expect("lists");
-    shot(&audrey, "lists").await;
+    shot(&olivia, "lists").await;
+    olivia
+        .find(Locator::Css(
+            "#list-oncall form.review input[value='alice@example.com'][name=keep]",
+        ))
+        .await
+        .expect("alice's box")
+        .click()
+        .await
+        .expect("untick");
+    olivia
+        .find(Locator::Css("#list-oncall form.review button[type=submit]"))
+        .await
+        .expect("record")
+        .click()
+        .await
+        .expect("click");
+    assert_eq!(text(&olivia, "#notice").await, "Review recorded.");
+    let lists = env.get("/v1/lists").await;
+    let oncall = lists["lists"]
+        .as_array()
+        .expect("lists")
+        .iter()
+        .find(|l| l["name"] == "oncall")
+        .expect("oncall")
+        .clone();
+    assert_eq!(
+        oncall["removed_by_review"],
+        json!(["alice@example.com"]),
+        "{oncall}"
+    );
 
     for c in [alice, olivia, audrey] {
         let _ = c.close().await;
