@@ -150,6 +150,7 @@ pub enum Command {
     /// --token is given.
     Login(login::LoginArgs),
     /// Forget the sign-in `lapse login` kept.
+    #[command(after_help = "Examples:\n  lapse logout")]
     Logout,
     /// Print a shell completion script, e.g. `lapse completions bash > /etc/bash_completion.d/lapse`.
     #[command(after_help = "Examples:\n  lapse completions bash > /etc/bash_completion.d/lapse")]
