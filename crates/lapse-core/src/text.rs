@@ -44,6 +44,20 @@ pub enum TextProblem {
         position: usize,
     },
     Empty,
+    /// Starts with a prefix kept for callers that are not API tokens.
+    Reserved {
+        prefix: &'static str,
+    },
+}
+
+/// How the API names a caller signed in at the OpenID issuer; no API token may be named so,
+/// so the two kinds of caller never share a name (the history's actor, a grant's requester, a
+/// grant policy's `tokens`).
+pub const OIDC_CALLER_PREFIX: &str = "oidc:";
+
+/// The caller name of `identity` signed in at the OpenID issuer.
+pub fn oidc_caller_name(identity: &str) -> String {
+    format!("{OIDC_CALLER_PREFIX}{identity}")
 }
 
 /// A free-text field that was refused, naming the field and the fix.
@@ -70,6 +84,11 @@ impl fmt::Display for TextProblem {
                 u32::from(*ch)
             ),
             Self::Empty => f.write_str("is empty; give a value"),
+            Self::Reserved { prefix } => write!(
+                f,
+                "starts with `{prefix}`, which names people signed in at the OpenID issuer; \
+                 choose another name"
+            ),
         }
     }
 }

@@ -53,6 +53,19 @@ impl LeaseClock {
         self.extend_to(Instant::now());
     }
 
+    /// The wall-clock time after which no remote write may be sent: the lease's end as known
+    /// now. `None` without limit.
+    pub fn deadline(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        if !self.limited {
+            return None;
+        }
+        let until = *self.until.lock().unwrap_or_else(|p| p.into_inner());
+        let left = until.map_or(Duration::ZERO, |u| {
+            u.saturating_duration_since(Instant::now())
+        });
+        Some(chrono::Utc::now() + chrono::Duration::from_std(left).unwrap_or_default())
+    }
+
     /// Whether a remote write may start now.
     pub fn valid(&self) -> bool {
         if !self.limited {
@@ -195,6 +208,17 @@ impl<P> Fenced<P> {
         Self { inner, clock }
     }
 
+    /// `terms` with the lease's end as a deadline too: a write that waits for the budget or a
+    /// `Retry-After` past the lease is not sent at all (the transport checks `not_after` each
+    /// time it is about to send).
+    fn fence(&self, terms: impl Into<WriteTerms>) -> WriteTerms {
+        let mut t: WriteTerms = terms.into();
+        if let Some(d) = self.clock.deadline() {
+            t.not_after = Some(t.not_after.map_or(d, |n| n.min(d)));
+        }
+        t
+    }
+
     fn check(&self) -> ProviderResult<()> {
         if self.clock.valid() {
             Ok(())
@@ -245,7 +269,9 @@ impl<P: AccessProvider> AccessProvider for Fenced<P> {
         terms: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<RemoteId> {
         self.check()?;
-        self.inner.create_group(name, users, resources, terms).await
+        self.inner
+            .create_group(name, users, resources, self.fence(terms))
+            .await
     }
     async fn delete_group(
         &self,
@@ -253,7 +279,7 @@ impl<P: AccessProvider> AccessProvider for Fenced<P> {
         terms: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<()> {
         self.check()?;
-        self.inner.delete_group(id, terms).await
+        self.inner.delete_group(id, self.fence(terms)).await
     }
     async fn update_group_users(
         &self,
@@ -264,7 +290,7 @@ impl<P: AccessProvider> AccessProvider for Fenced<P> {
     ) -> ProviderResult<()> {
         self.check()?;
         self.inner
-            .update_group_users(group, add, remove, terms)
+            .update_group_users(group, add, remove, self.fence(terms))
             .await
     }
     async fn add_resource_access(
@@ -275,7 +301,7 @@ impl<P: AccessProvider> AccessProvider for Fenced<P> {
     ) -> ProviderResult<()> {
         self.check()?;
         self.inner
-            .add_resource_access(resource, access, terms)
+            .add_resource_access(resource, access, self.fence(terms))
             .await
     }
     async fn remove_resource_access(
@@ -286,7 +312,7 @@ impl<P: AccessProvider> AccessProvider for Fenced<P> {
     ) -> ProviderResult<()> {
         self.check()?;
         self.inner
-            .remove_resource_access(resource, principals, terms)
+            .remove_resource_access(resource, principals, self.fence(terms))
             .await
     }
     async fn update_service_account_resources(
@@ -298,7 +324,7 @@ impl<P: AccessProvider> AccessProvider for Fenced<P> {
     ) -> ProviderResult<()> {
         self.check()?;
         self.inner
-            .update_service_account_resources(service_account, add, remove, terms)
+            .update_service_account_resources(service_account, add, remove, self.fence(terms))
             .await
     }
     async fn create_key(
@@ -310,7 +336,7 @@ impl<P: AccessProvider> AccessProvider for Fenced<P> {
     ) -> ProviderResult<CreatedKey> {
         self.check()?;
         self.inner
-            .create_key(service_account, name, expiration_days, terms)
+            .create_key(service_account, name, expiration_days, self.fence(terms))
             .await
     }
     async fn revoke_key(
@@ -319,7 +345,7 @@ impl<P: AccessProvider> AccessProvider for Fenced<P> {
         terms: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<()> {
         self.check()?;
-        self.inner.revoke_key(id, terms).await
+        self.inner.revoke_key(id, self.fence(terms)).await
     }
     async fn delete_key(
         &self,
@@ -327,6 +353,6 @@ impl<P: AccessProvider> AccessProvider for Fenced<P> {
         terms: impl Into<WriteTerms> + Send,
     ) -> ProviderResult<()> {
         self.check()?;
-        self.inner.delete_key(id, terms).await
+        self.inner.delete_key(id, self.fence(terms)).await
     }
 }

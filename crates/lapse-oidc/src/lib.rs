@@ -258,23 +258,29 @@ impl Verifier {
         if let Some(jwk) = pick(&self.keys.read().await.set, kid) {
             return Ok(jwk);
         }
-        let mut keys = self.keys.write().await;
-        // Another caller may have fetched while this one waited for the lock.
-        if let Some(jwk) = pick(&keys.set, kid) {
-            return Ok(jwk);
-        }
-        if keys.fetched.elapsed() >= MIN_REFRESH {
-            let set: JwkSet = fetch_json(&self.http, &self.discovery.jwks_uri)
-                .await
-                .map_err(Refusal::KeysUnavailable)?;
-            tracing::info!(keys = set.keys.len(), "OpenID key set fetched again");
-            *keys = Keys {
-                set,
-                fetched: Instant::now(),
-            };
+        // Claim the refresh under the lock, fetch without it: verification of tokens with
+        // known keys never waits behind a slow issuer.
+        {
+            let mut keys = self.keys.write().await;
+            // Another caller may have fetched while this one waited for the lock.
             if let Some(jwk) = pick(&keys.set, kid) {
                 return Ok(jwk);
             }
+            if keys.fetched.elapsed() < MIN_REFRESH {
+                return Err(Refusal::UnknownKey {
+                    kid: kid.unwrap_or("(none)").to_owned(),
+                });
+            }
+            keys.fetched = Instant::now();
+        }
+        let set: JwkSet = fetch_json(&self.http, &self.discovery.jwks_uri)
+            .await
+            .map_err(Refusal::KeysUnavailable)?;
+        tracing::info!(keys = set.keys.len(), "OpenID key set fetched again");
+        let found = pick(&set, kid);
+        self.keys.write().await.set = set;
+        if let Some(jwk) = found {
+            return Ok(jwk);
         }
         Err(Refusal::UnknownKey {
             kid: kid.unwrap_or("(none)").to_owned(),

@@ -135,7 +135,7 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("<!channel>"));
-        assert!(t.contains("*Duration:* 1h 30m"), "{t}");
+        assert!(t.contains("*Duration:* 1h30m"), "{t}");
         assert_eq!(blocks[1]["elements"][0]["value"], "01J");
         assert_eq!(blocks[1]["elements"][0]["action_id"], APPROVE);
         assert_eq!(blocks[1]["elements"][1]["action_id"], DENY);

@@ -175,6 +175,15 @@ impl SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<String, StoreError> {
         lapse_core::text::check_name("name", &new.name)?;
+        if new.name.starts_with(lapse_core::text::OIDC_CALLER_PREFIX) {
+            return Err(lapse_core::TextError {
+                field: "name".into(),
+                problem: lapse_core::text::TextProblem::Reserved {
+                    prefix: lapse_core::text::OIDC_CALLER_PREFIX,
+                },
+            }
+            .into());
+        }
         let identity = match new.identity.as_deref() {
             Some(i) => {
                 lapse_core::text::check_name("identity", i)?;

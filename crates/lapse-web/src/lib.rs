@@ -34,7 +34,7 @@ pub struct WebSettings {
     pub client_secret: SecretString,
     /// Mark cookies `Secure` (whenever the console is reached over https).
     pub secure_cookies: bool,
-    /// How long a session lasts at most (never past the ID token's own expiry).
+    /// How long a session lasts before signing in again.
     pub session_ttl: Duration,
 }
 

@@ -167,8 +167,12 @@ fn writer<P, E>(w: &Web<P, E>, headers: &HeaderMap, csrf: &str) -> Result<Sessio
 }
 
 fn actor(s: &Session) -> Actor {
-    // Signed-in people are named by their identity in the history, as on the API.
-    Actor::new(s.identity.clone(), &s.identity)
+    // Named as the API names a caller signed in at the issuer.
+    Actor::new(caller_name(s), &s.identity)
+}
+
+fn caller_name(s: &Session) -> String {
+    lapse_core::text::oidc_caller_name(&s.identity)
 }
 
 /// `?done=…` → a fixed notice (never text from the URL).
@@ -524,7 +528,7 @@ pub(crate) async fn grant_detail<P: AccessProvider + 'static, E: GrantEngine>(
         Ok(None) => return error_page(404, &format!("no grant {id}"), ""),
         Err(e) => return flow_error(e.into()),
     };
-    let mine = g.requester == s.identity || g.users.iter().any(|u| u == &s.identity);
+    let mine = g.requester == caller_name(&s) || g.users.iter().any(|u| u == &s.identity);
     if s.role == Role::Requester && !mine {
         return error_page(404, &format!("no grant {id}"), "");
     }
@@ -547,7 +551,7 @@ pub(crate) async fn grant_detail<P: AccessProvider + 'static, E: GrantEngine>(
         g.state.as_str(),
         "active" | "applying" | "pending" | "scheduled"
     ) && s.role != Role::Auditor
-        && (s.role == Role::Admin || g.requester == s.identity);
+        && (s.role == Role::Admin || g.requester == caller_name(&s));
     let mut c = Chrome::new(&format!("Grant {}", g.id), Some(&s));
     c.notice = done.notice();
     render(
@@ -582,7 +586,11 @@ pub(crate) async fn revoke<P: AccessProvider + 'static, E: GrantEngine>(
         Err(r) => return r,
     };
     // The same rule as `POST /v1/grants/{id}/revoke`: admins any grant, others their own.
-    match w.flow.revoke(&s.identity, s.role, &id, &f.reason).await {
+    match w
+        .flow
+        .revoke(&caller_name(&s), s.role, &id, &f.reason)
+        .await
+    {
         Ok(g) => Redirect::to(&format!("/ui/grants/{}?done=revoked", g.id)).into_response(),
         Err(e) => flow_error(e),
     }
@@ -699,6 +707,7 @@ async fn history_page<P: AccessProvider + 'static, E: GrantEngine>(
         since: time("since", &q.since)?,
         until: time("until", &q.until)?,
         limit: Some(HISTORY_WINDOW),
+        newest_first: true,
         ..HistoryFilter::default()
     };
     let rows = w
@@ -719,7 +728,7 @@ async fn history_page<P: AccessProvider + 'static, E: GrantEngine>(
         })
         .filter_map(|h| h.grant_id.clone())
         .collect();
-    let mut rows: Vec<HistoryView> = rows
+    let rows: Vec<HistoryView> = rows
         .into_iter()
         .filter(|h| q.actor.trim().is_empty() || h.actor.contains(q.actor.trim()))
         .filter(|h| q.event.trim().is_empty() || h.event == q.event.trim())
@@ -729,7 +738,6 @@ async fn history_page<P: AccessProvider + 'static, E: GrantEngine>(
                 || h.grant_id.as_ref().is_some_and(|g| of_list.contains(g))
         })
         .collect();
-    rows.reverse();
     let start = q.page.saturating_mul(PAGE).min(rows.len());
     let end = (start + PAGE).min(rows.len());
     let more = end < rows.len();

@@ -213,7 +213,7 @@ mod tests {
         let now = Utc::now();
         assert_eq!(
             left(now + chrono::Duration::seconds(119), now),
-            "1m 59s left"
+            "1m59s left"
         );
         assert_eq!(left(now - chrono::Duration::seconds(5), now), "ended");
     }

@@ -351,7 +351,7 @@ async fn authenticate<P>(
     {
         return match oidc.verify(token).await {
             Ok(c) => Ok(Caller {
-                name: c.identity.clone(),
+                name: lapse_core::text::oidc_caller_name(&c.identity),
                 role: c.role,
                 identity: Some(c.identity),
             }),

@@ -546,7 +546,15 @@ auditor = ["audit"]
         .click()
         .await
         .expect("click");
-    assert_eq!(text(&olivia, "#notice").await, "Review recorded.");
+    let notice = olivia
+        .wait()
+        .for_element(Locator::Id("notice"))
+        .await
+        .expect("the review's notice")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(notice, "Review recorded.");
     let lists = env.get("/v1/lists").await;
     let oncall = lists["lists"]
         .as_array()
