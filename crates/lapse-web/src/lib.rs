@@ -47,6 +47,8 @@ pub struct Web<P, E> {
     /// Signs the cookies; made at start, so a restart signs everyone out.
     pub(crate) key: Key,
     pub(crate) http: reqwest::Client,
+    /// The History page's last chain verification and when it was made.
+    pub(crate) chain: tokio::sync::Mutex<Option<(std::time::Instant, (String, bool))>>,
 }
 
 impl<P, E> Web<P, E> {
@@ -67,6 +69,7 @@ impl<P, E> Web<P, E> {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
+            chain: tokio::sync::Mutex::new(None),
         }
     }
 }

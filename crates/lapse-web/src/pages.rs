@@ -28,6 +28,8 @@ use crate::view::{GrantRow, HistoryLine, ListRow, RequestRow};
 
 /// History rows per page.
 const PAGE: usize = 50;
+/// How often the History page walks the chain again.
+const CHAIN_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Rows read from the store for one history page's filtering.
 const HISTORY_WINDOW: u32 = 5000;
 
@@ -523,11 +525,17 @@ pub(crate) async fn grant_detail<P: AccessProvider + 'static, E: GrantEngine>(
     let Ok(gid) = GrantId::from_str(&id) else {
         return error_page(404, &format!("no grant {id}"), "");
     };
-    let g = match w.store.get_grant(gid).await {
-        Ok(Some(g)) => GrantView::from(&g),
+    let grant = match w.store.get_grant(gid).await {
+        Ok(Some(g)) => g,
         Ok(None) => return error_page(404, &format!("no grant {id}"), ""),
         Err(e) => return flow_error(e.into()),
     };
+    // The API's rule, so the button shows exactly when the server would accept the action.
+    let can_revoke = !grant.state.is_terminal()
+        && s.role != Role::Auditor
+        && lapse_requests::may_revoke(&caller_name(&s), s.role, &grant)
+            == lapse_requests::RevokeRule::Allowed;
+    let g = GrantView::from(&grant);
     let mine = g.requester == caller_name(&s) || g.users.iter().any(|u| u == &s.identity);
     if s.role == Role::Requester && !mine {
         return error_page(404, &format!("no grant {id}"), "");
@@ -547,11 +555,6 @@ pub(crate) async fn grant_detail<P: AccessProvider + 'static, E: GrantEngine>(
         Err(e) => return flow_error(e.into()),
     };
     let can_extend = mine && g.state == "active" && s.role != Role::Auditor;
-    let can_revoke = matches!(
-        g.state.as_str(),
-        "active" | "applying" | "pending" | "scheduled"
-    ) && s.role != Role::Auditor
-        && (s.role == Role::Admin || g.requester == caller_name(&s));
     let mut c = Chrome::new(&format!("Grant {}", g.id), Some(&s));
     c.notice = done.notice();
     render(
@@ -770,22 +773,7 @@ pub(crate) async fn history<P: AccessProvider + 'static, E: GrantEngine>(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let (chain, chain_ok) = match w.store.verify_history().await {
-        Ok(v) => match v.first_broken {
-            None => (
-                format!(
-                    "The history's hash chain verifies: {} rows.",
-                    v.rows_checked
-                ),
-                true,
-            ),
-            Some(b) => (
-                format!("The history's hash chain is broken at row {}.", b.seq),
-                false,
-            ),
-        },
-        Err(e) => (format!("The history could not be verified: {e}"), false),
-    };
+    let (chain, chain_ok) = w.chain_status().await;
     render(
         StatusCode::OK,
         &History {
@@ -799,6 +787,41 @@ pub(crate) async fn history<P: AccessProvider + 'static, E: GrantEngine>(
             chain_ok,
         },
     )
+}
+
+impl<P, E> Web<P, E> {
+    /// The chain's verification, walked at most once per [`CHAIN_CHECK_EVERY`]: a page view
+    /// does not read the whole history each time.
+    async fn chain_status(&self) -> (String, bool) {
+        let mut last = self.chain.lock().await;
+        if let Some((at, status)) = &*last
+            && at.elapsed() < CHAIN_CHECK_EVERY
+        {
+            return status.clone();
+        }
+        let status = match self.store.verify_history().await {
+            Ok(v) => match v.first_broken {
+                None => (
+                    format!(
+                        "The history's hash chain verifies: {} rows.",
+                        v.rows_checked
+                    ),
+                    true,
+                ),
+                Some(b) => (
+                    format!("The history's hash chain is broken at row {}.", b.seq),
+                    false,
+                ),
+            },
+            Err(e) => (format!("The history could not be verified: {e}"), false),
+        };
+        let status = (
+            format!("{} (checked {})", status.0, crate::view::when(Utc::now())),
+            status.1,
+        );
+        *last = Some((std::time::Instant::now(), status.clone()));
+        status
+    }
 }
 
 /// Exactly the rows the same page shows, as CSV.
