@@ -474,7 +474,8 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
             Some(Idempotency::for_caller(
                 &caller.name,
                 key,
-                hex::encode(Sha256::digest(&body)),
+                // Matched on the request's meaning, not its bytes.
+                hex::encode(Sha256::digest(req.meaning())),
             )?)
         }
         None => None,

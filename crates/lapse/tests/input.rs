@@ -258,6 +258,60 @@ async fn idempotency_key_returns_the_same_grant() {
     assert_eq!(g1["id"], g2["id"]);
     let (s3, e) = send(membership("oncall", &["bob@example.com"], "1h"), "k-1").await;
     assert_eq!(s3, 409, "{e}");
+    assert_eq!(e["error"]["field"], "Idempotency-Key", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("different request")),
+        "{e}"
+    );
+    let list = env.get("/v1/grants").await;
+    assert_eq!(list["grants"].as_array().map(Vec::len), Some(1));
+}
+
+/// The key is matched on the request's meaning: the same JSON with keys reordered, other
+/// spacing, fields at their defaults, or `60m` for `1h` is the same request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_matches_the_meaning_not_the_bytes() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    let send = |raw: String| {
+        let http = env.http.clone();
+        let url = format!("{}/v1/grants", env.url());
+        let token = env.token.clone();
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", "k-meaning")
+                .header("content-type", "application/json")
+                .body(raw)
+                .send()
+                .await
+                .expect("send");
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.expect("json"))
+        }
+    };
+    let first = r#"{"kind":"group-membership","group":"oncall","users":["alice@example.com"],"duration":"1h","reason":"INC-4211"}"#;
+    let same = r#"{
+        "reason": "INC-4211",
+        "duration" : "60m",
+        "users" : [ "alice@example.com" ],
+        "resources": [],
+        "service_account": null,
+        "group": "oncall",
+        "kind": "group-membership"
+    }"#;
+    let (s1, g1) = send(first.to_owned()).await;
+    assert_eq!(s1, 201, "{g1}");
+    let (s2, g2) = send(same.to_owned()).await;
+    assert_eq!(s2, 200, "the same meaning is the same request: {g2}");
+    assert_eq!(g1["id"], g2["id"]);
+    let longer = first.replace("\"1h\"", "\"2h\"");
+    let (s3, e) = send(longer).await;
+    assert_eq!(s3, 409, "a different meaning under the same key: {e}");
+    assert_eq!(e["error"]["code"], "idempotency_conflict", "{e}");
     let list = env.get("/v1/grants").await;
     assert_eq!(list["grants"].as_array().map(Vec::len), Some(1));
 }
