@@ -315,3 +315,38 @@ async fn idempotency_key_matches_the_meaning_not_the_bytes() {
     let list = env.get("/v1/grants").await;
     assert_eq!(list["grants"].as_array().map(Vec::len), Some(1));
 }
+
+/// Name lookups slow enough that the grant's end passes before it is stored: refused with the
+/// field and the reason, and nothing is stored to expire unapplied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_that_ends_during_its_lookups_is_refused() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    env.sim
+        .set_faults(twingate_sim::Faults {
+            latency_per_operation: [(
+                "UsersByEmail".to_owned(),
+                std::time::Duration::from_millis(1_500),
+            )]
+            .into_iter()
+            .collect(),
+            ..twingate_sim::Faults::none()
+        })
+        .expect("faults the sim accepts");
+    let (s, v) = env
+        .grant(membership("oncall", &["alice@example.com"], "1s"))
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["field"], "duration", "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("before it was stored"), "{v}");
+    let fix = v["error"]["fix"].as_str().unwrap_or_default();
+    assert!(fix.contains("longer duration"), "{v}");
+    let list = env.get("/v1/grants").await;
+    assert_eq!(list["grants"].as_array().map(Vec::len), Some(0), "{list}");
+    // The same request with room for the lookups is granted.
+    let (s, v) = env
+        .grant(membership("oncall", &["alice@example.com"], "1h"))
+        .await;
+    assert_eq!(s, 201, "{v}");
+}
