@@ -387,7 +387,9 @@ impl TimeSpec {
                 .with_context(|| {
                     format!(
                         "{} ago is before any time lapse can name",
-                        humantime::format_duration(span)
+                        chrono::Duration::from_std(span)
+                            .map(lapse_core::policy::human_duration)
+                            .unwrap_or_else(|_| humantime::format_duration(span).to_string())
                     )
                 }),
         }

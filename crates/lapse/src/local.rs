@@ -70,7 +70,10 @@ pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
                     if d.is_zero() || d > t.max_ttl {
                         anyhow::bail!(
                             "--ttl: {text:?} must be longer than zero and at most tokens.max_ttl ({})",
-                            humantime::format_duration(t.max_ttl)
+                            lapse_core::policy::human_duration(
+                                chrono::Duration::from_std(t.max_ttl)
+                                    .unwrap_or(chrono::Duration::MAX)
+                            )
                         );
                     }
                     d
