@@ -510,9 +510,45 @@ fn time_with_relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     format!("{} ({})", rfc3339(t), relative(t, now))
 }
 
-/// Whole seconds are enough for a person reading a table.
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+/// The zone people's times are shown in, in tables and text: `-o json` and `-o csv` are always
+/// RFC 3339 in UTC, whatever is set here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    /// UTC, written with `Z` (the library's default, and `--utc`).
+    Utc,
+    /// The local zone (`TZ` honoured, through chrono's `Local`): the CLI's default.
+    Local,
+}
+
+/// The zone for this process, set once by the CLI from `--utc`.
+static ZONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Shows people's times in `zone` from now on (the CLI calls it once, before printing).
+pub fn set_zone(zone: Zone) {
+    ZONE.store(zone == Zone::Local, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn zone() -> Zone {
+    if ZONE.load(std::sync::atomic::Ordering::Relaxed) {
+        Zone::Local
+    } else {
+        Zone::Utc
+    }
+}
+
+/// `t` for a person in `zone`: RFC 3339 to the second, with the zone's offset (`Z` for UTC).
+pub fn time_in(t: DateTime<Utc>, zone: Zone) -> String {
+    match zone {
+        Zone::Utc => t.to_rfc3339_opts(SecondsFormat::Secs, true),
+        Zone::Local => t
+            .with_timezone(&chrono::Local)
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
+    }
+}
+
+/// Whole seconds are enough for a person reading a table; in the zone set by [`set_zone`].
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    time_in(t, zone())
 }
 
 /// Exports keep whatever precision the server recorded.
@@ -633,6 +669,12 @@ mod tests {
             grants: vec!["01JGRANT".to_owned()],
             names: Default::default(),
         }
+    }
+
+    #[test]
+    fn utc_times_are_written_with_z_to_the_second() {
+        let t = at(10, 0, 0) + chrono::Duration::milliseconds(250);
+        assert_eq!(time_in(t, Zone::Utc), "2026-03-01T10:00:00Z");
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub struct GlobalArgs {
     /// (COLUMNS, else the terminal's own; output that is not a terminal is never shortened).
     #[arg(long, global = true)]
     pub wide: bool,
+    /// Times in UTC instead of the local time zone (`TZ`); `-o json` and `-o csv` are always
+    /// RFC 3339 in UTC.
+    #[arg(long, global = true)]
+    pub utc: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1090,6 +1094,7 @@ mod tests {
             token: None,
             output: OutputFormat::Table,
             wide: false,
+            utc: false,
         };
         let api = ApiClient::new(&global.url, global.token.clone()).unwrap();
         let url = api.url(&["v1", "grants"], &[]).unwrap();

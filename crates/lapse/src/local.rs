@@ -46,7 +46,12 @@ pub async fn serve(config: Option<&Path>, port_file: Option<&Path>) -> anyhow::R
 /// The actor token administration on the host is recorded as.
 const LOCAL_ADMIN: &str = "local-admin";
 
-pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
+/// `token create|list|revoke`, printed for people or, with `-o json`, as JSON (times RFC 3339
+/// in UTC, as every export).
+pub async fn token(cmd: TokenCmd, output: lapse_output::OutputFormat) -> anyhow::Result<ExitCode> {
+    let json = output == lapse_output::OutputFormat::Json;
+    let exact =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     match cmd {
         TokenCmd::Create {
             name,
@@ -92,10 +97,21 @@ pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
             let created = store.create_token_with(&new, now).await;
             store.close().await;
             let token = created?;
+            if json {
+                let v = serde_json::json!({
+                    "name": name,
+                    "role": role.as_str(),
+                    "identity": new.identity,
+                    "expires_at": exact(expires_at),
+                    "token": token,
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "created {} token {name:?}, expiring {}; it is shown once, store it now:",
                 role.as_str(),
-                expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                lapse_output::rfc3339(expires_at)
             );
             println!("{token}");
             Ok(ExitCode::SUCCESS)
@@ -105,13 +121,30 @@ pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
             let store = serve::open_existing(&settings).await?;
             let tokens = store.list_tokens().await;
             store.close().await;
+            let tokens = tokens?;
+            if json {
+                let rows: Vec<serde_json::Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "name": t.name,
+                            "role": t.role.as_str(),
+                            "identity": t.identity,
+                            "created_at": exact(t.created_at),
+                            "last_used_at": t.last_used_at.map(exact),
+                            "expires_at": exact(t.expires_at),
+                            "revoked_at": t.revoked_at.map(exact),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
-                t.map_or("-".to_owned(), |t| {
-                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                })
+                t.map_or("-".to_owned(), lapse_output::rfc3339)
             };
             println!("NAME\tROLE\tIDENTITY\tCREATED\tLAST USED\tEXPIRES\tREVOKED");
-            for t in tokens? {
+            for t in tokens {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     t.name,
@@ -131,7 +164,11 @@ pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
             let revoked = store.revoke_token(&name, LOCAL_ADMIN).await;
             store.close().await;
             if revoked? {
-                println!("revoked token {name:?}");
+                if json {
+                    println!("{}", serde_json::json!({ "name": name, "revoked": true }));
+                } else {
+                    println!("revoked token {name:?}");
+                }
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("error: no live token named {name:?}\n  fix: see `lapse token list`");

@@ -19,6 +19,12 @@ use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // People's times in their own zone unless `--utc`; exports are UTC either way.
+    lapse_output::set_zone(if cli.global.utc {
+        lapse_output::Zone::Utc
+    } else {
+        lapse_output::Zone::Local
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,7 +46,7 @@ fn main() -> ExitCode {
             Command::Demo(_) => Err(anyhow::anyhow!(
                 "this build of lapse has no demo; build it with the `demo` feature (on by default)"
             )),
-            Command::Token(cmd) => local::token(cmd).await,
+            Command::Token(cmd) => local::token(cmd, cli.global.output).await,
             Command::Config(cmd) => local::config(cmd),
             Command::Doctor(args) => local::doctor(args.config.as_deref(), cli.global.output).await,
             Command::Audit(cli::AuditCmd::Verify(args)) if args.checkpoints.is_some() => {
