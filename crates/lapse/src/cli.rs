@@ -38,8 +38,62 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command accepts, before or after the subcommand.
+/// Commands that never call the API: their help does not offer `--url` and `--token`.
+pub const LOCAL_COMMANDS: &[&str] = &[
+    "serve",
+    "token",
+    "demo",
+    "config",
+    "doctor",
+    "completions",
+    "man",
+    "logout",
+];
+
+/// The clap definition, with `--url` and `--token` hidden from [`LOCAL_COMMANDS`] (and their
+/// subcommands): each gets its own hidden, accepted-and-ignored copy, which clap's propagation
+/// of the global ones then leaves alone.
+pub fn command() -> clap::Command {
+    fn hide_api_args(c: clap::Command) -> clap::Command {
+        let subs: Vec<String> = c
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .collect();
+        let mut c = c
+            .arg(
+                clap::Arg::new("url")
+                    .long("url")
+                    .value_name("URL")
+                    .hide(true),
+            )
+            .arg(
+                clap::Arg::new("token")
+                    .long("token")
+                    .value_name("TOKEN")
+                    .hide(true),
+            );
+        for s in subs {
+            c = c.mut_subcommand(s, hide_api_args);
+        }
+        c
+    }
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    for name in LOCAL_COMMANDS {
+        cmd = cmd.mut_subcommand(name, hide_api_args);
+    }
+    cmd
+}
+
+/// Parses the process's arguments with [`command`]; exits with clap's usage error.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Options every command accepts, before or after the subcommand, shown under their own
+/// heading; commands that never call the API hide `--url` and `--token` ([`LOCAL_COMMANDS`]).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Base URL of the lapse API.
     #[arg(long, global = true, env = "LAPSE_URL", default_value = DEFAULT_URL, value_name = "URL")]

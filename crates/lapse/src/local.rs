@@ -180,7 +180,10 @@ pub async fn token(cmd: TokenCmd, output: lapse_output::OutputFormat) -> anyhow:
 
 /// `lapse audit verify --checkpoints FILE --key-file FILE`: the chain against keyed
 /// checkpoints, on the daemon host. Exit 1 on any finding.
-pub async fn audit_verify(args: &crate::cli::VerifyArgs) -> anyhow::Result<ExitCode> {
+pub async fn audit_verify(
+    args: &crate::cli::VerifyArgs,
+    output: lapse_output::OutputFormat,
+) -> anyhow::Result<ExitCode> {
     let (Some(file), Some(key_file)) = (&args.checkpoints, &args.key_file) else {
         anyhow::bail!("--checkpoints and --key-file go together");
     };
@@ -193,6 +196,25 @@ pub async fn audit_verify(args: &crate::cli::VerifyArgs) -> anyhow::Result<ExitC
     let checked = store.verify_history_with(&checkpoints, &key).await;
     store.close().await;
     let checked = checked?;
+    let code = if checked.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    if output == lapse_output::OutputFormat::Json {
+        let v = serde_json::json!({
+            "ok": checked.is_ok(),
+            "rows_checked": checked.chain.rows_checked,
+            "checkpoints": checkpoints.len(),
+            "checkpoints_genuine": checked.checkpoints_genuine,
+            "first_broken": checked.chain.first_broken.as_ref().map(|b| {
+                serde_json::json!({ "seq": b.seq, "reason": b.reason.to_string() })
+            }),
+            "findings": checked.findings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(code);
+    }
     println!(
         "{} rows checked against {} checkpoints ({} genuine)",
         checked.chain.rows_checked,
@@ -205,15 +227,13 @@ pub async fn audit_verify(args: &crate::cli::VerifyArgs) -> anyhow::Result<ExitC
     for f in &checked.findings {
         println!("FINDING: {f}");
     }
-    Ok(if checked.is_ok() {
+    if checked.is_ok() {
         println!("ok: the history matches every checkpoint");
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    }
+    Ok(code)
 }
 
-pub fn config(cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
+pub fn config(cmd: ConfigCmd, output: lapse_output::OutputFormat) -> anyhow::Result<ExitCode> {
     match cmd {
         ConfigCmd::Example => {
             print!("{EXAMPLE_CONFIG}");
@@ -223,6 +243,19 @@ pub fn config(cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
             // Every problem, each on its own line with its file and line or its environment
             // variable; a file that was read but is wrong is refused like a failed validation.
             let problems = lapse_settings::check_file(&file);
+            if output == lapse_output::OutputFormat::Json {
+                let v = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "ok": problems.is_empty(),
+                    "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(if problems.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(lapse_output::exit::REFUSED)
+                });
+            }
             if problems.is_empty() {
                 println!("{}: ok", file.display());
                 return Ok(ExitCode::SUCCESS);

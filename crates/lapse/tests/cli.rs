@@ -548,3 +548,63 @@ async fn times_are_local_unless_utc_and_exports_are_always_utc() {
         "{v}"
     );
 }
+
+/// Commands that never call the API do not offer `--url` and `--token`; the global options
+/// stand under their own heading, so they do not look required.
+#[test]
+fn help_offers_url_and_token_only_where_the_api_is_called() {
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .arg("--help")
+            .output()
+            .expect("help");
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for local in [
+        &["config", "check"][..],
+        &["token", "create"],
+        &["completions"],
+        &["man"],
+        &["doctor"],
+        &["serve"],
+    ] {
+        let text = help(local);
+        assert!(!text.contains("--url"), "{local:?}: {text}");
+        assert!(!text.contains("--token"), "{local:?}: {text}");
+        assert!(text.contains("Global options:"), "{local:?}: {text}");
+    }
+    for remote in [&["list"][..], &["grant"], &["history"], &["requests"]] {
+        let text = help(remote);
+        let heading = text.find("Global options:").expect("the heading");
+        let url = text.find("--url").expect("--url");
+        assert!(
+            url > heading,
+            "{remote:?}: --url under Global options: {text}"
+        );
+        assert!(text.contains("--token"), "{remote:?}: {text}");
+    }
+    // Still accepted (and ignored) where hidden, so scripts that always pass them keep working.
+    let out = std::process::Command::new(BIN)
+        .args(["config", "example", "--url", "http://127.0.0.1:1"])
+        .output()
+        .expect("config example");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `config check` honours -o json, and still exits 5 on a problem.
+    let out = std::process::Command::new(BIN)
+        .args(["-o", "json", "config", "check", "/nonexistent/lapse.toml"])
+        .output()
+        .expect("config check");
+    assert_eq!(out.status.code(), Some(5));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("config check -o json");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["problems"].as_array().is_some_and(|p| !p.is_empty()),
+        "{v}"
+    );
+}
