@@ -485,6 +485,18 @@ pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// The status line `--wait` shows on stderr while the daemon applies a grant in Twingate.
+pub fn wait_status(elapsed: std::time::Duration) -> String {
+    let secs = elapsed.as_secs();
+    if secs == 0 {
+        return "waiting for Twingate to apply the grant…".to_owned();
+    }
+    format!(
+        "waiting for Twingate to apply the grant… {} so far",
+        human_span(secs)
+    )
+}
+
 fn human_span(secs: u64) -> String {
     let (d, h, m, s) = (
         secs / 86_400,
@@ -669,6 +681,19 @@ mod tests {
             grants: vec!["01JGRANT".to_owned()],
             names: Default::default(),
         }
+    }
+
+    #[test]
+    fn the_wait_status_says_what_it_waits_for_and_how_long() {
+        use std::time::Duration as Std;
+        assert_eq!(
+            wait_status(Std::from_millis(300)),
+            "waiting for Twingate to apply the grant…"
+        );
+        assert_eq!(
+            wait_status(Std::from_secs(119)),
+            "waiting for Twingate to apply the grant… 1m59s so far"
+        );
     }
 
     #[test]

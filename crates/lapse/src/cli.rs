@@ -609,6 +609,49 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// A spinner and [`output::wait_status`] on stderr while `--wait` holds the request open;
+/// nothing at all when stderr is not a terminal. Cleared when dropped.
+struct WaitProgress {
+    bar: indicatif::ProgressBar,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl WaitProgress {
+    fn start() -> Self {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Self {
+                bar: indicatif::ProgressBar::hidden(),
+                ticker: None,
+            };
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let shown = bar.clone();
+        let ticker = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                shown.set_message(output::wait_status(started.elapsed()));
+            }
+        });
+        Self {
+            bar,
+            ticker: Some(ticker),
+        }
+    }
+}
+
+impl Drop for WaitProgress {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticker.take() {
+            t.abort();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
 async fn grant(api: &ApiClient, args: &GrantArgs, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(
         &["v1", "grants"],
@@ -621,7 +664,10 @@ async fn grant(api: &ApiClient, args: &GrantArgs, format: Style) -> Result<ExitC
     if args.wait {
         request = request.timeout(WAIT_TIMEOUT);
     }
-    let reply = api.send(request).await?;
+    let progress = args.wait.then(WaitProgress::start);
+    let reply = api.send(request).await;
+    drop(progress);
+    let reply = reply?;
     if reply.status == StatusCode::OK {
         // 200 instead of 201 is the daemon saying nothing new was made; worth knowing when a
         // retry was meant to be a new grant.

@@ -608,3 +608,35 @@ fn help_offers_url_and_token_only_where_the_api_is_called() {
         "{v}"
     );
 }
+
+/// `--wait` shows its progress only on a terminal: with stderr piped, as here, nothing extra
+/// appears there, and stdout carries the grant alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_progress_is_silent_when_stderr_is_not_a_terminal() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    let token = env.token.clone();
+    let (code, out, err) = env.cli_as(
+        Some(&token),
+        &[
+            "-o",
+            "json",
+            "grant",
+            "--kind",
+            "group-membership",
+            "--group",
+            "oncall",
+            "--user",
+            "alice@example.com",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-1",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(err, "", "nothing on stderr when it is not a terminal");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is the grant's JSON");
+    assert_eq!(v["state"], "active", "{v}");
+}
