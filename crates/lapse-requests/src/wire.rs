@@ -317,10 +317,24 @@ impl HistoryView {
     }
 }
 
-/// `GET /v1/grants`.
+/// `GET /v1/grants`: one page, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GrantList {
     pub grants: Vec<GrantView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// An opaque page cursor for a page that ended at record `id`.
+pub fn cursor_after(id: &str) -> String {
+    hex::encode(format!("after:{id}"))
+}
+
+/// The record id a [`cursor_after`] cursor names; `None` for anything else.
+pub fn cursor_id(cursor: &str) -> Option<String> {
+    let text = String::from_utf8(hex::decode(cursor.trim()).ok()?).ok()?;
+    text.strip_prefix("after:").map(str::to_owned)
 }
 
 /// `GET /v1/grants/{id}`.
@@ -720,6 +734,14 @@ mod tests {
 
     fn parse(text: &str) -> GrantRequest {
         serde_json::from_str(text).expect("a grant request")
+    }
+
+    #[test]
+    fn a_cursor_names_the_record_it_follows_and_nothing_else_is_one() {
+        let c = cursor_after("01JAAAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(cursor_id(&c).as_deref(), Some("01JAAAAAAAAAAAAAAAAAAAAAAA"));
+        assert_eq!(cursor_id("01JAAAAAAAAAAAAAAAAAAAAAAA"), None);
+        assert_eq!(cursor_id("zz"), None);
     }
 
     #[test]

@@ -643,6 +643,8 @@ pub(crate) struct ListQuery {
     kind: Option<String>,
     /// At most this many grants, newest first (default 1000, at most 10000).
     limit: Option<u32>,
+    /// The `next` cursor of the page before: the page that follows it.
+    cursor: Option<String>,
     /// Only the grants the caller asked for.
     #[serde(default)]
     mine: bool,
@@ -674,20 +676,49 @@ pub(crate) async fn list<P: AccessProvider + 'static>(
         ),
         None => None,
     };
+    let before = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            lapse_requests::wire::cursor_id(c)
+                .and_then(|id| GrantId::from_str(&id).ok())
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "cursor",
+                        "is not a cursor this API gave",
+                        "pass the `next` value of the page before, unchanged",
+                    )
+                })?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let filter = GrantFilter {
         states,
         user: q.user.map(|u| u.trim().to_lowercase()),
         resource: q.resource,
         kind,
-        limit: Some(q.limit.unwrap_or(1000).min(10_000)),
+        limit: Some(limit),
+        before,
     };
     let grants = state.store.list_grants(&filter).await?;
+    // A full page may have more after it; the cursor follows the last row read, so a page
+    // thinned by the caller's view never ends the listing early.
+    let next = (grants.len() == limit as usize)
+        .then(|| {
+            grants
+                .last()
+                .map(|g| lapse_requests::wire::cursor_after(&g.id.to_string()))
+        })
+        .flatten();
     let views: Vec<GrantView> = grants
         .iter()
         .filter(|g| !(caller.own_only() || q.mine) || caller.owns(g))
         .map(GrantView::from)
         .collect();
-    Ok(Json(GrantList { grants: views }).into_response())
+    Ok(Json(GrantList {
+        grants: views,
+        next,
+    })
+    .into_response())
 }
 
 #[utoipa::path(

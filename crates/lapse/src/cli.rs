@@ -720,8 +720,19 @@ async fn list(api: &ApiClient, args: &ListArgs, format: Style) -> Result<ExitCod
             ("mine", args.mine.then(|| "true".to_owned())),
         ],
     )?;
-    let reply = api.send(api.http.get(url)).await?;
-    emit(&output::render_grant_list(format, &reply.body, Utc::now())?)?;
+    let mut reply = api.send(api.http.get(url.clone())).await?;
+    // Without --limit, every grant: follow the `next` cursors page by page.
+    let mut grants = reply.body["grants"].as_array().cloned().unwrap_or_default();
+    while args.limit.is_none()
+        && let Some(next) = reply.body["next"].as_str().map(str::to_owned)
+    {
+        let mut page = url.clone();
+        page.query_pairs_mut().append_pair("cursor", &next);
+        reply = api.send(api.http.get(page)).await?;
+        grants.extend(reply.body["grants"].as_array().cloned().unwrap_or_default());
+    }
+    let body = serde_json::json!({ "grants": grants });
+    emit(&output::render_grant_list(format, &body, Utc::now())?)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -350,3 +350,68 @@ async fn a_grant_that_ends_during_its_lookups_is_refused() {
         .await;
     assert_eq!(s, 201, "{v}");
 }
+
+/// `GET /v1/grants` pages with an opaque `next` cursor, newest first; a grant inserted between
+/// pages neither repeats nor hides a row of the pages that follow; a foreign cursor is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_page_with_a_cursor_stable_under_inserts() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    let mut made = Vec::new();
+    for user in ["alice", "bob", "carol", "dave", "erin"] {
+        let (s, g) = env
+            .grant(membership(
+                "oncall",
+                &[&format!("{user}@example.com")],
+                "1h",
+            ))
+            .await;
+        assert_eq!(s, 201, "{g}");
+        made.push(id_of(&g));
+    }
+    let ids = |v: &Value| -> Vec<String> {
+        v["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .map(|g| g["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let first = env.get("/v1/grants?limit=2").await;
+    assert_eq!(
+        ids(&first),
+        vec![made[4].clone(), made[3].clone()],
+        "{first}"
+    );
+    let next = first["next"].as_str().expect("a next cursor").to_owned();
+    assert!(!next.contains(&made[3]), "the cursor is opaque: {next}");
+    // A grant made meanwhile sorts before the first page, not into the next ones.
+    let (s, g) = env
+        .grant(membership("oncall", &["frank@example.com"], "1h"))
+        .await;
+    assert_eq!(s, 201, "{g}");
+    let second = env.get(&format!("/v1/grants?limit=2&cursor={next}")).await;
+    assert_eq!(
+        ids(&second),
+        vec![made[2].clone(), made[1].clone()],
+        "{second}"
+    );
+    let next = second["next"].as_str().expect("a next cursor").to_owned();
+    let third = env.get(&format!("/v1/grants?limit=2&cursor={next}")).await;
+    assert_eq!(ids(&third), vec![made[0].clone()], "{third}");
+    assert!(
+        third.get("next").is_none(),
+        "the last page has no next: {third}"
+    );
+
+    let r = env
+        .http
+        .get(format!("{}/v1/grants?cursor={}", env.url(), made[0]))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 400);
+    let e: Value = r.json().await.expect("json");
+    assert_eq!(e["error"]["field"], "cursor", "{e}");
+}
