@@ -158,6 +158,28 @@ fn line_of(text: &str, offset: usize) -> usize {
         .map_or(1, |t| t.bytes().filter(|b| *b == b'\n').count() + 1)
 }
 
+/// A list refused by [`check_list`]: the key at fault (whose line the error names, or the
+/// list's `[[list]]` line when the key is absent) and the problem.
+struct Bad {
+    key: &'static str,
+    problem: String,
+}
+
+/// The 1-based line of `key` in the `index`-th `[[list]]` of `contents`, from toml's spans.
+fn key_line(contents: &str, index: usize, key: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(contents).ok()?;
+    let (_, lists) = doc.get_ref().iter().find(|(k, _)| k.get_ref() == "list")?;
+    let DeValue::Array(items) = lists.get_ref() else {
+        return None;
+    };
+    let DeValue::Table(list) = items.get(index)?.get_ref() else {
+        return None;
+    };
+    let (k, _) = list.iter().find(|(k, _)| k.get_ref() == key)?;
+    Some(line_of(contents, k.span().start))
+}
+
 fn duration(field: &str, text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text.trim())
         .map_err(|e| format!("{field} = {text:?} is not a duration: {e}"))?;
@@ -168,30 +190,37 @@ fn duration(field: &str, text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn check_list(raw: RawList, file: &str) -> Result<AccessList, String> {
+fn check_list(raw: RawList, file: &str) -> Result<AccessList, Bad> {
     let name = raw.name.trim().to_owned();
     let name_ok = !name.is_empty()
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
     if !name_ok {
-        return Err(format!(
-            "list name {:?} must be non-empty and use only letters, digits, `-`, `_` and `.`",
-            raw.name
-        ));
+        return Err(Bad {
+            key: "name",
+            problem: format!(
+                "list name {:?} must be non-empty and use only letters, digits, `-`, `_` and `.`",
+                raw.name
+            ),
+        });
     }
-    let p = |m: String| format!("list `{name}`: {m}");
+    let p = |key: &'static str, m: String| Bad {
+        key,
+        problem: format!("list `{name}`: {m}"),
+    };
     let owners: Vec<String> = raw.owners.iter().map(|o| normalize_identity(o)).collect();
     if owners.is_empty() || owners.iter().any(|o| !o.contains('@')) {
         return Err(p(
-            "owners must name at least one identity, each an email".into()
+            "owners",
+            "owners must name at least one identity, each an email".into(),
         ));
     }
     let members: Vec<String> = raw.members.iter().map(|m| normalize_identity(m)).collect();
     if members.iter().any(|m| !m.contains('@')) {
-        return Err(p("members must be emails".into()));
+        return Err(p("members", "members must be emails".into()));
     }
-    let kind: GrantKind = raw.kind.trim().parse().map_err(p)?;
+    let kind: GrantKind = raw.kind.trim().parse().map_err(|m| p("kind", m))?;
     let has_group = raw.group.as_deref().is_some_and(|g| !g.trim().is_empty());
     let has_sa = raw
         .service_account
@@ -211,66 +240,90 @@ fn check_list(raw: RawList, file: &str) -> Result<AccessList, String> {
         ("service_account", need_sa, has_sa),
     ] {
         if need && !has {
-            return Err(p(format!("`{field}` is required for kind {kind}")));
+            return Err(p("kind", format!("`{field}` is required for kind {kind}")));
         }
         if !need && has {
-            return Err(p(format!("`{field}` does not apply to kind {kind}")));
+            return Err(p(field, format!("`{field}` does not apply to kind {kind}")));
         }
     }
-    let max_duration = duration("max_duration", &raw.max_duration).map_err(p)?;
+    let max_duration =
+        duration("max_duration", &raw.max_duration).map_err(|m| p("max_duration", m))?;
     let default_duration = match &raw.default_duration {
-        Some(d) => duration("default_duration", d).map_err(p)?,
+        Some(d) => duration("default_duration", d).map_err(|m| p("default_duration", m))?,
         None => max_duration.min(Duration::hours(1)),
     };
     if default_duration > max_duration {
-        return Err(p("default_duration is longer than max_duration".into()));
+        return Err(p(
+            "default_duration",
+            "default_duration is longer than max_duration".into(),
+        ));
     }
     if let Some(pattern) = &raw.reason_pattern {
-        regex::Regex::new(pattern)
-            .map_err(|e| p(format!("reason_pattern is not a valid pattern: {e}")))?;
+        regex::Regex::new(pattern).map_err(|e| {
+            p(
+                "reason_pattern",
+                format!("reason_pattern is not a valid pattern: {e}"),
+            )
+        })?;
     }
     let approvals = raw.approvals.unwrap_or(1);
     if approvals == 0 && !raw.auto_approve {
         return Err(p(
+            "approvals",
             "approvals = 0 needs auto_approve = true (say so explicitly)".into(),
         ));
     }
     if approvals as usize > owners.len() {
-        return Err(p(format!(
-            "approvals = {approvals} but only {} owner(s): no request could ever be approved",
-            owners.len()
-        )));
+        return Err(p(
+            "approvals",
+            format!(
+                "approvals = {approvals} but only {} owner(s): no request could ever be approved",
+                owners.len()
+            ),
+        ));
     }
     let pending_wait = match &raw.pending_wait {
-        Some(w) => Some(duration("pending_wait", w).map_err(p)?),
+        Some(w) => Some(duration("pending_wait", w).map_err(|m| p("pending_wait", m))?),
         None => None,
     };
     let review = match (&raw.review_every, raw.review_due) {
         (Some(every), Some(due)) => Some(ReviewRule {
-            every: duration("review_every", every).map_err(p)?,
+            every: duration("review_every", every).map_err(|m| p("review_every", m))?,
             next_due: due,
             on_missed: raw.on_missed_review.unwrap_or_default(),
         }),
         (None, None) => None,
         _ => {
-            return Err(p("give both review_every and review_due, or neither".into()));
+            let key = if raw.review_every.is_some() {
+                "review_every"
+            } else {
+                "review_due"
+            };
+            return Err(p(
+                key,
+                "give both review_every and review_due, or neither".into(),
+            ));
         }
     };
     let slack_channel = match raw.slack_channel.as_deref().map(str::trim) {
         None => None,
         Some(c) if is_channel(c) => Some(c.to_owned()),
         Some(c) => {
-            return Err(p(format!(
-                "slack_channel = {c:?} is not a Slack channel: give its id (e.g. \"C0123ABCD\") or its name (\"#access\")"
-            )));
+            return Err(p(
+                "slack_channel",
+                format!(
+                    "slack_channel = {c:?} is not a Slack channel: give its id (e.g. \"C0123ABCD\") or its name (\"#access\")"
+                ),
+            ));
         }
     };
     let auto_approve_on_call = match raw.auto_approve_on_call {
         None => None,
-        Some(rule) => Some(check_on_call(rule).map_err(p)?),
+        Some(rule) => Some(check_on_call(rule).map_err(|m| p("auto_approve_on_call", m))?),
     };
     if auto_approve_on_call.is_some() && raw.auto_approve {
         return Err(p(
+            "auto_approve_on_call",
             "auto_approve_on_call has no effect on a list that is auto_approve: remove one".into(),
         ));
     }
@@ -362,14 +415,17 @@ pub fn parse_capped(
         err(line, e.message().trim().to_owned())
     })?;
     let mut lists: Vec<AccessList> = Vec::new();
-    for spanned in raw.list {
+    for (index, spanned) in raw.list.into_iter().enumerate() {
         let line = line_of(contents, spanned.span().start);
-        let list = check_list(spanned.into_inner(), file).map_err(|m| err(Some(line), m))?;
+        let list = check_list(spanned.into_inner(), file).map_err(|b| {
+            let at = key_line(contents, index, b.key).unwrap_or(line);
+            err(Some(at), b.problem)
+        })?;
         if let Some(cap) = cap
             && list.max_duration > cap
         {
             return Err(err(
-                Some(line),
+                Some(key_line(contents, index, "max_duration").unwrap_or(line)),
                 format!(
                     "list `{}`: max_duration = {} is longer than grants.max_duration ({})",
                     list.name,
@@ -565,12 +621,19 @@ impl AccessList {
             return Err(FieldError::new(
                 "by",
                 format!(
-                    "would end the grant at {} past the list's maximum total of {} (it may grow by at most {}s more)",
+                    "would end the grant at {} past the list's maximum total of {} (it may grow by at most {} more)",
                     end.to_rfc3339(),
                     human_duration(self.max_duration),
-                    left.num_seconds()
+                    human_duration(left)
                 ),
-                "extend by less, or request access again",
+                if left >= Duration::seconds(1) {
+                    format!(
+                        "extend by `{}` or less, or request access again",
+                        human_duration(left)
+                    )
+                } else {
+                    "it is at the list's maximum already: request access again".to_owned()
+                },
             ));
         }
         Ok(end)
@@ -747,9 +810,18 @@ review_due = "2026-03-01T00:00:00Z"
             "# lists\n\n[[list]]\nname = \"x\"\nowners = [\"a@x\"]\nkind = \"group-membership\"\nmax_duration = \"1h\"\n",
         )
         .expect_err("missing group");
-        assert_eq!(e.line, Some(3), "{e}");
+        // A key that is missing: the line of the key that needs it (`kind`).
+        assert_eq!(e.line, Some(6), "{e}");
         assert!(e.problem.contains("`group` is required"), "{e}");
-        assert!(e.to_string().starts_with("sem.toml line 3: "), "{e}");
+        assert!(e.to_string().starts_with("sem.toml line 6: "), "{e}");
+        // A bad value in the second list: the line of that key in that list, not the header
+        // and not the same key in the first list.
+        let two = format!(
+            "{GOOD}\n[[list]]\nname = \"y\"\nowners = [\"a@x\"]\nkind = \"group-membership\"\ngroup = \"g\"\nmax_duration = \"1h\"\napprovals = 2\n"
+        );
+        let e = parse_file("two.toml", &two).expect_err("approvals over owners");
+        assert!(e.problem.contains("list `y`"), "{e}");
+        assert_eq!(e.line, Some(two.lines().count()), "{e}");
         for (bad, needle) in [
             ("approvals = 3", "only 2 owner"),
             ("approvals = 0", "auto_approve"),
@@ -765,7 +837,8 @@ review_due = "2026-03-01T00:00:00Z"
                 .join("\n");
             let e = parse_file("f.toml", &text).expect_err(bad);
             assert!(e.problem.contains(needle), "{bad}: {e}");
-            assert!(e.line.is_some(), "{bad}");
+            // The offending key is the last line.
+            assert_eq!(e.line, Some(text.lines().count()), "{bad}: {e}");
         }
     }
 
@@ -785,7 +858,7 @@ review_due = "2026-03-01T00:00:00Z"
         assert!(loaded.lists.is_empty());
         let e = &loaded.errors[0];
         assert_eq!(e.file, "long.toml");
-        assert!(e.line.is_some_and(|l| l >= 3), "{e:?}");
+        assert_eq!(e.line, Some(11), "the line of max_duration: {e:?}");
         assert!(
             e.problem.contains("3d") && e.problem.contains("grants.max_duration (1d)"),
             "{}",

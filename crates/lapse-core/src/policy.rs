@@ -114,14 +114,15 @@ pub fn check_ttl(field: &str, ttl: Duration, limits: &Limits) -> Result<(), Fiel
         return Err(FieldError::new(field, "must be at least one second", fix));
     }
     if ttl > limits.max_ttl {
+        let max = human_duration(limits.max_ttl);
         return Err(FieldError::new(
             field,
             format!(
-                "{} is longer than the maximum of {}",
-                human_duration(ttl),
-                human_duration(limits.max_ttl)
+                "{} is longer than the maximum of {max}",
+                human_duration(ttl)
             ),
-            fix,
+            // A value that would be accepted: the maximum itself.
+            format!("ask for `{max}` or less, e.g. `{max}`"),
         ));
     }
     Ok(())
@@ -303,5 +304,27 @@ mod tests {
         assert_eq!(check_reason("   ", &l).expect_err("blank").field, "reason");
         assert!(check_reason(&"x".repeat(501), &l).is_err());
         assert!(check_reason("a\u{7}b", &l).is_err());
+    }
+}
+
+#[cfg(test)]
+mod over_maximum_tests {
+    use super::*;
+
+    #[test]
+    fn an_over_maximum_duration_suggests_one_within_it() {
+        let limits = Limits {
+            max_ttl: Duration::seconds(12_600),
+            ..Limits::default()
+        };
+        let e = parse_ttl("duration", "5h", &limits).expect_err("over the maximum");
+        assert_eq!(e.field, "duration");
+        assert!(
+            e.message.contains("5h is longer than the maximum of 3h30m"),
+            "{e:?}"
+        );
+        assert!(e.fix.contains("`3h30m`"), "{e:?}");
+        // The suggestion is accepted.
+        assert!(parse_ttl("duration", "3h30m", &limits).is_ok());
     }
 }

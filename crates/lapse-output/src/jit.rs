@@ -347,6 +347,23 @@ pub fn lists_table(v: &ListsReply, now: DateTime<Utc>, width: Option<usize>) -> 
         }
         table.render(width)
     };
+    let removed: Vec<&AccessListView> = v
+        .lists
+        .iter()
+        .filter(|l| !l.removed_by_review.is_empty())
+        .collect();
+    if !removed.is_empty() {
+        // The file is the source of truth for members; a review's removals are recorded and
+        // enforced (they may no longer request) until the file is changed to match.
+        out.push_str(
+            "\n\nremoved by review: they may not request, though the list file still names them \
+             (the file is the source of truth: remove them there)\n",
+        );
+        for l in removed {
+            out.push_str(&format!("{}: {}\n", l.name, l.removed_by_review.join(", ")));
+        }
+        out.truncate(out.trim_end().len());
+    }
     if !v.refused_files.is_empty() {
         // Said after the table, where it is the last thing read: these files' changes are not
         // in force until they are fixed.
@@ -607,6 +624,22 @@ mod tests {
             }],
             "refused_files": [{"file": "bad.toml", "line": 3, "problem": "expected a value, found \"=\""}]
         })
+    }
+
+    #[test]
+    fn lists_table_says_who_a_review_removed_and_that_the_file_rules() {
+        let mut raw = lists_json();
+        raw["lists"][0]["removed_by_review"] = json!(["alice@example.com"]);
+        raw["refused_files"] = json!([]);
+        let out = render_lists(OutputFormat::Table, &raw, at(10, 0, 0)).unwrap();
+        let (_, note) = out.split_once("\n\n").expect("a note after the table");
+        assert!(note.starts_with("removed by review"), "{out}");
+        assert!(note.contains("source of truth"), "{out}");
+        assert!(note.contains("oncall: alice@example.com"), "{out}");
+        // Without removals there is no note.
+        raw["lists"][0]["removed_by_review"] = json!([]);
+        let out = render_lists(OutputFormat::Table, &raw, at(10, 0, 0)).unwrap();
+        assert!(!out.contains("removed by review"), "{out}");
     }
 
     #[test]

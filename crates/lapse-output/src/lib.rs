@@ -485,6 +485,18 @@ pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// The status line `--wait` shows on stderr while the daemon applies a grant in Twingate.
+pub fn wait_status(elapsed: std::time::Duration) -> String {
+    let secs = elapsed.as_secs();
+    if secs == 0 {
+        return "waiting for Twingate to apply the grant…".to_owned();
+    }
+    format!(
+        "waiting for Twingate to apply the grant… {} so far",
+        human_span(secs)
+    )
+}
+
 fn human_span(secs: u64) -> String {
     let (d, h, m, s) = (
         secs / 86_400,
@@ -510,9 +522,45 @@ fn time_with_relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     format!("{} ({})", rfc3339(t), relative(t, now))
 }
 
-/// Whole seconds are enough for a person reading a table.
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+/// The zone people's times are shown in, in tables and text: `-o json` and `-o csv` are always
+/// RFC 3339 in UTC, whatever is set here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    /// UTC, written with `Z` (the library's default, and `--utc`).
+    Utc,
+    /// The local zone (`TZ` honoured, through chrono's `Local`): the CLI's default.
+    Local,
+}
+
+/// The zone for this process, set once by the CLI from `--utc`.
+static ZONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Shows people's times in `zone` from now on (the CLI calls it once, before printing).
+pub fn set_zone(zone: Zone) {
+    ZONE.store(zone == Zone::Local, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn zone() -> Zone {
+    if ZONE.load(std::sync::atomic::Ordering::Relaxed) {
+        Zone::Local
+    } else {
+        Zone::Utc
+    }
+}
+
+/// `t` for a person in `zone`: RFC 3339 to the second, with the zone's offset (`Z` for UTC).
+pub fn time_in(t: DateTime<Utc>, zone: Zone) -> String {
+    match zone {
+        Zone::Utc => t.to_rfc3339_opts(SecondsFormat::Secs, true),
+        Zone::Local => t
+            .with_timezone(&chrono::Local)
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
+    }
+}
+
+/// Whole seconds are enough for a person reading a table; in the zone set by [`set_zone`].
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    time_in(t, zone())
 }
 
 /// Exports keep whatever precision the server recorded.
@@ -633,6 +681,25 @@ mod tests {
             grants: vec!["01JGRANT".to_owned()],
             names: Default::default(),
         }
+    }
+
+    #[test]
+    fn the_wait_status_says_what_it_waits_for_and_how_long() {
+        use std::time::Duration as Std;
+        assert_eq!(
+            wait_status(Std::from_millis(300)),
+            "waiting for Twingate to apply the grant…"
+        );
+        assert_eq!(
+            wait_status(Std::from_secs(119)),
+            "waiting for Twingate to apply the grant… 1m59s so far"
+        );
+    }
+
+    #[test]
+    fn utc_times_are_written_with_z_to_the_second() {
+        let t = at(10, 0, 0) + chrono::Duration::milliseconds(250);
+        assert_eq!(time_in(t, Zone::Utc), "2026-03-01T10:00:00Z");
     }
 
     #[test]

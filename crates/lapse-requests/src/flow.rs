@@ -56,11 +56,28 @@ pub enum RevokeRule {
     NotYours,
 }
 
-/// An admin may end any grant; anyone else only the grants they asked for (`caller` is the
-/// name recorded as the grant's requester). Auditors never reach this: they may not write.
-pub fn may_revoke(caller: &str, role: lapse_core::Role, grant: &Grant) -> RevokeRule {
+/// The requester recorded for a caller: the person the token speaks for, or the token's name
+/// when it is bound to nobody (a CI token). Grants and requests record the same.
+pub fn requester_of(token: &str, identity: Option<&str>) -> String {
+    identity.map_or_else(|| token.to_owned(), normalize_identity)
+}
+
+/// Whether a grant is the caller's own: recorded with their identity, or with the token's
+/// name (a token bound to nobody, or a grant recorded before grants carried identities).
+pub fn is_own(grant: &Grant, token: &str, identity: Option<&str>) -> bool {
+    grant.requester == token || identity.is_some_and(|i| grant.requester == normalize_identity(i))
+}
+
+/// An admin may end any grant; anyone else only the grants they asked for ([`is_own`]).
+/// Auditors never reach this: they may not write.
+pub fn may_revoke(
+    caller: &str,
+    identity: Option<&str>,
+    role: lapse_core::Role,
+    grant: &Grant,
+) -> RevokeRule {
     use lapse_core::Role;
-    if role == Role::Admin || grant.requester == caller {
+    if role == Role::Admin || is_own(grant, caller, identity) {
         RevokeRule::Allowed
     } else if role == Role::Requester {
         RevokeRule::Hidden
@@ -600,6 +617,11 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 ..RequestChange::default()
             };
             let mut r = req;
+            // The list's rule decided an automatic approval, not the requester; break-glass
+            // is the requester's own decision.
+            if !b.break_glass {
+                r.decided_by = Some(format!("list:{}", list.name));
+            }
             r.decision_reason = Some(
                 if b.break_glass {
                     "break-glass"
@@ -1128,7 +1150,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         };
         let grant = self
             .submitter
-            .build(&submission, &req.token_name, now)
+            .build(&submission, &req.requester, now)
             .await
             .map_err(|e| {
                 warn!(request = %req.id, list = %list.name, error = %e, "the list's target could not be granted");
@@ -1187,10 +1209,22 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
         Ok(req)
     }
 
-    /// Ends grant `id` early for `caller` (its name and role), by [`may_revoke`].
+    /// Ends grant `id` early for `caller` (its name and role, bound to nobody).
     pub async fn revoke(
         &self,
         caller: &str,
+        role: lapse_core::Role,
+        id: &str,
+        reason: &str,
+    ) -> FlowResult<Grant> {
+        self.revoke_as(caller, None, role, id, reason).await
+    }
+
+    /// Ends grant `id` early for `caller` (its name, identity and role), by [`may_revoke`].
+    pub async fn revoke_as(
+        &self,
+        caller: &str,
+        identity: Option<&str>,
         role: lapse_core::Role,
         id: &str,
         reason: &str,
@@ -1208,7 +1242,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             .get_grant(gid)
             .await?
             .ok_or_else(|| FlowError::NotFound(format!("no grant {id}")))?;
-        match may_revoke(caller, role, &g) {
+        match may_revoke(caller, identity, role, &g) {
             RevokeRule::Allowed => {}
             RevokeRule::Hidden => return Err(FlowError::NotFound(format!("no grant {id}"))),
             RevokeRule::NotYours => {
@@ -1358,12 +1392,11 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             ) {
                 continue;
             }
-            let origin = self
-                .store
-                .requests_of_grant(gid)
-                .await?
-                .into_iter()
-                .find(|r| r.extends_grant.is_none());
+            let of_grant = self.store.requests_of_grant(gid).await?;
+            if event != HistoryEvent::RevocationFailing {
+                self.close_extensions(&of_grant, &h.event).await?;
+            }
+            let origin = of_grant.into_iter().find(|r| r.extends_grant.is_none());
             let list = origin.as_ref().and_then(|r| self.list(&r.list).ok());
             if event == HistoryEvent::RevocationFailing {
                 let mut to: Vec<String> = list.map(|l| l.owners).unwrap_or_default();
@@ -1391,6 +1424,52 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 ..RequestChange::default()
             })
             .await
+    }
+
+    /// Closes (`lapsed`) the extension requests still pending on a grant that has ended
+    /// (`how`: expired, revoked, failed), so they leave the owners' queues at once rather than
+    /// when their wait runs out. Safe to repeat: only pending ones are touched.
+    async fn close_extensions(
+        &self,
+        of_grant: &[RequestRecord],
+        how: &str,
+    ) -> Result<(), StoreError> {
+        let _flow = self.flow.lock().await;
+        for r in of_grant.iter().filter(|r| r.extends_grant.is_some()) {
+            // Read again under the lock: an owner may have decided it meanwhile.
+            let Some(mut r) = self.store.get_request(&r.id).await? else {
+                continue;
+            };
+            if state_of(&r).ok() != Some(RequestState::Pending) {
+                continue;
+            }
+            let grant = r.extends_grant.clone().unwrap_or_default();
+            decide(
+                &mut r,
+                RequestState::Lapsed,
+                DAEMON,
+                Some(format!("its grant {grant} ended ({how}) before a decision")),
+            );
+            let mut change = RequestChange::default();
+            change.outbox.extend(self.outbox(
+                "request-lapsed",
+                std::slice::from_ref(&r.requester),
+                format!(
+                    "Your request {} to extend grant {grant} on `{}` was closed: the grant ended ({how})",
+                    r.id, r.list
+                ),
+                json!({ "request": r.id, "list": r.list, "grant": grant }),
+            ));
+            change.history.push(history(
+                GrantId::from_str(&grant).ok(),
+                DAEMON,
+                HistoryEvent::RequestLapsed,
+                json!({ "request": r.id, "list": r.list, "grant": grant, "grant_ended": how }),
+            ));
+            change.request = Some(r);
+            self.store.commit_requests(change).await?;
+        }
+        Ok(())
     }
 
     /// Warns requesters whose live grant ends within the lead, once per end.

@@ -14,7 +14,8 @@ pub mod wire;
 pub use engine::GrantEngine;
 pub use error::{FlowError, FlowResult};
 pub use flow::{
-    AccessFilesCheck, Actor, RequestService, RevokeRule, Tick, check_access_files, may_revoke,
+    AccessFilesCheck, Actor, RequestService, RevokeRule, Tick, check_access_files, is_own,
+    may_revoke, requester_of,
 };
 pub use settings::{AccessSettings, SlackSettings};
 pub use submit::Submitter;

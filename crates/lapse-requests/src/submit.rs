@@ -368,6 +368,29 @@ async fn build_grant<P: AccessProvider>(
             service_account: sa.ok_or_else(missing)?,
         },
     };
+    // Name lookups can be slow (Twingate's budget, retries): a grant whose end has passed by
+    // now would be stored only to expire unapplied, so it is refused with the reason.
+    let looked_up = Utc::now();
+    if expires_at <= looked_up {
+        let field = if req.duration.is_some() {
+            "duration"
+        } else {
+            "expires_at"
+        };
+        let took = policy::human_duration(looked_up - now);
+        return Err(FlowError::field(
+            field,
+            format!(
+                "the grant would have ended at {} before it was stored: looking up the names \
+                 took {took}",
+                expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            format!(
+                "ask for a longer duration (the lookups alone took {took}), or an `expires_at` \
+                 further ahead"
+            ),
+        ));
+    }
     Ok(Grant {
         id: GrantId::from_parts(now, rand::random()),
         spec,

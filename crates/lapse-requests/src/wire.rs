@@ -75,6 +75,46 @@ pub struct GrantRequest {
     pub reason: String,
 }
 
+impl GrantRequest {
+    /// The request's meaning, as one canonical text: what an idempotency key is matched on.
+    ///
+    /// Two bodies that parse to the same request have the same meaning whatever their key
+    /// order, spacing, or fields left out at their defaults (`users: []`, `group: null`); text
+    /// is trimmed, an empty name counts as absent, users and resources are a set, and a
+    /// duration is compared by its length (`90m` is `1h30m`).
+    pub fn meaning(&self) -> String {
+        fn name(v: &Option<String>) -> Option<String> {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        }
+        fn set(v: &[String]) -> Vec<String> {
+            let mut out: Vec<String> = v.iter().map(|s| s.trim().to_owned()).collect();
+            out.sort();
+            out.dedup();
+            out
+        }
+        let duration = name(&self.duration).map(|d| match humantime::parse_duration(&d) {
+            Ok(len) => format!("{}ms", len.as_millis()),
+            Err(_) => d,
+        });
+        let canonical = GrantRequest {
+            kind: self.kind.trim().to_ascii_lowercase(),
+            users: set(&self.users),
+            resources: set(&self.resources),
+            group: name(&self.group),
+            service_account: name(&self.service_account),
+            duration,
+            expires_at: self.expires_at,
+            starts_at: self.starts_at,
+            reason: self.reason.trim().to_owned(),
+        };
+        // A struct serialises its fields in declaration order: the text is canonical.
+        serde_json::to_string(&canonical).unwrap_or_default()
+    }
+}
+
 /// A grant as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GrantView {
@@ -277,10 +317,24 @@ impl HistoryView {
     }
 }
 
-/// `GET /v1/grants`.
+/// `GET /v1/grants`: one page, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GrantList {
     pub grants: Vec<GrantView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// An opaque page cursor for a page that ended at record `id`.
+pub fn cursor_after(id: &str) -> String {
+    hex::encode(format!("after:{id}"))
+}
+
+/// The record id a [`cursor_after`] cursor names; `None` for anything else.
+pub fn cursor_id(cursor: &str) -> Option<String> {
+    let text = String::from_utf8(hex::decode(cursor.trim()).ok()?).ok()?;
+    text.strip_prefix("after:").map(str::to_owned)
 }
 
 /// `GET /v1/grants/{id}`.
@@ -672,4 +726,42 @@ pub struct ReviewList {
 pub struct ReviewRecorded {
     pub list: String,
     pub next_due: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> GrantRequest {
+        serde_json::from_str(text).expect("a grant request")
+    }
+
+    #[test]
+    fn a_cursor_names_the_record_it_follows_and_nothing_else_is_one() {
+        let c = cursor_after("01JAAAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(cursor_id(&c).as_deref(), Some("01JAAAAAAAAAAAAAAAAAAAAAAA"));
+        assert_eq!(cursor_id("01JAAAAAAAAAAAAAAAAAAAAAAA"), None);
+        assert_eq!(cursor_id("zz"), None);
+    }
+
+    #[test]
+    fn meaning_ignores_order_spacing_and_defaults() {
+        let a = parse(
+            r#"{"kind":"group-membership","group":"oncall","users":["a@x.io","b@x.io"],"duration":"90m","reason":"INC-1"}"#,
+        );
+        let b = parse(
+            r#"{ "reason" : "INC-1 ", "users" : [ "b@x.io", "a@x.io" ],
+                 "duration": "1h30m", "resources": [], "service_account": null,
+                 "group": "oncall", "kind": "group-membership" }"#,
+        );
+        assert_eq!(a.meaning(), b.meaning());
+        let other_user = parse(
+            r#"{"kind":"group-membership","group":"oncall","users":["a@x.io"],"duration":"90m","reason":"INC-1"}"#,
+        );
+        assert_ne!(a.meaning(), other_user.meaning());
+        let longer = parse(
+            r#"{"kind":"group-membership","group":"oncall","users":["a@x.io","b@x.io"],"duration":"2h","reason":"INC-1"}"#,
+        );
+        assert_ne!(a.meaning(), longer.meaning());
+    }
 }

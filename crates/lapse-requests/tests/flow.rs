@@ -514,6 +514,18 @@ async fn break_glass_and_automatic_lists_grant_at_once() {
         .expect("granted");
     assert_eq!(auto.state, "approved");
     assert_eq!(f.engine.submitted().len(), 2);
+    // The list's rule decided, not the requester; the grant and the request name the same
+    // requester: the caller's identity, not the token's name.
+    assert_eq!(auto.decided_by.as_deref(), Some("list:auto"));
+    assert_eq!(auto.requester, "nico@x.io");
+    let gid = auto.grant_id.clone().expect("a grant");
+    let grant = f
+        .engine
+        .submitted()
+        .into_iter()
+        .find(|g| g.id.to_string() == gid)
+        .expect("the grant submitted");
+    assert_eq!(grant.requester, auto.requester);
 }
 
 #[tokio::test]
@@ -918,16 +930,28 @@ async fn a_grant_is_ended_early_by_its_requester_or_an_admin_only() {
     let g = f.engine.submitted()[0].clone();
     let asker = g.requester.clone();
 
-    assert_eq!(may_revoke(&asker, Role::Requester, &g), RevokeRule::Allowed);
+    // The grant records the requester's identity, so any of her tokens owns it.
+    assert_eq!(asker, "mia@x.io");
     assert_eq!(
-        may_revoke("someone", Role::Requester, &g),
+        may_revoke("mia-laptop", Some("Mia@x.io"), Role::Requester, &g),
+        RevokeRule::Allowed
+    );
+    assert_eq!(
+        may_revoke("mia", None, Role::Requester, &g),
         RevokeRule::Hidden
     );
     assert_eq!(
-        may_revoke("someone", Role::Operator, &g),
+        may_revoke("someone", Some("nico@x.io"), Role::Requester, &g),
+        RevokeRule::Hidden
+    );
+    assert_eq!(
+        may_revoke("someone", None, Role::Operator, &g),
         RevokeRule::NotYours
     );
-    assert_eq!(may_revoke("someone", Role::Admin, &g), RevokeRule::Allowed);
+    assert_eq!(
+        may_revoke("someone", None, Role::Admin, &g),
+        RevokeRule::Allowed
+    );
 
     // Through the service: another requester is told the grant does not exist, an operator that
     // it is not theirs; nothing reaches the engine until the rule allows it.
@@ -951,7 +975,7 @@ async fn a_grant_is_ended_early_by_its_requester_or_an_admin_only() {
     assert!(matches!(e, FlowError::Field(_)), "{e:?}");
     let ended = f
         .flow
-        .revoke(&asker, Role::Requester, &gid, "fixed")
+        .revoke_as("mia", Some("mia@x.io"), Role::Requester, &gid, "fixed")
         .await
         .expect("the requester ends it");
     assert_eq!(ended.state, GrantState::Revoked);

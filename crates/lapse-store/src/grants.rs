@@ -127,6 +127,9 @@ pub struct GrantFilter {
     pub resource: Option<String>,
     pub kind: Option<GrantKind>,
     pub limit: Option<u32>,
+    /// Only grants whose id sorts before this one: the next page after a page ending there.
+    /// Ids grow with time, so rows inserted meanwhile never shift the pages that follow.
+    pub before: Option<GrantId>,
 }
 
 /// A grant row packed by SQLite into one JSON array, in the order of [`GrantRecord`].
@@ -515,6 +518,7 @@ impl SqliteStore {
                     AND p.role = 'user' AND (p.name = ?3 COLLATE NOCASE OR p.remote_id = ?3))) \
                AND (?4 IS NULL OR EXISTS (SELECT 1 FROM grant_principals p WHERE p.grant_id = g.id \
                     AND p.role = 'resource' AND (p.name = ?4 COLLATE NOCASE OR p.remote_id = ?4))) \
+               AND (?6 IS NULL OR g.id < ?6) \
              ORDER BY g.id DESC LIMIT ?5"
         ))
         .bind(states)
@@ -522,6 +526,7 @@ impl SqliteStore {
         .bind(filter.user.as_deref())
         .bind(filter.resource.as_deref())
         .bind(filter.limit.map_or(-1, i64::from))
+        .bind(filter.before.map(|id| id.to_string()))
         .fetch_all(&self.readers)
         .await
         .step("listing grants")?;

@@ -533,10 +533,12 @@ pub(crate) async fn grant_detail<P: AccessProvider + 'static, E: GrantEngine>(
     // The API's rule, so the button shows exactly when the server would accept the action.
     let can_revoke = !grant.state.is_terminal()
         && s.role != Role::Auditor
-        && lapse_requests::may_revoke(&caller_name(&s), s.role, &grant)
+        && lapse_requests::may_revoke(&caller_name(&s), Some(&s.identity), s.role, &grant)
             == lapse_requests::RevokeRule::Allowed;
     let g = GrantView::from(&grant);
-    let mine = g.requester == caller_name(&s) || g.users.iter().any(|u| u == &s.identity);
+    let mine = g.requester == caller_name(&s)
+        || g.requester == s.identity
+        || g.users.iter().any(|u| u == &s.identity);
     if s.role == Role::Requester && !mine {
         return error_page(404, &format!("no grant {id}"), "");
     }
@@ -591,7 +593,7 @@ pub(crate) async fn revoke<P: AccessProvider + 'static, E: GrantEngine>(
     // The same rule as `POST /v1/grants/{id}/revoke`: admins any grant, others their own.
     match w
         .flow
-        .revoke(&caller_name(&s), s.role, &id, &f.reason)
+        .revoke_as(&caller_name(&s), Some(&s.identity), s.role, &id, &f.reason)
         .await
     {
         Ok(g) => Redirect::to(&format!("/ui/grants/{}?done=revoked", g.id)).into_response(),

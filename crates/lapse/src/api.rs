@@ -18,7 +18,7 @@ use lapse_core::Role;
 use lapse_core::access_list::Refusal;
 use lapse_core::grant_policy::Granter;
 use lapse_core::policy::{self, FieldError};
-use lapse_core::{AccessProvider, GrantId, GrantKind, GrantState};
+use lapse_core::{AccessProvider, Grant, GrantId, GrantKind, GrantState};
 use lapse_engine::{EngineError, EngineHandle};
 use lapse_requests::wire::{
     BrokenRow, ErrorBody, ErrorDetail, GrantDetail, GrantList, GrantRequest, GrantView,
@@ -243,6 +243,16 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
+    /// The requester recorded for this caller's grants: their identity, or the token's name.
+    pub(crate) fn requester(&self) -> String {
+        lapse_requests::requester_of(&self.name, self.identity.as_deref())
+    }
+
+    /// Whether grant `g` is this caller's own.
+    pub(crate) fn owns(&self, g: &Grant) -> bool {
+        lapse_requests::is_own(g, &self.name, self.identity.as_deref())
+    }
+
     /// Whether the caller sees only their own grants and requests.
     pub(crate) fn own_only(&self) -> bool {
         self.role == Role::Requester
@@ -474,13 +484,17 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
             Some(Idempotency::for_caller(
                 &caller.name,
                 key,
-                hex::encode(Sha256::digest(&body)),
+                // Matched on the request's meaning, not its bytes.
+                hex::encode(Sha256::digest(req.meaning())),
             )?)
         }
         None => None,
     };
     let now = Utc::now();
-    let grant = state.submitter.build(&req, &caller.name, now).await?;
+    let grant = state
+        .submitter
+        .build(&req, &caller.requester(), now)
+        .await?;
     let who = Granter {
         token: &caller.name,
         role: caller.role,
@@ -518,7 +532,7 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
             let mut view = GrantView::from(&current);
             // A replay by the same caller may receive a token still held; nobody else can
             // reach this grant through the key, which is scoped to its caller.
-            if current.requester == caller.name
+            if caller.owns(&current)
                 && let Some(t) = state.engine.take_token(id)
             {
                 record_hand_out(&state.store, id, &caller.name, "submit").await?;
@@ -562,7 +576,7 @@ pub(crate) async fn take_token<P: AccessProvider + 'static>(
         .get_grant(id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    if g.requester != caller.name {
+    if !caller.owns(&g) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -629,6 +643,8 @@ pub(crate) struct ListQuery {
     kind: Option<String>,
     /// At most this many grants, newest first (default 1000, at most 10000).
     limit: Option<u32>,
+    /// The `next` cursor of the page before: the page that follows it.
+    cursor: Option<String>,
     /// Only the grants the caller asked for.
     #[serde(default)]
     mine: bool,
@@ -660,20 +676,49 @@ pub(crate) async fn list<P: AccessProvider + 'static>(
         ),
         None => None,
     };
+    let before = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            lapse_requests::wire::cursor_id(c)
+                .and_then(|id| GrantId::from_str(&id).ok())
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "cursor",
+                        "is not a cursor this API gave",
+                        "pass the `next` value of the page before, unchanged",
+                    )
+                })?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let filter = GrantFilter {
         states,
         user: q.user.map(|u| u.trim().to_lowercase()),
         resource: q.resource,
         kind,
-        limit: Some(q.limit.unwrap_or(1000).min(10_000)),
+        limit: Some(limit),
+        before,
     };
     let grants = state.store.list_grants(&filter).await?;
+    // A full page may have more after it; the cursor follows the last row read, so a page
+    // thinned by the caller's view never ends the listing early.
+    let next = (grants.len() == limit as usize)
+        .then(|| {
+            grants
+                .last()
+                .map(|g| lapse_requests::wire::cursor_after(&g.id.to_string()))
+        })
+        .flatten();
     let views: Vec<GrantView> = grants
         .iter()
-        .filter(|g| !(caller.own_only() || q.mine) || g.requester == caller.name)
+        .filter(|g| !(caller.own_only() || q.mine) || caller.owns(g))
         .map(GrantView::from)
         .collect();
-    Ok(Json(GrantList { grants: views }).into_response())
+    Ok(Json(GrantList {
+        grants: views,
+        next,
+    })
+    .into_response())
 }
 
 #[utoipa::path(
@@ -694,7 +739,7 @@ pub(crate) async fn show<P: AccessProvider + 'static>(
         .get_grant(id)
         .await?
         // A requester learns nothing of others' grants, not even that they exist.
-        .filter(|g| !caller.own_only() || g.requester == caller.name)
+        .filter(|g| !caller.own_only() || caller.owns(g))
         .ok_or_else(|| not_found(id))?;
     let rows = state
         .store
@@ -749,7 +794,8 @@ pub(crate) async fn revoke<P: AccessProvider + 'static>(
             .get_grant(id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        match lapse_requests::may_revoke(&caller.name, caller.role, &g) {
+        match lapse_requests::may_revoke(&caller.name, caller.identity.as_deref(), caller.role, &g)
+        {
             lapse_requests::RevokeRule::Allowed => {}
             lapse_requests::RevokeRule::Hidden => return Err(not_found(id)),
             lapse_requests::RevokeRule::NotYours => {

@@ -38,8 +38,62 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command accepts, before or after the subcommand.
+/// Commands that never call the API: their help does not offer `--url` and `--token`.
+pub const LOCAL_COMMANDS: &[&str] = &[
+    "serve",
+    "token",
+    "demo",
+    "config",
+    "doctor",
+    "completions",
+    "man",
+    "logout",
+];
+
+/// The clap definition, with `--url` and `--token` hidden from [`LOCAL_COMMANDS`] (and their
+/// subcommands): each gets its own hidden, accepted-and-ignored copy, which clap's propagation
+/// of the global ones then leaves alone.
+pub fn command() -> clap::Command {
+    fn hide_api_args(c: clap::Command) -> clap::Command {
+        let subs: Vec<String> = c
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .collect();
+        let mut c = c
+            .arg(
+                clap::Arg::new("url")
+                    .long("url")
+                    .value_name("URL")
+                    .hide(true),
+            )
+            .arg(
+                clap::Arg::new("token")
+                    .long("token")
+                    .value_name("TOKEN")
+                    .hide(true),
+            );
+        for s in subs {
+            c = c.mut_subcommand(s, hide_api_args);
+        }
+        c
+    }
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    for name in LOCAL_COMMANDS {
+        cmd = cmd.mut_subcommand(name, hide_api_args);
+    }
+    cmd
+}
+
+/// Parses the process's arguments with [`command`]; exits with clap's usage error.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Options every command accepts, before or after the subcommand, shown under their own
+/// heading; commands that never call the API hide `--url` and `--token` ([`LOCAL_COMMANDS`]).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Base URL of the lapse API.
     #[arg(long, global = true, env = "LAPSE_URL", default_value = DEFAULT_URL, value_name = "URL")]
@@ -60,6 +114,10 @@ pub struct GlobalArgs {
     /// (COLUMNS, else the terminal's own; output that is not a terminal is never shortened).
     #[arg(long, global = true)]
     pub wide: bool,
+    /// Times in UTC instead of the local time zone (`TZ`); `-o json` and `-o csv` are always
+    /// RFC 3339 in UTC.
+    #[arg(long, global = true)]
+    pub utc: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -387,7 +445,9 @@ impl TimeSpec {
                 .with_context(|| {
                     format!(
                         "{} ago is before any time lapse can name",
-                        humantime::format_duration(span)
+                        chrono::Duration::from_std(span)
+                            .map(lapse_core::policy::human_duration)
+                            .unwrap_or_else(|_| humantime::format_duration(span).to_string())
                     )
                 }),
         }
@@ -549,6 +609,49 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// A spinner and [`output::wait_status`] on stderr while `--wait` holds the request open;
+/// nothing at all when stderr is not a terminal. Cleared when dropped.
+struct WaitProgress {
+    bar: indicatif::ProgressBar,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl WaitProgress {
+    fn start() -> Self {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Self {
+                bar: indicatif::ProgressBar::hidden(),
+                ticker: None,
+            };
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let shown = bar.clone();
+        let ticker = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                shown.set_message(output::wait_status(started.elapsed()));
+            }
+        });
+        Self {
+            bar,
+            ticker: Some(ticker),
+        }
+    }
+}
+
+impl Drop for WaitProgress {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticker.take() {
+            t.abort();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
 async fn grant(api: &ApiClient, args: &GrantArgs, format: Style) -> Result<ExitCode, Failure> {
     let url = api.url(
         &["v1", "grants"],
@@ -561,7 +664,10 @@ async fn grant(api: &ApiClient, args: &GrantArgs, format: Style) -> Result<ExitC
     if args.wait {
         request = request.timeout(WAIT_TIMEOUT);
     }
-    let reply = api.send(request).await?;
+    let progress = args.wait.then(WaitProgress::start);
+    let reply = api.send(request).await;
+    drop(progress);
+    let reply = reply?;
     if reply.status == StatusCode::OK {
         // 200 instead of 201 is the daemon saying nothing new was made; worth knowing when a
         // retry was meant to be a new grant.
@@ -614,8 +720,19 @@ async fn list(api: &ApiClient, args: &ListArgs, format: Style) -> Result<ExitCod
             ("mine", args.mine.then(|| "true".to_owned())),
         ],
     )?;
-    let reply = api.send(api.http.get(url)).await?;
-    emit(&output::render_grant_list(format, &reply.body, Utc::now())?)?;
+    let mut reply = api.send(api.http.get(url.clone())).await?;
+    // Without --limit, every grant: follow the `next` cursors page by page.
+    let mut grants = reply.body["grants"].as_array().cloned().unwrap_or_default();
+    while args.limit.is_none()
+        && let Some(next) = reply.body["next"].as_str().map(str::to_owned)
+    {
+        let mut page = url.clone();
+        page.query_pairs_mut().append_pair("cursor", &next);
+        reply = api.send(api.http.get(page)).await?;
+        grants.extend(reply.body["grants"].as_array().cloned().unwrap_or_default());
+    }
+    let body = serde_json::json!({ "grants": grants });
+    emit(&output::render_grant_list(format, &body, Utc::now())?)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1088,6 +1205,7 @@ mod tests {
             token: None,
             output: OutputFormat::Table,
             wide: false,
+            utc: false,
         };
         let api = ApiClient::new(&global.url, global.token.clone()).unwrap();
         let url = api.url(&["v1", "grants"], &[]).unwrap();

@@ -46,7 +46,12 @@ pub async fn serve(config: Option<&Path>, port_file: Option<&Path>) -> anyhow::R
 /// The actor token administration on the host is recorded as.
 const LOCAL_ADMIN: &str = "local-admin";
 
-pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
+/// `token create|list|revoke`, printed for people or, with `-o json`, as JSON (times RFC 3339
+/// in UTC, as every export).
+pub async fn token(cmd: TokenCmd, output: lapse_output::OutputFormat) -> anyhow::Result<ExitCode> {
+    let json = output == lapse_output::OutputFormat::Json;
+    let exact =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     match cmd {
         TokenCmd::Create {
             name,
@@ -70,7 +75,10 @@ pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
                     if d.is_zero() || d > t.max_ttl {
                         anyhow::bail!(
                             "--ttl: {text:?} must be longer than zero and at most tokens.max_ttl ({})",
-                            humantime::format_duration(t.max_ttl)
+                            lapse_core::policy::human_duration(
+                                chrono::Duration::from_std(t.max_ttl)
+                                    .unwrap_or(chrono::Duration::MAX)
+                            )
                         );
                     }
                     d
@@ -89,10 +97,21 @@ pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
             let created = store.create_token_with(&new, now).await;
             store.close().await;
             let token = created?;
+            if json {
+                let v = serde_json::json!({
+                    "name": name,
+                    "role": role.as_str(),
+                    "identity": new.identity,
+                    "expires_at": exact(expires_at),
+                    "token": token,
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "created {} token {name:?}, expiring {}; it is shown once, store it now:",
                 role.as_str(),
-                expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                lapse_output::rfc3339(expires_at)
             );
             println!("{token}");
             Ok(ExitCode::SUCCESS)
@@ -102,13 +121,30 @@ pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
             let store = serve::open_existing(&settings).await?;
             let tokens = store.list_tokens().await;
             store.close().await;
+            let tokens = tokens?;
+            if json {
+                let rows: Vec<serde_json::Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "name": t.name,
+                            "role": t.role.as_str(),
+                            "identity": t.identity,
+                            "created_at": exact(t.created_at),
+                            "last_used_at": t.last_used_at.map(exact),
+                            "expires_at": exact(t.expires_at),
+                            "revoked_at": t.revoked_at.map(exact),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
-                t.map_or("-".to_owned(), |t| {
-                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                })
+                t.map_or("-".to_owned(), lapse_output::rfc3339)
             };
             println!("NAME\tROLE\tIDENTITY\tCREATED\tLAST USED\tEXPIRES\tREVOKED");
-            for t in tokens? {
+            for t in tokens {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     t.name,
@@ -128,7 +164,11 @@ pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
             let revoked = store.revoke_token(&name, LOCAL_ADMIN).await;
             store.close().await;
             if revoked? {
-                println!("revoked token {name:?}");
+                if json {
+                    println!("{}", serde_json::json!({ "name": name, "revoked": true }));
+                } else {
+                    println!("revoked token {name:?}");
+                }
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("error: no live token named {name:?}\n  fix: see `lapse token list`");
@@ -140,7 +180,10 @@ pub async fn token(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
 
 /// `lapse audit verify --checkpoints FILE --key-file FILE`: the chain against keyed
 /// checkpoints, on the daemon host. Exit 1 on any finding.
-pub async fn audit_verify(args: &crate::cli::VerifyArgs) -> anyhow::Result<ExitCode> {
+pub async fn audit_verify(
+    args: &crate::cli::VerifyArgs,
+    output: lapse_output::OutputFormat,
+) -> anyhow::Result<ExitCode> {
     let (Some(file), Some(key_file)) = (&args.checkpoints, &args.key_file) else {
         anyhow::bail!("--checkpoints and --key-file go together");
     };
@@ -153,6 +196,25 @@ pub async fn audit_verify(args: &crate::cli::VerifyArgs) -> anyhow::Result<ExitC
     let checked = store.verify_history_with(&checkpoints, &key).await;
     store.close().await;
     let checked = checked?;
+    let code = if checked.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    if output == lapse_output::OutputFormat::Json {
+        let v = serde_json::json!({
+            "ok": checked.is_ok(),
+            "rows_checked": checked.chain.rows_checked,
+            "checkpoints": checkpoints.len(),
+            "checkpoints_genuine": checked.checkpoints_genuine,
+            "first_broken": checked.chain.first_broken.as_ref().map(|b| {
+                serde_json::json!({ "seq": b.seq, "reason": b.reason.to_string() })
+            }),
+            "findings": checked.findings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(code);
+    }
     println!(
         "{} rows checked against {} checkpoints ({} genuine)",
         checked.chain.rows_checked,
@@ -165,15 +227,13 @@ pub async fn audit_verify(args: &crate::cli::VerifyArgs) -> anyhow::Result<ExitC
     for f in &checked.findings {
         println!("FINDING: {f}");
     }
-    Ok(if checked.is_ok() {
+    if checked.is_ok() {
         println!("ok: the history matches every checkpoint");
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    }
+    Ok(code)
 }
 
-pub fn config(cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
+pub fn config(cmd: ConfigCmd, output: lapse_output::OutputFormat) -> anyhow::Result<ExitCode> {
     match cmd {
         ConfigCmd::Example => {
             print!("{EXAMPLE_CONFIG}");
@@ -183,6 +243,19 @@ pub fn config(cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
             // Every problem, each on its own line with its file and line or its environment
             // variable; a file that was read but is wrong is refused like a failed validation.
             let problems = lapse_settings::check_file(&file);
+            if output == lapse_output::OutputFormat::Json {
+                let v = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "ok": problems.is_empty(),
+                    "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(if problems.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(lapse_output::exit::REFUSED)
+                });
+            }
             if problems.is_empty() {
                 println!("{}: ok", file.display());
                 return Ok(ExitCode::SUCCESS);

@@ -13,12 +13,16 @@ mod telemetry;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
+    // People's times in their own zone unless `--utc`; exports are UTC either way.
+    lapse_output::set_zone(if cli.global.utc {
+        lapse_output::Zone::Utc
+    } else {
+        lapse_output::Zone::Local
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,11 +44,11 @@ fn main() -> ExitCode {
             Command::Demo(_) => Err(anyhow::anyhow!(
                 "this build of lapse has no demo; build it with the `demo` feature (on by default)"
             )),
-            Command::Token(cmd) => local::token(cmd).await,
-            Command::Config(cmd) => local::config(cmd),
+            Command::Token(cmd) => local::token(cmd, cli.global.output).await,
+            Command::Config(cmd) => local::config(cmd, cli.global.output),
             Command::Doctor(args) => local::doctor(args.config.as_deref(), cli.global.output).await,
             Command::Audit(cli::AuditCmd::Verify(args)) if args.checkpoints.is_some() => {
-                local::audit_verify(&args).await
+                local::audit_verify(&args, cli.global.output).await
             }
             Command::Login(args) => cli::login::login(args).await,
             Command::Logout => cli::login::logout(),

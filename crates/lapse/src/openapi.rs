@@ -38,6 +38,76 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Documents the error answers every operation can give, with the JSON error shape, beside those
+/// its annotation names (which are kept, with their own descriptions): 401 on every route that
+/// takes a token; 403 on every write (the role, or the route's rule); 404 where the path names a
+/// record; 400, 413 and 415 where a JSON body is read (the field and the fix, too large, not
+/// JSON); 500 everywhere (the daemon's own failure, described in its log).
+struct ErrorResponses;
+
+impl ErrorResponses {
+    fn error(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+            .into()
+    }
+}
+
+impl Modify for ErrorResponses {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let names_a_record = path.contains('{');
+            let ops = [
+                (false, item.get.as_mut()),
+                (true, item.post.as_mut()),
+                (true, item.put.as_mut()),
+                (true, item.delete.as_mut()),
+                (true, item.patch.as_mut()),
+            ];
+            for (writes, op) in ops {
+                let Some(op) = op else { continue };
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let reads_body = op.request_body.is_some();
+                let mut add = |status: &str, description: &str| {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| Self::error(description));
+                };
+                if secured {
+                    add(
+                        "401",
+                        "No token, or a token that is unknown, expired or revoked",
+                    );
+                }
+                if secured && writes {
+                    add(
+                        "403",
+                        "The token's role, or the route's rule, does not allow this",
+                    );
+                }
+                if secured && names_a_record {
+                    add("404", "No such record (or one the caller may not see)");
+                }
+                if reads_body {
+                    add("400", "Bad input: the field and the fix");
+                    add("413", "The body is too large");
+                    add("415", "The body is not application/json");
+                }
+                add("500", "The daemon failed; its log says why");
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "lapse", description = "Time-bounded access grants for Twingate."),
@@ -99,7 +169,7 @@ impl Modify for BearerAuth {
         ReviewList,
         ReviewRecorded
     )),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ErrorResponses)
 )]
 pub struct ApiDoc;
 
@@ -202,6 +272,47 @@ mod tests {
 #[cfg(test)]
 mod contract {
     use super::*;
+
+    /// Every operation documents the errors it can answer, each with the JSON error shape.
+    #[test]
+    fn every_error_answer_is_documented_with_the_error_shape() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                let responses = op["responses"].as_object().expect("responses");
+                let has = |status: &str| responses.contains_key(status);
+                let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+                assert!(has("500"), "{method} {path}");
+                if secured {
+                    assert!(has("401"), "{method} {path} takes a token: 401");
+                    if method != "get" {
+                        assert!(has("403"), "{method} {path} writes: 403");
+                    }
+                    if path.contains('{') {
+                        assert!(has("404"), "{method} {path} names a record: 404");
+                    }
+                }
+                if op.get("requestBody").is_some() {
+                    assert!(has("400") && has("413") && has("415"), "{method} {path}");
+                }
+                for (status, r) in responses {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        let schema = &r["content"]["application/json"]["schema"]["$ref"];
+                        // The readiness answer (503) has its own body.
+                        if path != "/readyz" {
+                            assert_eq!(
+                                schema, "#/components/schemas/ErrorBody",
+                                "{method} {path} {status}: {r}"
+                            );
+                        }
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "{checked} operations");
+    }
 
     /// The document passes the standard validator (PyPI `openapi-spec-validator`, which CI
     /// installs), and every operation has its own operationId.

@@ -466,3 +466,178 @@ async fn list_mine_and_requests_mine_show_only_the_callers_own() {
     let (_, out, _) = env.cli_as(Some(&bob), &["--wide", "requests", "--mine"]);
     assert!(!out.contains(&request), "{out}");
 }
+
+/// People's times are in the local zone (`TZ`), `--utc` gives UTC, and `-o json` is RFC 3339
+/// in UTC whatever the zone; `token create -o json` prints JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_are_local_unless_utc_and_exports_are_always_utc() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    let token = env.token.clone();
+    let (code, out, err) = env.cli_as(
+        Some(&token),
+        &[
+            "-o",
+            "json",
+            "grant",
+            "--kind",
+            "group-membership",
+            "--group",
+            "oncall",
+            "--user",
+            "alice@example.com",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-1",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let id = id_in(&out);
+    // A POSIX zone string (UTC+9, no daylight saving), so no tz database is needed.
+    let tokyo = [("TZ", "JST-9")];
+    let (code, json_out, _) = env.cli_with(Some(&token), &tokyo, &["-o", "json", "show", &id]);
+    assert_eq!(code, 0, "{json_out}");
+    let v: serde_json::Value = serde_json::from_str(&json_out).expect("json");
+    let expires = v["grant"]["expires_at"]
+        .as_str()
+        .expect("expires_at")
+        .to_owned();
+    assert!(
+        expires.ends_with('Z'),
+        "exports are UTC whatever TZ says: {expires}"
+    );
+    let at = chrono::DateTime::parse_from_rfc3339(&expires)
+        .expect("RFC 3339")
+        .to_utc();
+    let utc_text = at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let tokyo_text = (at + chrono::Duration::hours(9))
+        .format("%Y-%m-%dT%H:%M:%S+09:00")
+        .to_string();
+
+    let (code, local, _) = env.cli_with(Some(&token), &tokyo, &["--wide", "show", &id]);
+    assert_eq!(code, 0, "{local}");
+    assert!(
+        local.contains(&tokyo_text),
+        "local time by default: {tokyo_text} in {local}"
+    );
+    assert!(!local.contains(&utc_text), "{local}");
+    let (code, utc, _) = env.cli_with(Some(&token), &tokyo, &["--utc", "--wide", "show", &id]);
+    assert_eq!(code, 0, "{utc}");
+    assert!(utc.contains(&utc_text), "--utc: {utc_text} in {utc}");
+    assert!(!utc.contains("+09:00"), "{utc}");
+
+    // token create, on the daemon's database, honours -o json.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "-o", "json", "token", "create", "--name", "ci-json", "--role", "operator",
+        ])
+        .arg("--config")
+        .arg(&env.config)
+        .output()
+        .expect("token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("token create -o json");
+    assert_eq!(v["name"], "ci-json", "{v}");
+    assert!(v["token"].as_str().is_some_and(|t| !t.is_empty()), "{v}");
+    assert!(
+        v["expires_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{v}"
+    );
+}
+
+/// Commands that never call the API do not offer `--url` and `--token`; the global options
+/// stand under their own heading, so they do not look required.
+#[test]
+fn help_offers_url_and_token_only_where_the_api_is_called() {
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .arg("--help")
+            .output()
+            .expect("help");
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for local in [
+        &["config", "check"][..],
+        &["token", "create"],
+        &["completions"],
+        &["man"],
+        &["doctor"],
+        &["serve"],
+    ] {
+        let text = help(local);
+        assert!(!text.contains("--url"), "{local:?}: {text}");
+        assert!(!text.contains("--token"), "{local:?}: {text}");
+        assert!(text.contains("Global options:"), "{local:?}: {text}");
+    }
+    for remote in [&["list"][..], &["grant"], &["history"], &["requests"]] {
+        let text = help(remote);
+        let heading = text.find("Global options:").expect("the heading");
+        let url = text.find("--url").expect("--url");
+        assert!(
+            url > heading,
+            "{remote:?}: --url under Global options: {text}"
+        );
+        assert!(text.contains("--token"), "{remote:?}: {text}");
+    }
+    // Still accepted (and ignored) where hidden, so scripts that always pass them keep working.
+    let out = std::process::Command::new(BIN)
+        .args(["config", "example", "--url", "http://127.0.0.1:1"])
+        .output()
+        .expect("config example");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `config check` honours -o json, and still exits 5 on a problem.
+    let out = std::process::Command::new(BIN)
+        .args(["-o", "json", "config", "check", "/nonexistent/lapse.toml"])
+        .output()
+        .expect("config check");
+    assert_eq!(out.status.code(), Some(5));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("config check -o json");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["problems"].as_array().is_some_and(|p| !p.is_empty()),
+        "{v}"
+    );
+}
+
+/// `--wait` shows its progress only on a terminal: with stderr piped, as here, nothing extra
+/// appears there, and stdout carries the grant alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_progress_is_silent_when_stderr_is_not_a_terminal() {
+    let mut env = Env::new("").await;
+    env.start().await;
+    let token = env.token.clone();
+    let (code, out, err) = env.cli_as(
+        Some(&token),
+        &[
+            "-o",
+            "json",
+            "grant",
+            "--kind",
+            "group-membership",
+            "--group",
+            "oncall",
+            "--user",
+            "alice@example.com",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-1",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(err, "", "nothing on stderr when it is not a terminal");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is the grant's JSON");
+    assert_eq!(v["state"], "active", "{v}");
+}

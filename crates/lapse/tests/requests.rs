@@ -1062,3 +1062,71 @@ async fn slack_notifications_escape_mentions_and_links_in_reasons() {
         "{text}"
     );
 }
+
+/// An extension still pending when its grant ends is closed at once (`lapsed`, with the
+/// reason), not left in the owners' queue until its wait runs out; the grant and the request
+/// name the same requester, the caller's identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_extension_is_closed_when_its_grant_ends() {
+    let mut jit = Jit::new(&[("owned.toml", OWNED_EXT)]).await;
+    let alice = jit.token("alice", "operator", "alice@example.com");
+    let bob = jit.token("bob", "operator", "bob@example.com");
+    jit.env.start().await;
+    let (s, r) = jit
+        .call(
+            &alice,
+            "POST",
+            "/v1/requests",
+            json!({"list": "owned-ext", "reason": "deploy 43"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let rid = id(&r);
+    let (s, a) = jit
+        .call(
+            &bob,
+            "POST",
+            &format!("/v1/requests/{rid}/approve"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{a}");
+    let gid = a["grant_id"].as_str().expect("approved").to_owned();
+    jit.env.wait_state(&gid, "active", WITHIN).await;
+    let grant = jit.env.get(&format!("/v1/grants/{gid}")).await;
+    assert_eq!(grant["grant"]["requester"], "alice@example.com", "{grant}");
+    assert_eq!(grant["grant"]["requester"], r["requester"], "{grant} {r}");
+
+    let (s, x) = jit
+        .call(
+            &alice,
+            "POST",
+            &format!("/v1/grants/{gid}/extend"),
+            json!({"by": "1m", "reason": "deploy running late"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{x}");
+    let xid = id(&x);
+    assert_eq!(jit.request_state(&bob, &xid).await, "pending");
+    // Alice ends her own grant (her token owns it through her identity).
+    let (s, g) = jit
+        .call(
+            &alice,
+            "POST",
+            &format!("/v1/grants/{gid}/revoke"),
+            json!({"reason": "done early"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{g}");
+    jit.env.wait_state(&gid, "revoked", WITHIN).await;
+    jit.wait_request(&bob, &xid, "lapsed").await;
+    let (_, closed) = jit
+        .call(&bob, "GET", &format!("/v1/requests/{xid}"), Value::Null)
+        .await;
+    let why = closed["decision_reason"].as_str().unwrap_or_default();
+    assert!(why.contains("ended (revoked)"), "{closed}");
+    let (_, queue) = jit
+        .call(&bob, "GET", "/v1/requests?state=pending", Value::Null)
+        .await;
+    assert!(!queue.to_string().contains(&xid), "{queue}");
+}

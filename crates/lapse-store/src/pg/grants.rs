@@ -289,6 +289,7 @@ impl PgStore {
                     AND p.role = 'user' AND (lower(p.name) = lower($3) OR p.remote_id = $3))) \
                AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM grant_principals p WHERE p.grant_id = g.id \
                     AND p.role = 'resource' AND (lower(p.name) = lower($4) OR p.remote_id = $4))) \
+               AND ($6::text IS NULL OR g.id < $6) \
              ORDER BY g.id DESC LIMIT $5"
         ))
         .bind(states)
@@ -296,6 +297,7 @@ impl PgStore {
         .bind(filter.user.as_deref())
         .bind(filter.resource.as_deref())
         .bind(filter.limit.map(i64::from))
+        .bind(filter.before.map(|id| id.to_string()))
         .fetch_all(&self.pool)
         .await
         .step("listing grants")?;

@@ -258,6 +258,25 @@ async fn filters_by_user_resource_state_kind_and_limit_newest_first() {
             ..Default::default()
         };
         assert_eq!(list(limited).await, vec![g4.id, g3.id]);
+        // The next page starts after the last id of the one before; a grant inserted meanwhile
+        // (a later id) does not shift it.
+        let g5 = GrantBuilder::new(5)
+            .created_plus(40)
+            .state(GrantState::Active)
+            .build();
+        db.store.insert_grant(&g5, None).await.unwrap();
+        let next = GrantFilter {
+            limit: Some(2),
+            before: Some(g3.id),
+            ..Default::default()
+        };
+        assert_eq!(list(next).await, vec![g2.id, g1.id]);
+        let last = GrantFilter {
+            limit: Some(2),
+            before: Some(g1.id),
+            ..Default::default()
+        };
+        assert!(list(last).await.is_empty());
         let nobody = GrantFilter {
             user: Some("mallory@example.com".into()),
             ..Default::default()
@@ -265,7 +284,7 @@ async fn filters_by_user_resource_state_kind_and_limit_newest_first() {
         assert!(list(nobody).await.is_empty());
 
         let open = ids(db.store.load_open_grants().await.unwrap());
-        assert_eq!(open, vec![g1.id, g2.id, g4.id]);
+        assert_eq!(open, vec![g1.id, g2.id, g4.id, g5.id]);
     }
 }
 
