@@ -9,6 +9,7 @@
 mod grants;
 mod history;
 mod ownership;
+pub use ownership::GrantChange;
 mod requests;
 mod tokens;
 
@@ -164,8 +165,11 @@ pub(crate) async fn next_notice(listener: &mut PgListener) -> Result<(), StoreEr
     listener
         .recv()
         .await
-        .map(|_| ())
-        .step("waiting for work announced by another daemon")
+        .step("waiting for work announced by another daemon")?;
+    // One wake answers every announcement already received: the leader reads what changed
+    // from the history, not from the notices.
+    while listener.next_buffered().is_some() {}
+    Ok(())
 }
 
 impl PgStore {
