@@ -299,11 +299,7 @@ async fn client(
                 .expect("submit");
             let status = r.status().as_u16();
             let v: serde_json::Value = r.json().await.unwrap_or_default();
-            (
-                status,
-                v["id"].as_str().unwrap_or_default().to_owned(),
-                v,
-            )
+            (status, v["id"].as_str().unwrap_or_default().to_owned(), v)
         }
     };
     let mut acked = Vec::new();
@@ -447,9 +443,7 @@ async fn both_daemons_take_submissions_at_once_and_the_standbys_wake_the_leader(
                 .map(|r| r.at)
                 .unwrap_or_else(|| panic!("no {event} row: {rows:?}"))
         };
-        let delay = (at("active") - at("created"))
-            .to_std()
-            .unwrap_or_default();
+        let delay = (at("active") - at("created")).to_std().unwrap_or_default();
         delays.push(delay);
     }
     delays.sort();
@@ -460,5 +454,67 @@ async fn both_daemons_take_submissions_at_once_and_the_standbys_wake_the_leader(
         "the leader took {worst:?} to act on a standby's grant: it was not woken ({delays:?})"
     );
     assert!(env.group_has("oncall", "alice@example.com"));
+
+    // A revocation asked of the standby is recorded there and carried out by the leader.
+    let r = http
+        .post(format!("http://127.0.0.1:{b}/v1/grants/{}/revoke", ids[0]))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "reason": "done early" }))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    let revoked = eventually(Duration::from_secs(10), || {
+        let (token, id) = (token.clone(), ids[0].clone());
+        async move { state_on(b, &token, &id).await == "revoked" }
+    })
+    .await;
+    assert!(revoked, "leader log:\n{}", common::tail(&env.log()));
+    assert_eq!(env.lapse_groups(), total - 1);
+    let rows = store
+        .history(&HistoryFilter {
+            grant: Some(ids[0].parse().expect("grant id")),
+            ..HistoryFilter::default()
+        })
+        .await
+        .expect("history");
+    let requested = rows.iter().find(|r| r.event == "revoke-requested");
+    assert_eq!(
+        requested.map(|r| r.actor.as_str()),
+        Some("oncall-bot"),
+        "{rows:?}"
+    );
+
+    // A service key's token would live in the leader's memory only: the standby refuses the
+    // grant and names the leader, and stores nothing.
+    let before = store
+        .list_grants(&lapse_store::GrantFilter::default())
+        .await
+        .expect("grants")
+        .len();
+    let r = http
+        .post(format!("http://127.0.0.1:{b}/v1/grants"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"kind": "service-key", "service_account": "ci-deployer", "duration": "1h", "reason": "INC-9"}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(r.status().as_u16(), 421);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "not_leader", "{v}");
+    assert!(
+        v["error"]["message"].as_str().is_some_and(|m| m.contains("`a`")),
+        "{v}"
+    );
+    let after = store
+        .list_grants(&lapse_store::GrantFilter::default())
+        .await
+        .expect("grants")
+        .len();
+    assert_eq!(before, after);
+    let (status, v) = env
+        .grant(serde_json::json!({"kind": "service-key", "service_account": "ci-deployer", "duration": "1h", "reason": "INC-9"}))
+        .await;
+    assert_eq!(status, 201, "the leader takes it: {v}");
     store.close().await;
 }
