@@ -81,3 +81,110 @@ pub fn merge(held: &Grant, stored: &Grant) -> Option<Grant> {
     }
     (g != *held).then_some(g)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use lapse_core::{GrantId, GrantSpec, Principal, RetryState};
+
+    use super::*;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    fn grant(state: GrantState) -> Grant {
+        Grant {
+            id: GrantId::from_parts(t0(), 1),
+            spec: GrantSpec::GroupAccess {
+                group: Principal::new("G1", "oncall"),
+                resources: vec![Principal::new("R1", "prod-db")],
+            },
+            requester: "x".into(),
+            reason: "r".into(),
+            created_at: t0(),
+            starts_at: t0(),
+            expires_at: t0() + Duration::hours(1),
+            state,
+            revoked_at: None,
+            revoke_reason: None,
+            retry: RetryState {
+                attempts: 3,
+                ..RetryState::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_revocation_is_recorded_once() {
+        let now = t0() + Duration::minutes(5);
+        let GrantChange::Changed(g, row) = revoke(&grant(GrantState::Active), now, "ann", "done")
+        else {
+            panic!("a live grant is revoked");
+        };
+        assert_eq!(g.revoked_at, Some(now));
+        assert_eq!(g.retry.attempts, 0);
+        assert_eq!(row.event, "revoke-requested");
+        assert_eq!(row.actor, "ann");
+        assert!(matches!(
+            revoke(&g, now, "bob", "again"),
+            GrantChange::Unchanged(u) if u.revoke_reason.as_deref() == Some("done")
+        ));
+    }
+
+    #[test]
+    fn an_extension_never_shortens_nor_revives() {
+        let now = t0() + Duration::minutes(5);
+        let live = grant(GrantState::Active);
+        let later = live.expires_at + Duration::hours(1);
+        let Ok(GrantChange::Changed(g, row)) = extend(&live, now, later, "ann", "more", Some("q"))
+        else {
+            panic!("a live grant is extended");
+        };
+        assert_eq!(g.expires_at, later);
+        assert_eq!(row.detail["request"], "q");
+        assert!(matches!(
+            extend(
+                &live,
+                now,
+                live.expires_at - Duration::minutes(1),
+                "ann",
+                "",
+                None
+            ),
+            Ok(GrantChange::Unchanged(_))
+        ));
+        for ended in [
+            GrantState::Revoking,
+            GrantState::Expired,
+            GrantState::Failed,
+        ] {
+            assert!(extend(&grant(ended), now, later, "ann", "", None).is_err());
+        }
+        assert!(extend(&live, live.expires_at, later, "ann", "", None).is_err());
+    }
+
+    #[test]
+    fn the_leader_takes_in_a_standbys_revocation_and_extension_and_keeps_its_state() {
+        let held = grant(GrantState::Active);
+        let mut stored = grant(GrantState::Applying);
+        assert_eq!(merge(&held, &stored), None);
+        stored.expires_at += Duration::hours(2);
+        let g = merge(&held, &stored).expect("the later end is taken");
+        assert_eq!(
+            (g.state, g.expires_at),
+            (GrantState::Active, stored.expires_at)
+        );
+        stored.revoked_at = Some(t0() + Duration::minutes(1));
+        stored.revoke_reason = Some("done".into());
+        let g = merge(&held, &stored).expect("the revocation is taken");
+        assert_eq!(g.revoked_at, stored.revoked_at);
+        assert_eq!(g.retry.attempts, 0);
+        // An end moved later after a revocation brings nothing back.
+        assert_eq!(g.expires_at, held.expires_at);
+        // The leader's own revocation stands against an older stored copy.
+        let mut own = held.clone();
+        own.revoked_at = Some(t0() + Duration::minutes(2));
+        assert_eq!(merge(&own, &stored), None);
+    }
+}

@@ -503,7 +503,9 @@ async fn both_daemons_take_submissions_at_once_and_the_standbys_wake_the_leader(
     let v: serde_json::Value = r.json().await.expect("json");
     assert_eq!(v["error"]["code"], "not_leader", "{v}");
     assert!(
-        v["error"]["message"].as_str().is_some_and(|m| m.contains("`a`")),
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`a`")),
         "{v}"
     );
     let after = store
