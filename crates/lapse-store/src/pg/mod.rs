@@ -333,8 +333,10 @@ impl PgStore {
 
     pub(crate) async fn lease(&self) -> Result<LeaseStatus, StoreError> {
         let (holder, epoch, expires_at, live): (String, i64, DateTime<Utc>, bool) = sqlx::query_as(
-            "SELECT holder, epoch, expires_at, expires_at > clock_timestamp() \
-                 FROM leader_lease WHERE id = 1",
+            // The row starts at `-infinity`, which chrono cannot hold: a lease never taken
+            // reads as having run out at the Unix epoch.
+            "SELECT holder, epoch, GREATEST(expires_at, 'epoch'::timestamptz), \
+                 expires_at > clock_timestamp() FROM leader_lease WHERE id = 1",
         )
         .fetch_one(&self.pool)
         .await
