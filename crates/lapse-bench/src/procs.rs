@@ -401,6 +401,22 @@ filter = "{filter}"
         Ok(())
     }
 
+    /// Waits until `/readyz` says this daemon leads (`role: leader`).
+    pub async fn wait_leading(&self, within: Duration) -> anyhow::Result<()> {
+        let ok = poll(within, Duration::from_millis(20), || async {
+            let (code, v) = self.get("/readyz").await.ok()?;
+            (code == 200 && v["role"] == "leader").then_some(())
+        })
+        .await;
+        if ok.is_none() {
+            bail!(
+                "lapse did not take the lead within {within:?}; log tail:\n{}",
+                self.log_tail()
+            );
+        }
+        Ok(())
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
     }

@@ -18,7 +18,7 @@ use lapse_core::{
     AccessProvider, Edge, EdgeKind, Grant, GrantId, GrantState, HistoryEvent, ObjectKind,
     OwnedEdge, OwnedObject, RemoteId, RetryState,
 };
-use lapse_store::{Batch, NewHistory, Store};
+use lapse_store::{Batch, GrantChange, NewHistory, Store};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -93,6 +93,64 @@ pub struct PassReport {
     pub next_wake: Option<DateTime<Utc>>,
 }
 
+/// The leader's subscription to work other daemons announce (PostgreSQL LISTEN/NOTIFY). A
+/// dropped connection is made again before each pass; meanwhile the tick (and the history read
+/// at every pass) stands in for it.
+struct Listening {
+    store: Store,
+    listener: Option<lapse_store::WorkListener>,
+    warned: bool,
+    /// No new connection is tried before this.
+    next_try: tokio::time::Instant,
+}
+
+impl Listening {
+    fn new(store: Store) -> Self {
+        Self {
+            store,
+            listener: None,
+            warned: false,
+            next_try: tokio::time::Instant::now(),
+        }
+    }
+
+    async fn connect(&mut self) {
+        let now = tokio::time::Instant::now();
+        if self.listener.is_some() || now < self.next_try {
+            return;
+        }
+        self.next_try = now + std::time::Duration::from_secs(1);
+        match self.store.listen_for_work().await {
+            Ok(l) => {
+                if self.warned {
+                    info!("listening for work announced by other daemons again");
+                }
+                self.listener = Some(l);
+                self.warned = false;
+            }
+            Err(e) => {
+                if !self.warned {
+                    warn!(error = %e, "cannot listen for work announced by other daemons; relying on the tick until it can");
+                    self.warned = true;
+                }
+            }
+        }
+    }
+
+    /// Resolves when work was announced, or when the connection dropped (so that the loop
+    /// connects again); never while there is no connection.
+    async fn next(&mut self) {
+        let Some(l) = &mut self.listener else {
+            return std::future::pending().await;
+        };
+        if let Err(e) = l.next().await {
+            warn!(error = %e, "lost the connection listening for work; relying on the tick until it is back");
+            self.warned = true;
+            self.listener = None;
+        }
+    }
+}
+
 /// The reconcile loop and everything it holds in memory.
 pub struct Engine<P> {
     store: Store,
@@ -120,6 +178,8 @@ pub struct Engine<P> {
     managed_size: usize,
     listed: bool,
     passes: u64,
+    /// The last history row read for changes other daemons recorded ([`Engine::catch_up`]).
+    seen: i64,
 }
 
 fn grant_key(g: &Grant) -> GrantId {
@@ -156,6 +216,8 @@ impl<P: AccessProvider + 'static> Engine<P> {
         rx: mpsc::Receiver<Command>,
         handle: EngineHandle,
     ) -> Result<Self, EngineError> {
+        // Read before the grants, so that nothing another daemon records meanwhile is missed.
+        let seen = store.history_head_seq().await.map_err(EngineError::Load)?;
         let mut grants = store.load_open_grants().await.map_err(EngineError::Load)?;
         let edges = store.load_edges().await.map_err(EngineError::Load)?;
         let objects = store.load_objects().await.map_err(EngineError::Load)?;
@@ -200,6 +262,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             managed_size: 0,
             listed: false,
             passes: 0,
+            seen,
         })
     }
 
@@ -210,7 +273,10 @@ impl<P: AccessProvider + 'static> Engine<P> {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), EngineError> {
         tokio::pin!(shutdown);
+        let _leading = self.handle.leading_here();
+        let mut listener = Listening::new(self.store.clone());
         loop {
+            listener.connect().await;
             self.drain_commands().await?;
             let span = info_span!("pass", n = self.passes + 1);
             let report = self.pass().instrument(span).await?;
@@ -244,6 +310,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     Some(cmd) => self.command(cmd).await?,
                     None => return Ok(()),
                 },
+                () = listener.next() => {}
                 _ = tokio::time::sleep(sleep) => {}
             }
         }
@@ -259,7 +326,9 @@ impl<P: AccessProvider + 'static> Engine<P> {
     async fn command(&mut self, cmd: Command) -> Result<(), EngineError> {
         match cmd {
             Command::Submitted(grant) => {
-                if !grant.state.is_terminal() {
+                // Already held when a pass took it in from the store first: that copy may
+                // have moved on.
+                if !grant.state.is_terminal() && self.grants.get(&grant.id).is_none() {
                     self.grants.upsert(*grant);
                 }
             }
@@ -289,40 +358,41 @@ impl<P: AccessProvider + 'static> Engine<P> {
         Ok(())
     }
 
+    /// The grant `id` as this engine holds it, or why a change cannot be made to it.
+    async fn held(&self, id: GrantId) -> Result<&Grant, EngineError> {
+        if let Some(g) = self.grants.get(&id) {
+            return Ok(g);
+        }
+        match self.store.get_grant(id).await? {
+            Some(g) => Err(EngineError::Finished { id, state: g.state }),
+            None => Err(EngineError::NotFound(id)),
+        }
+    }
+
+    /// Records a change decided by [`crate::rules`] and holds the grant as changed.
+    async fn record(&mut self, change: GrantChange) -> Result<Grant, EngineError> {
+        let (g, row) = match change {
+            GrantChange::Unchanged(g) => return Ok(g),
+            GrantChange::Changed(g, row) => (g, row),
+        };
+        let batch = Batch {
+            grants: vec![g.clone()],
+            history: vec![row],
+            ..Batch::default()
+        };
+        self.store.commit(batch).await?;
+        self.grants.upsert(g.clone());
+        Ok(g)
+    }
+
     async fn revoke(
         &mut self,
         id: GrantId,
         actor: &str,
         reason: &str,
     ) -> Result<Grant, EngineError> {
-        let now = Utc::now();
-        let Some(current) = self.grants.get(&id) else {
-            return match self.store.get_grant(id).await? {
-                Some(g) => Err(EngineError::Finished { id, state: g.state }),
-                None => Err(EngineError::NotFound(id)),
-            };
-        };
-        if current.revoked_at.is_some() || current.state == GrantState::Revoking {
-            return Ok(current.clone());
-        }
-        let mut g = current.clone();
-        g.revoked_at = Some(now);
-        g.revoke_reason = Some(reason.to_owned());
-        g.retry = Default::default();
-        let batch = Batch {
-            grants: vec![g.clone()],
-            history: vec![history(
-                Some(id),
-                actor,
-                HistoryEvent::RevokeRequested,
-                json!({ "reason": reason }),
-                now,
-            )],
-            ..Batch::default()
-        };
-        self.store.commit(batch).await?;
-        self.grants.upsert(g.clone());
-        Ok(g)
+        let change = crate::rules::revoke(self.held(id).await?, Utc::now(), actor, reason);
+        self.record(change).await
     }
 
     async fn extend(
@@ -333,51 +403,59 @@ impl<P: AccessProvider + 'static> Engine<P> {
         reason: &str,
         request: Option<&str>,
     ) -> Result<Grant, EngineError> {
-        let now = Utc::now();
-        let Some(current) = self.grants.get(&id) else {
-            return match self.store.get_grant(id).await? {
-                Some(g) => Err(EngineError::Finished { id, state: g.state }),
-                None => Err(EngineError::NotFound(id)),
+        let current = self.held(id).await?;
+        let change =
+            crate::rules::extend(current, Utc::now(), new_expires_at, actor, reason, request)?;
+        self.record(change).await
+    }
+
+    /// Brings in what other daemons recorded since the last look (grants submitted, revoked or
+    /// extended on a standby), so that a pass plans with it. Nothing on SQLite.
+    async fn catch_up(&mut self) {
+        loop {
+            let changed = match self.store.grants_changed_after(self.seen, 512).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "could not read what other daemons recorded; trying again next pass");
+                    return;
+                }
             };
-        };
-        // An ending grant is not brought back: its access may already be partly gone.
-        if current.revoked_at.is_some()
-            || current.state == GrantState::Revoking
-            || current.expires_at <= now
-        {
-            return Err(EngineError::Finished {
-                id,
-                state: current.state,
-            });
+            let more = changed.len() == 512;
+            for (seq, id) in changed {
+                let stored = match self.store.get_grant(id).await {
+                    Ok(Some(g)) => g,
+                    Ok(None) => {
+                        self.seen = seq;
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, grant = %id, "could not read a grant another daemon changed; trying again next pass");
+                        return;
+                    }
+                };
+                match self.grants.get(&id) {
+                    Some(held) => {
+                        if let Some(g) = crate::rules::merge(held, &stored) {
+                            info!(grant = %id, "took in a change recorded by another daemon");
+                            self.grants.upsert(g);
+                        }
+                    }
+                    None if !stored.state.is_terminal() => self.grants.upsert(stored),
+                    None => {}
+                }
+                self.seen = seq;
+            }
+            if !more {
+                return;
+            }
         }
-        if new_expires_at <= current.expires_at {
-            return Ok(current.clone());
-        }
-        let mut g = current.clone();
-        let from = g.expires_at;
-        g.expires_at = new_expires_at;
-        let detail =
-            json!({ "reason": reason, "from": from, "to": new_expires_at, "request": request });
-        let batch = Batch {
-            grants: vec![g.clone()],
-            history: vec![history(
-                Some(id),
-                actor,
-                HistoryEvent::Extended,
-                detail,
-                now,
-            )],
-            ..Batch::default()
-        };
-        self.store.commit(batch).await?;
-        self.grants.upsert(g.clone());
-        Ok(g)
     }
 
     /// One reconcile pass. Public so tests can step the loop.
     pub async fn pass(&mut self) -> Result<PassReport, EngineError> {
         self.passes += 1;
         self.handle.beat();
+        self.catch_up().await;
         self.prior_claims.clear();
         let now = Utc::now();
         let planned = plan::plan(

@@ -5,9 +5,10 @@ mod crash;
 mod exec;
 pub mod leader;
 mod observe;
+pub mod rules;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -120,7 +121,24 @@ pub struct EngineHandle {
     /// Milliseconds since the epoch of the loop's last sign of life: a pass starting or a remote
     /// call finishing. A pass that spends minutes on a rate-limited backlog still beats.
     heartbeat: Arc<AtomicI64>,
+    /// Whether this process's reconcile loop is running (it leads). When it is not (a standby),
+    /// submissions, revocations and extensions are written to the store directly, which wakes
+    /// the leader.
+    leading: Arc<AtomicBool>,
+    store: Store,
 }
+
+/// Marks the loop as running until dropped.
+pub(crate) struct Leading(Arc<AtomicBool>);
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The receiving end of an [`EngineHandle`], for the engine that starts later ([`start`]).
+pub struct Commands(mpsc::Receiver<Command>);
 
 /// The loop's own account of itself, for readiness, the watchdog and metrics.
 #[derive(Debug, Clone, Default)]
@@ -140,8 +158,23 @@ pub struct Health {
 }
 
 impl EngineHandle {
-    /// Tell the engine about a grant the API has just stored.
+    /// Whether this process's reconcile loop runs (it is the leader, or the only daemon).
+    pub fn is_leading(&self) -> bool {
+        // A SQLite store has one daemon: its engine is always the one to ask.
+        self.store.backend() == lapse_store::Backend::Sqlite || self.leading.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn leading_here(&self) -> Leading {
+        self.leading.store(true, Ordering::SeqCst);
+        Leading(self.leading.clone())
+    }
+
+    /// Tell the engine about a grant the API has just stored. Where no loop runs here, the
+    /// store's commit has already announced it to the leader.
     pub async fn submitted(&self, grant: Grant) -> Result<(), EngineError> {
+        if !self.is_leading() {
+            return Ok(());
+        }
         self.tx
             .send(Command::Submitted(Box::new(grant)))
             .await
@@ -155,6 +188,12 @@ impl EngineHandle {
         actor: &str,
         reason: &str,
     ) -> Result<Grant, EngineError> {
+        if !self.is_leading() {
+            let now = Utc::now();
+            return self
+                .change_stored(id, |g| Ok(rules::revoke(g, now, actor, reason)))
+                .await;
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Revoke {
@@ -178,6 +217,14 @@ impl EngineHandle {
         reason: &str,
         request: Option<&str>,
     ) -> Result<Grant, EngineError> {
+        if !self.is_leading() {
+            let now = Utc::now();
+            return self
+                .change_stored(id, |g| {
+                    rules::extend(g, now, new_expires_at, actor, reason, request)
+                })
+                .await;
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Extend {
@@ -191,6 +238,24 @@ impl EngineHandle {
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// A revocation or extension where no loop runs: decided by the same rules on the grant as
+    /// stored, and written with its history row in one transaction that wakes the leader.
+    async fn change_stored(
+        &self,
+        id: GrantId,
+        decide: impl FnOnce(&Grant) -> Result<lapse_store::GrantChange, EngineError>,
+    ) -> Result<Grant, EngineError> {
+        self.store
+            .change_grant(id, |stored| match stored {
+                None => Err(EngineError::NotFound(id)),
+                Some(g) if g.state.is_terminal() => {
+                    Err(EngineError::Finished { id, state: g.state })
+                }
+                Some(g) => decide(&g),
+            })
+            .await?
     }
 
     /// The loop's last sign of life (a pass starting or a remote call finishing).
@@ -221,21 +286,48 @@ impl EngineHandle {
     }
 }
 
+/// A handle on an engine that is not built yet: until [`start`] runs its loop, the handle
+/// writes to the store directly (a standby). The engine receives from [`Commands`].
+pub fn handle(store: Store) -> (EngineHandle, Commands) {
+    let (tx, rx) = mpsc::channel(4096);
+    let (events, _) = broadcast::channel(4096);
+    let handle = EngineHandle {
+        tx,
+        events,
+        tokens: Arc::new(Mutex::new(HashMap::new())),
+        health: Arc::new(Mutex::new(Health::default())),
+        heartbeat: Arc::new(AtomicI64::new(0)),
+        leading: Arc::new(AtomicBool::new(false)),
+        store,
+    };
+    (handle, Commands(rx))
+}
+
+/// The engine behind `handle`: loads open grants and the ownership record from the store. The
+/// handle goes through it once its loop runs ([`Engine::run_until_stopped`]).
+pub async fn start<P: AccessProvider + 'static>(
+    handle: &EngineHandle,
+    commands: Commands,
+    provider: Arc<P>,
+    config: EngineConfig,
+) -> Result<Engine<P>, EngineError> {
+    Engine::load(
+        handle.store.clone(),
+        provider,
+        config,
+        commands.0,
+        handle.clone(),
+    )
+    .await
+}
+
 /// Build the engine: loads open grants and the ownership record from the store.
 pub async fn build<P: AccessProvider + 'static>(
     store: Store,
     provider: Arc<P>,
     config: EngineConfig,
 ) -> Result<(Engine<P>, EngineHandle), EngineError> {
-    let (tx, rx) = mpsc::channel(4096);
-    let (events, _) = broadcast::channel(4096);
-    let handle = EngineHandle {
-        tx,
-        events: events.clone(),
-        tokens: Arc::new(Mutex::new(HashMap::new())),
-        health: Arc::new(Mutex::new(Health::default())),
-        heartbeat: Arc::new(AtomicI64::new(0)),
-    };
-    let engine = Engine::load(store, provider, config, rx, handle.clone()).await?;
+    let (handle, commands) = handle(store);
+    let engine = start(&handle, commands, provider, config).await?;
     Ok((engine, handle))
 }

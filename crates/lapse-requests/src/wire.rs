@@ -403,8 +403,12 @@ pub struct Readiness {
     pub passes: u64,
     /// `leader` (runs the reconcile loop) or `standby`. A daemon alone on SQLite always leads.
     pub role: String,
-    /// The leader lease's epoch (fencing token) this daemon leads in; 0 on SQLite.
+    /// The leader lease's epoch (fencing token): the one this daemon leads in, or on a standby
+    /// the current leader's; 0 on SQLite.
     pub epoch: i64,
+    /// The node that leads, as the lease says (absent on SQLite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
 }
 
 /// Every error answer: a stable code, and for bad input the field and the fix.

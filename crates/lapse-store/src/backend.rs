@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use lapse_core::{Grant, GrantId, OwnedEdge, OwnedObject};
 
-use crate::pg::{LeaseStatus, PgStore};
+use crate::pg::{GrantChange, LeaseStatus, PgStore};
 use crate::{
     ApprovalRecord, AuthRefusal, Batch, CheckedHistory, Checkpoint, CheckpointKey, GrantFilter,
     HistoryFilter, HistoryRow, Idempotency, Inserted, NewToken, OpenMode, OutboxItem, Pragmas,
@@ -174,6 +174,37 @@ impl Store {
     pub fn set_fence(&self, fence: Option<(String, i64)>) {
         if let Inner::Postgres(p) = &self.inner {
             p.set_fence(fence);
+        }
+    }
+
+    /// Changes one grant outside the reconcile loop, as a daemon that does not lead records a
+    /// revocation or an extension: `decide` gets the grant as stored, under the write lock,
+    /// and its answer is written with its history row in one transaction, which also wakes the
+    /// leader. Only on PostgreSQL: on SQLite the one daemon's engine records these itself.
+    pub async fn change_grant<E>(
+        &self,
+        id: GrantId,
+        decide: impl FnOnce(Option<Grant>) -> Result<GrantChange, E>,
+    ) -> Result<Result<Grant, E>, StoreError> {
+        match &self.inner {
+            Inner::Sqlite(_) => Err(StoreError::SharedOnly {
+                what: "changing a grant outside the engine",
+            }),
+            Inner::Postgres(p) => p.change_grant(id, decide).await,
+        }
+    }
+
+    /// Grants created, revoked or extended in history rows after `seq` (each with its row's
+    /// sequence number, oldest first, at most `limit`): how the leader learns what other
+    /// daemons recorded. Empty on SQLite, where there are none.
+    pub async fn grants_changed_after(
+        &self,
+        seq: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, GrantId)>, StoreError> {
+        match &self.inner {
+            Inner::Sqlite(_) => Ok(Vec::new()),
+            Inner::Postgres(p) => p.grants_changed_after(seq, limit).await,
         }
     }
 

@@ -68,6 +68,10 @@ pub enum StoreError {
         expired: &'static str,
     },
 
+    /// An operation for a store shared by several daemons was asked of a SQLite store.
+    #[error("{what} needs a shared (PostgreSQL) store")]
+    SharedOnly { what: &'static str },
+
     #[error("running migrations: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
 

@@ -37,7 +37,7 @@ pub use history::{
     VerifyReport, history_hash,
 };
 pub use ownership::Batch;
-pub use pg::{LeaseState, LeaseStatus, describe_lease};
+pub use pg::{GrantChange, LeaseState, LeaseStatus, describe_lease};
 pub use requests::{
     ApprovalRecord, FlowGauges, NewOutbox, NewReview, OutboxItem, RequestChange, RequestRecord,
 };

@@ -48,8 +48,8 @@ pub struct ApiState<P> {
     pub auth_log: AuthLog,
     /// Verifies bearer JWTs from the OpenID issuer, when `[auth.oidc]` is set.
     pub oidc: Option<Arc<lapse_oidc::Verifier>>,
-    /// The leader lease epoch this daemon runs the loop in (0 on SQLite).
-    pub epoch: i64,
+    /// The leader lease epoch this daemon runs the loop in (0 on SQLite, and until it leads).
+    pub epoch: Arc<std::sync::atomic::AtomicI64>,
 }
 
 pub fn router<P: AccessProvider + 'static>(state: Arc<ApiState<P>>) -> Router {
@@ -453,6 +453,7 @@ pub(crate) struct SubmitQuery {
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 409, description = "Idempotency-Key reused for a different request", body = ErrorBody),
+        (status = 421, description = "A service-key grant sent to a standby: send it to the leader named", body = ErrorBody),
         (status = 503, description = "Twingate could not be asked to resolve names", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -501,6 +502,11 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
         identity: caller.identity.as_deref(),
     };
     let rule = state.flow.authorize_direct(who, &grant)?.label();
+    // A service key's token lives only in the memory of the engine that creates the key, and
+    // only the leader's engine runs: a standby would store a grant whose token it cannot give.
+    if grant.kind() == lapse_core::GrantKind::ServiceKey && !state.engine.is_leading() {
+        return Err(not_leader(&state.store, "submit service-key grants").await);
+    }
     let mut events = state.engine.subscribe();
     let inserted = state.inserter.insert(grant, idempotency, &rule).await?;
     let (status, grant) = match inserted {
@@ -540,7 +546,10 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
             }
             return Ok((status, Json(view)).into_response());
         }
-        match tokio::time::timeout_at(deadline, events.recv()).await {
+        // A standby hears nothing from the leader's engine: it looks at the store again.
+        let look = (tokio::time::Instant::now() + Duration::from_millis(250)).min(deadline);
+        match tokio::time::timeout_at(look, events.recv()).await {
+            Err(_) if look < deadline => {}
             Err(_) => {
                 return Ok((StatusCode::ACCEPTED, Json(GrantView::from(&current))).into_response());
             }
@@ -562,6 +571,7 @@ pub(crate) async fn submit<P: AccessProvider + 'static>(
         (status = 403, description = "Only the requester may take the token", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 410, description = "Already taken or not created yet", body = ErrorBody),
+        (status = 421, description = "Asked of a standby: the token is held by the leader named", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -582,6 +592,9 @@ pub(crate) async fn take_token<P: AccessProvider + 'static>(
             "forbidden",
             "only the requester may take a key's token",
         ));
+    }
+    if !state.engine.is_leading() {
+        return Err(not_leader(&state.store, "hand out service-key tokens").await);
     }
     match state.engine.take_token(id) {
         Some(t) => {
@@ -624,6 +637,19 @@ fn parse_id(id: &str) -> ApiResult<GrantId> {
             "use the 26-character id shown by `lapse list`",
         )
     })
+}
+
+/// 421 from a standby for what only the leader does, naming the node that leads now.
+async fn not_leader(store: &Store, what: &str) -> ApiError {
+    let leader = match store.lease().await {
+        Ok(Some(l)) if l.leader => format!("`{}` (epoch {})", l.holder, l.epoch),
+        _ => "the leader".to_owned(),
+    };
+    ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "not_leader",
+        format!("this daemon is a standby; only the leader may {what}: send it to {leader}"),
+    )
 }
 
 fn not_found(id: GrantId) -> ApiError {
@@ -902,42 +928,46 @@ pub(crate) async fn healthz() -> &'static str {
     operation_id = "readyz",
     get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "Started and the reconcile loop is passing", body = Readiness),
-        (status = 503, description = "Starting, or the loop has stalled", body = Readiness),
+        (status = 200, description = "Started: the leader's reconcile loop is passing, or a standby reaches the database", body = Readiness),
+        (status = 503, description = "Starting, the loop has stalled, or a standby cannot reach the database", body = Readiness),
     )
 )]
 pub(crate) async fn readyz<P: AccessProvider + 'static>(
     State(state): State<Arc<ApiState<P>>>,
 ) -> Response {
     let h = state.engine.health();
-    // Alive while passes start and remote calls finish, even in a long rate-limited pass.
-    let loop_alive = state
-        .engine
-        .heartbeat()
-        .is_some_and(|t| Utc::now() - t < chrono::Duration::seconds(120));
-    if state.ready.load(Ordering::Relaxed) && loop_alive {
-        (
-            StatusCode::OK,
-            Json(Readiness {
-                ready: true,
-                passes: h.passes,
-                role: "leader".into(),
-                epoch: state.epoch,
-            }),
-        )
-            .into_response()
+    let lease = state.store.lease().await;
+    let held = lease.as_ref().ok().and_then(Option::as_ref);
+    let leader = held.map(|l| l.holder.clone());
+    let (role, epoch, ready) = if state.engine.is_leading() {
+        // Alive while passes start and remote calls finish, even in a long rate-limited pass.
+        let loop_alive = state
+            .engine
+            .heartbeat()
+            .is_some_and(|t| Utc::now() - t < chrono::Duration::seconds(120));
+        ("leader", state.epoch.load(Ordering::Relaxed), loop_alive)
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Readiness {
-                ready: false,
-                passes: h.passes,
-                role: "leader".into(),
-                epoch: state.epoch,
-            }),
-        )
-            .into_response()
-    }
+        // A standby serves the API from the database: ready while it can read the lease.
+        let epoch = held.map_or(0, |l| l.epoch);
+        ("standby", epoch, lease.is_ok())
+    };
+    let ready = ready && state.ready.load(Ordering::Relaxed);
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(Readiness {
+            ready,
+            passes: h.passes,
+            role: role.into(),
+            epoch,
+            leader,
+        }),
+    )
+        .into_response()
 }
 
 #[utoipa::path(operation_id = "metrics", get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]

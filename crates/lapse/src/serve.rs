@@ -10,8 +10,8 @@ use axum_server::tls_rustls::RustlsConfig;
 use lapse_core::AccessProvider;
 use lapse_core::plan::PlanConfig;
 use lapse_core::policy::Limits;
-use lapse_engine::leader::{Fenced, Leadership};
-use lapse_engine::{Engine, EngineConfig, EngineHandle};
+use lapse_engine::leader::Fenced;
+use lapse_engine::{EngineConfig, EngineHandle};
 use lapse_store::{OpenMode, Store};
 use lapse_twingate::{ClientConfig, TwingateClient};
 use secrecy::SecretString;
@@ -80,9 +80,13 @@ pub enum StartError {
 pub struct Application<P> {
     listener: TcpListener,
     addr: SocketAddr,
-    /// Its remote writes stop when the leader lease may have run out.
-    engine: Engine<Fenced<P>>,
-    leadership: Leadership,
+    /// What the engine is built from once this daemon leads: its remote writes stop when the
+    /// leader lease may have run out.
+    commands: lapse_engine::Commands,
+    provider: Arc<P>,
+    config: EngineConfig,
+    node: String,
+    lease: Duration,
     state: Arc<ApiState<P>>,
     /// Present when the API is served over HTTPS.
     tls: Option<RustlsConfig>,
@@ -189,19 +193,10 @@ pub async fn build_with<P: AccessProvider + 'static>(
             url: settings.twingate.base_url.clone(),
             error,
         })?;
-    // On a shared store only the leader runs the loop: a standby waits here for the lease, and
-    // the loop it then starts does, as at every start, the overdue revocations first.
-    let standing_by = (store.backend() == lapse_store::Backend::Postgres)
-        .then(|| tokio::spawn(stand_by_for_systemd()));
-    let leadership =
-        lapse_engine::leader::lead(&store, &settings.node_name(), settings.ha.lease).await;
-    if let Some(task) = standing_by {
-        task.abort();
-    }
-    let leadership = leadership?;
-    let fenced = Arc::new(Fenced::new(provider.clone(), leadership.clock.clone()));
-    let (engine, handle) =
-        lapse_engine::build(store.clone(), fenced, engine_config(settings)).await?;
+    // Every daemon serves the API at once; on a shared store the engine behind this handle is
+    // built only when this daemon takes the lease (see `run_until_stopped`), and until then the
+    // handle records revocations and extensions in the store for the leader.
+    let (handle, commands) = lapse_engine::handle(store.clone());
     let addr = settings.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -212,7 +207,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
     if !addr.ip().is_loopback() && tls.is_none() {
         warn!(%addr, "serving the API on a non-loopback address without TLS (server.allow_insecure_remote); bearer tokens cross the network in clear text");
     }
-    let submitter = Arc::new(Submitter::new(provider, limits(settings)));
+    let submitter = Arc::new(Submitter::new(provider.clone(), limits(settings)));
     let mut notifier = Notifier::new(lapse_requests::notify::load_sinks(&settings.notify)?);
     let slack = match &settings.slack {
         Some(s) => Some(lapse_slack::SlackConfig::load(s).map_err(StartError::Slack)?),
@@ -282,7 +277,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         metrics,
         auth_log: Default::default(),
         oidc,
-        epoch: leadership.status.epoch,
+        epoch: Default::default(),
     });
     let checkpoints = match settings.audit.key_file() {
         None => {
@@ -306,8 +301,11 @@ pub async fn build_with<P: AccessProvider + 'static>(
     Ok(Application {
         listener,
         addr,
-        engine,
-        leadership,
+        commands,
+        provider,
+        config: engine_config(settings),
+        node: settings.node_name(),
+        lease: settings.ha.lease,
         state,
         tls,
         checkpoints,
@@ -334,16 +332,16 @@ impl<P: AccessProvider + 'static> Application<P> {
         if self.tls.is_some() { "https" } else { "http" }
     }
 
-    /// Run the loop and the API until `shutdown` resolves; the pass in flight is finished first.
+    /// Serve the API at once, and run the loop and the background work while this daemon leads,
+    /// until `shutdown` resolves; the pass in flight is finished first.
     pub async fn run_until_stopped(
-        mut self,
+        self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let engine_task = tokio::spawn(self.engine.run_until_stopped(stopped(stop_rx.clone())));
         let mut router = api::router(self.state.clone())
             .merge(crate::requests::router(self.state.clone()))
             .merge(crate::openapi::router());
@@ -357,7 +355,6 @@ impl<P: AccessProvider + 'static> Application<P> {
             None => router,
         };
         let router = router.layer(axum::middleware::from_fn(crate::telemetry::access_log));
-        self.state.flow.spawn(stop_rx.clone());
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let server_task = match self.tls {
             None => {
@@ -396,6 +393,43 @@ impl<P: AccessProvider + 'static> Application<P> {
         info!(addr = %self.addr, scheme, "lapse is ready");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let watchdog = tokio::spawn(pet_watchdog(self.state.engine.clone(), stop_rx.clone()));
+        tokio::pin!(shutdown);
+        // On a shared store only the leader runs the loop: a standby serves the API and waits
+        // here for the lease, and the loop it then starts does, as at every start, the overdue
+        // revocations first.
+        let store = self.state.store.clone();
+        let handle = self.state.engine.clone();
+        let take_lead = async {
+            let leadership = lapse_engine::leader::lead(&store, &self.node, self.lease).await?;
+            self.state
+                .epoch
+                .store(leadership.status.epoch, Ordering::Relaxed);
+            let fenced = Arc::new(Fenced::new(self.provider, leadership.clock.clone()));
+            let engine = lapse_engine::start(&handle, self.commands, fenced, self.config).await?;
+            anyhow::Ok((leadership, engine))
+        };
+        let led = tokio::select! {
+            () = &mut shutdown => None,
+            led = take_lead => Some(led),
+        };
+        let (mut leadership, engine) = match led {
+            Some(Ok(led)) => led,
+            outcome => {
+                // Shut down (or failed to lead) before leading: nothing but the API ran.
+                let _ = stop_tx.send(true);
+                let _ = server_task.await;
+                watchdog.abort();
+                #[cfg(unix)]
+                reload_task.abort();
+                self.state.store.close().await;
+                return match outcome {
+                    Some(Err(e)) => Err(e.context("taking the lead")),
+                    _ => Ok(()),
+                };
+            }
+        };
+        let engine_task = tokio::spawn(engine.run_until_stopped(stopped(stop_rx.clone())));
+        self.state.flow.spawn(stop_rx.clone());
         let checkpoints = self.checkpoints.map(|c| {
             let store = self.state.store.clone();
             let stop = stop_rx.clone();
@@ -405,8 +439,8 @@ impl<P: AccessProvider + 'static> Application<P> {
             })
         });
         let lost = tokio::select! {
-            () = shutdown => None,
-            why = self.leadership.lost() => Some(why),
+            () = &mut shutdown => None,
+            why = leadership.lost() => Some(why),
         };
         info!("shutting down");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -431,7 +465,7 @@ impl<P: AccessProvider + 'static> Application<P> {
             // Exit and be restarted as a standby: nothing of this leadership carries on.
             anyhow::bail!("stepped down: {why}");
         }
-        let node = &self.leadership.status.holder;
+        let node = &leadership.status.holder;
         if let Err(e) = self.state.store.release_lead(node).await {
             warn!(error = %e, "could not give the leader lease up; a standby takes it when it runs out");
         }
@@ -490,28 +524,8 @@ impl Checkpointer {
     }
 }
 
-/// While a standby waits for the lease: tell systemd the service is up (as a standby, so that
-/// the start does not time out) and keep its watchdog fed; aborted once this daemon leads.
-async fn stand_by_for_systemd() {
-    let _ = sd_notify::notify(
-        false,
-        &[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status("standby: waiting for the leader lease"),
-        ],
-    );
-    let mut usec = 0u64;
-    if !sd_notify::watchdog_enabled(false, &mut usec) {
-        return;
-    }
-    loop {
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-        tokio::time::sleep(Duration::from_micros(usec / 2)).await;
-    }
-}
-
-/// Pet systemd's watchdog only while the reconcile loop itself keeps finishing passes, so a wedged
-/// loop gets the service restarted.
+/// Pet systemd's watchdog while the reconcile loop itself keeps finishing passes, so a wedged
+/// loop gets the service restarted; a standby, which runs no loop, is petted while it serves.
 async fn pet_watchdog(engine: EngineHandle, mut stop: watch::Receiver<bool>) {
     let mut usec = 0u64;
     if !sd_notify::watchdog_enabled(false, &mut usec) {
@@ -528,9 +542,10 @@ async fn pet_watchdog(engine: EngineHandle, mut stop: watch::Receiver<bool>) {
         let window = chrono::Duration::from_std(period * 2)
             .unwrap_or(chrono::Duration::seconds(30))
             .max(chrono::Duration::seconds(200));
-        let fresh = engine
-            .heartbeat()
-            .is_some_and(|t| chrono::Utc::now() - t < window);
+        let fresh = !engine.is_leading()
+            || engine
+                .heartbeat()
+                .is_some_and(|t| chrono::Utc::now() - t < window);
         if fresh {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         }

@@ -1,6 +1,7 @@
 //! Two real `lapse serve` processes on one real PostgreSQL database and one real sim: one
-//! leads, the other stands by; a killed leader is replaced within the lease, and a paused one
-//! sends nothing once it wakes up after a new epoch began, and steps down.
+//! leads, the other stands by and serves the API too; a killed leader is replaced within the
+//! lease, a paused one sends nothing once it wakes up after a new epoch began, and steps down;
+//! submissions to both at once all land, and the standby's wake the leader at once.
 
 mod common;
 
@@ -74,6 +75,11 @@ impl Drop for Standby {
 /// A sim and daemon `a` on a fresh PostgreSQL database; `None` where PostgreSQL is absent
 /// outside CI.
 async fn primary() -> Option<(Env, ScratchDb)> {
+    primary_with("").await
+}
+
+/// [`primary`] with more settings (TOML, merged over the test defaults).
+async fn primary_with(more: &str) -> Option<(Env, ScratchDb)> {
     let scratch = ScratchDb::create().await?;
     // The password, when the test server wants one, goes where a daemon's goes: a file.
     let (url, password) = scratch.url_and_password();
@@ -86,10 +92,54 @@ async fn primary() -> Option<(Env, ScratchDb)> {
         None => String::new(),
     };
     let extra = format!(
-        "[database]\nurl = \"{url}\"\n{pw_line}[ha]\nlease = \"{LEASE_SECS}s\"\nnode = \"a\"\n"
+        "[database]\nurl = \"{url}\"\n{pw_line}[ha]\nlease = \"{LEASE_SECS}s\"\nnode = \"a\"\n{more}"
     );
     let env = Env::new(&extra).await;
     Some((env, scratch))
+}
+
+/// `/readyz` of the daemon on `port`: its role (`leader` or `standby`) and readiness.
+async fn readiness(port: u16) -> Option<(String, bool)> {
+    let v: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some((v["role"].as_str()?.to_owned(), v["ready"].as_bool()?))
+}
+
+/// The standby's port once it serves the API, checking that it says it stands by.
+async fn serving_standby(standby: &Standby) -> u16 {
+    let up = eventually(Duration::from_secs(30), || {
+        let p = standby.port();
+        async move {
+            match p {
+                Some(p) => readiness(p).await.is_some(),
+                None => false,
+            }
+        }
+    })
+    .await;
+    assert!(up, "the standby does not serve; log:\n{}", standby.log());
+    let port = standby.port().unwrap_or_default();
+    assert_eq!(
+        readiness(port).await,
+        Some(("standby".to_owned(), true)),
+        "log:\n{}",
+        standby.log()
+    );
+    port
+}
+
+/// Waits until the daemon on `port` says it leads.
+async fn leads(port: u16, within: Duration) -> bool {
+    eventually(within, || async move {
+        readiness(port)
+            .await
+            .is_some_and(|(role, ready)| role == "leader" && ready)
+    })
+    .await
 }
 
 async fn state_on(port: u16, token: &str, id: &str) -> String {
@@ -112,9 +162,10 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_its_grants_still_end()
     };
     env.start().await;
     let standby = Standby::spawn(&env.config);
-    // The standby waits for the lease: it binds nothing, so writes no port.
+    // The standby serves the API at once and waits for the lease.
+    let port = serving_standby(&standby).await;
     tokio::time::sleep(Duration::from_secs(LEASE_SECS + 1)).await;
-    assert_eq!(standby.port(), None, "log:\n{}", standby.log());
+    assert_eq!(readiness(port).await, Some(("standby".to_owned(), true)));
 
     let (status, body) = env
         .grant(membership("oncall", &["alice@example.com"], "6s"))
@@ -126,13 +177,8 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_its_grants_still_end()
 
     let killed_at = Utc::now();
     env.kill9();
-    let up = eventually(Duration::from_secs(LEASE_SECS + 10), || {
-        let p = standby.port();
-        async move { p.is_some() }
-    })
-    .await;
+    let up = leads(port, Duration::from_secs(LEASE_SECS + 10)).await;
     assert!(up, "the standby never took over; log:\n{}", standby.log());
-    let port = standby.port().unwrap_or_default();
 
     // The takeover, as the database recorded it: within the lease and one second.
     let store = Store::open_postgres(scratch.url(), None, OpenMode::Existing)
@@ -175,6 +221,7 @@ async fn a_paused_leader_sends_nothing_after_the_new_epoch_and_steps_down() {
     };
     env.start().await;
     let standby = Standby::spawn(&env.config);
+    let port = serving_standby(&standby).await;
 
     let (status, body) = env
         .grant(membership("oncall", &["alice@example.com"], "3s"))
@@ -185,13 +232,8 @@ async fn a_paused_leader_sends_nothing_after_the_new_epoch_and_steps_down() {
 
     // Paused past its lease, with the grant falling due while it sleeps.
     env.signal("STOP");
-    let up = eventually(Duration::from_secs(LEASE_SECS + 10), || {
-        let p = standby.port();
-        async move { p.is_some() }
-    })
-    .await;
+    let up = leads(port, Duration::from_secs(LEASE_SECS + 10)).await;
     assert!(up, "the standby never took over; log:\n{}", standby.log());
-    let port = standby.port().unwrap_or_default();
     let token = env.token.clone();
     let ended = eventually(Duration::from_secs(20), || {
         let (token, id) = (token.clone(), id.clone());
@@ -226,5 +268,255 @@ async fn a_paused_leader_sends_nothing_after_the_new_epoch_and_steps_down() {
         .await
         .expect("store");
     assert!(store.verify_history().await.expect("verify").is_ok());
+    store.close().await;
+}
+
+/// One client's submissions to the daemon on `port`, each with its own idempotency key; the
+/// last is sent again to `other`, which must answer with the same grant. Each acknowledged
+/// grant's id, with the status it was answered with.
+async fn client(
+    port: u16,
+    other: u16,
+    token: String,
+    name: String,
+    each: usize,
+) -> Vec<(u16, String)> {
+    let http = reqwest::Client::new();
+    let send = |port: u16, key: String| {
+        let (http, token) = (http.clone(), token.clone());
+        async move {
+            let body = serde_json::json!({
+                "kind": "ephemeral-group", "users": ["bob@example.com"], "resources": ["prod-db"],
+                "duration": "10m", "reason": format!("load {key}"),
+            });
+            let r = http
+                .post(format!("http://127.0.0.1:{port}/v1/grants"))
+                .bearer_auth(&token)
+                .header("Idempotency-Key", &key)
+                .json(&body)
+                .send()
+                .await
+                .expect("submit");
+            let status = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.unwrap_or_default();
+            (status, v["id"].as_str().unwrap_or_default().to_owned(), v)
+        }
+    };
+    let mut acked = Vec::new();
+    for i in 0..each {
+        let (status, id, v) = send(port, format!("{name}-{i}")).await;
+        assert_eq!(status, 201, "{v}");
+        acked.push((status, id));
+    }
+    let last = format!("{name}-{}", each - 1);
+    let (status, id, v) = send(other, last).await;
+    assert_eq!(status, 200, "a replay on the other daemon: {v}");
+    assert_eq!(Some(&id), acked.last().map(|(_, id)| id), "{v}");
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_daemons_take_submissions_at_once_and_the_standbys_wake_the_leader() {
+    // The longest tick the settings allow, and no sweep during the test: without the standby's
+    // announcement the leader would find a grant submitted there only at its next tick.
+    const TICK: Duration = Duration::from_secs(1);
+    let more = "[engine]\ntick = \"1s\"\nsweep_interval = \"10m\"\n";
+    let Some((mut env, scratch)) = primary_with(more).await else {
+        return;
+    };
+    env.start().await;
+    let standby = Standby::spawn(&env.config);
+    let b = serving_standby(&standby).await;
+    let a = env.port;
+    assert_eq!(readiness(a).await, Some(("leader".to_owned(), true)));
+
+    const CLIENTS: usize = 16;
+    const EACH: usize = 4;
+    let mut clients = tokio::task::JoinSet::new();
+    for (port, other, daemon) in [(a, b, "a"), (b, a, "b")] {
+        for c in 0..CLIENTS {
+            let token = env.token.clone();
+            clients.spawn(client(port, other, token, format!("{daemon}{c}"), EACH));
+        }
+    }
+    let mut ids = Vec::new();
+    while let Some(done) = clients.join_next().await {
+        ids.extend(done.expect("client").into_iter().map(|(_, id)| id));
+    }
+    let total = 2 * CLIENTS * EACH;
+    let unique: std::collections::HashSet<_> = ids.iter().cloned().collect();
+    assert_eq!(unique.len(), total, "acknowledged grants share an id");
+
+    // Every acknowledged grant is stored, once, with one `created` row.
+    let store = Store::open_postgres(scratch.url(), None, OpenMode::Existing)
+        .await
+        .expect("store");
+    let stored = store
+        .list_grants(&lapse_store::GrantFilter::default())
+        .await
+        .expect("grants");
+    assert_eq!(stored.len(), total);
+    let stored_ids: std::collections::HashSet<_> =
+        stored.iter().map(|g| g.id.to_string()).collect();
+    assert_eq!(stored_ids, unique);
+    let created = store
+        .history(&HistoryFilter::default())
+        .await
+        .expect("history")
+        .into_iter()
+        .filter(|r| r.event == "created")
+        .count();
+    assert_eq!(created, total);
+
+    // The leader applies them all: one group in the sim for each.
+    let token = env.token.clone();
+    let all_active = eventually(Duration::from_secs(60), || {
+        let store = store.clone();
+        async move {
+            store
+                .list_grants(&lapse_store::GrantFilter::default())
+                .await
+                .is_ok_and(|gs| gs.iter().all(|g| g.state.as_str() == "active"))
+        }
+    })
+    .await;
+    assert!(all_active, "log:\n{}", common::tail(&env.log()));
+    assert_eq!(env.lapse_groups(), total);
+    for port in [a, b] {
+        let out = Command::new(BIN)
+            .env_remove("LAPSE_TOKEN")
+            .env_remove("LAPSE_URL")
+            .args([
+                "--url",
+                &format!("http://127.0.0.1:{port}"),
+                "--token",
+                &token,
+            ])
+            .args(["audit", "verify"])
+            .output()
+            .expect("lapse audit verify");
+        assert!(
+            out.status.success(),
+            "audit verify on {port}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Grants to the standby alone, one at a time: the leader has applied each one (its `active`
+    // row) long before its next tick could have found it. Were it woken by the tick, the delays
+    // would be spread over the whole second.
+    const ALONE: usize = 8;
+    let http = reqwest::Client::new();
+    let mut delays = Vec::new();
+    for i in 0..ALONE {
+        let r = http
+            .post(format!("http://127.0.0.1:{b}/v1/grants"))
+            .bearer_auth(&token)
+            .json(&membership(
+                "oncall",
+                &["alice@example.com"],
+                &format!("{}m", 10 + i),
+            ))
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(r.status().as_u16(), 201);
+        let id = id_of(&r.json().await.expect("json"));
+        let active = eventually(Duration::from_secs(10), || {
+            let (token, id) = (token.clone(), id.clone());
+            async move { state_on(b, &token, &id).await == "active" }
+        })
+        .await;
+        assert!(active, "leader log:\n{}", common::tail(&env.log()));
+        let gid = id.parse().expect("grant id");
+        let rows = store
+            .history(&HistoryFilter {
+                grant: Some(gid),
+                ..HistoryFilter::default()
+            })
+            .await
+            .expect("history");
+        let at = |event: &str| {
+            rows.iter()
+                .find(|r| r.event == event)
+                .map(|r| r.at)
+                .unwrap_or_else(|| panic!("no {event} row: {rows:?}"))
+        };
+        let delay = (at("active") - at("created")).to_std().unwrap_or_default();
+        delays.push(delay);
+    }
+    delays.sort();
+    println!("standby submission to applied by the leader: {delays:?} (tick {TICK:?})");
+    let worst = delays[ALONE - 1];
+    assert!(
+        worst < TICK / 3,
+        "the leader took {worst:?} to act on a standby's grant: it was not woken ({delays:?})"
+    );
+    assert!(env.group_has("oncall", "alice@example.com"));
+
+    // A revocation asked of the standby is recorded there and carried out by the leader.
+    let r = http
+        .post(format!("http://127.0.0.1:{b}/v1/grants/{}/revoke", ids[0]))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "reason": "done early" }))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    let revoked = eventually(Duration::from_secs(10), || {
+        let (token, id) = (token.clone(), ids[0].clone());
+        async move { state_on(b, &token, &id).await == "revoked" }
+    })
+    .await;
+    assert!(revoked, "leader log:\n{}", common::tail(&env.log()));
+    assert_eq!(env.lapse_groups(), total - 1);
+    let rows = store
+        .history(&HistoryFilter {
+            grant: Some(ids[0].parse().expect("grant id")),
+            ..HistoryFilter::default()
+        })
+        .await
+        .expect("history");
+    let requested = rows.iter().find(|r| r.event == "revoke-requested");
+    assert_eq!(
+        requested.map(|r| r.actor.as_str()),
+        Some("oncall-bot"),
+        "{rows:?}"
+    );
+
+    // A service key's token would live in the leader's memory only: the standby refuses the
+    // grant and names the leader, and stores nothing.
+    let before = store
+        .list_grants(&lapse_store::GrantFilter::default())
+        .await
+        .expect("grants")
+        .len();
+    let r = http
+        .post(format!("http://127.0.0.1:{b}/v1/grants"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"kind": "service-key", "service_account": "ci-deployer", "duration": "1h", "reason": "INC-9"}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(r.status().as_u16(), 421);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "not_leader", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`a`")),
+        "{v}"
+    );
+    let after = store
+        .list_grants(&lapse_store::GrantFilter::default())
+        .await
+        .expect("grants")
+        .len();
+    assert_eq!(before, after);
+    let (status, v) = env
+        .grant(serde_json::json!({"kind": "service-key", "service_account": "ci-deployer", "duration": "1h", "reason": "INC-9"}))
+        .await;
+    assert_eq!(status, 201, "the leader takes it: {v}");
     store.close().await;
 }

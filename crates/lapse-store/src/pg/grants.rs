@@ -25,7 +25,10 @@ macro_rules! select_grants {
     };
 }
 
-async fn fetch_grant(conn: &mut PgConnection, id: &str) -> Result<Option<Grant>, StoreError> {
+pub(crate) async fn fetch_grant(
+    conn: &mut PgConnection,
+    id: &str,
+) -> Result<Option<Grant>, StoreError> {
     sqlx::query_scalar::<_, String>(concat!(select_grants!(), "WHERE g.id = $1"))
         .bind(id)
         .fetch_optional(&mut *conn)

@@ -104,6 +104,31 @@ impl PgChainHead {
         .execute(&mut *conn)
         .await
         .step("appending to the history")?;
+        // The grants the row served, for a grant's history and the filters (migration 0002).
+        let served: Vec<String> = grant_id
+            .iter()
+            .cloned()
+            .chain(
+                entry
+                    .detail
+                    .get("grants")
+                    .and_then(serde_json::Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|g| g.as_str().map(str::to_owned)),
+            )
+            .collect();
+        if !served.is_empty() {
+            sqlx::query(
+                "INSERT INTO history_grants (grant_id, seq) SELECT g, $2 FROM unnest($1::text[]) g \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&served)
+            .bind(seq)
+            .execute(&mut *conn)
+            .await
+            .step("linking a history row to its grants")?;
+        }
         self.next_seq = seq + 1;
         self.hash = hash;
         self.floor = Some(parse_ts("history.at", &at)?);
@@ -159,17 +184,23 @@ impl PgStore {
         filter: &HistoryFilter,
     ) -> Result<Vec<HistoryRow>, StoreError> {
         // A row belongs to a grant when it is the grant's own or a remote change made for it
-        // (its id in `detail.grants`), as on SQLite (where `history_grants` indexes the latter).
+        // (`history_grants`, by index), as on SQLite. With a grant given, the plain form lets
+        // the planner start from the index; only constants are spliced in.
         let order = if filter.newest_first { "DESC" } else { "ASC" };
+        let by_grant = if filter.grant.is_some() {
+            "h.seq IN (SELECT hg.seq FROM history_grants hg WHERE hg.grant_id = $1)"
+        } else {
+            "$1::text IS NULL"
+        };
         let sql = format!(
             "SELECT seq, at, grant_id, actor, event, detail, prev_hash, hash FROM history h \
-             WHERE ($1::text IS NULL OR h.grant_id = $1 OR (h.detail::jsonb -> 'grants') ? $1) \
-               AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM grant_principals p \
-                    WHERE p.role = 'user' AND (lower(p.name) = lower($2) OR p.remote_id = $2) \
-                      AND (p.grant_id = h.grant_id OR (h.detail::jsonb -> 'grants') ? p.grant_id))) \
-               AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM grant_principals p \
-                    WHERE p.role = 'resource' AND (lower(p.name) = lower($3) OR p.remote_id = $3) \
-                      AND (p.grant_id = h.grant_id OR (h.detail::jsonb -> 'grants') ? p.grant_id))) \
+             WHERE {by_grant} \
+               AND ($2::text IS NULL OR h.seq IN (SELECT hg.seq FROM history_grants hg \
+                    JOIN grant_principals p ON p.grant_id = hg.grant_id \
+                    WHERE p.role = 'user' AND (lower(p.name) = lower($2) OR p.remote_id = $2))) \
+               AND ($3::text IS NULL OR h.seq IN (SELECT hg.seq FROM history_grants hg \
+                    JOIN grant_principals p ON p.grant_id = hg.grant_id \
+                    WHERE p.role = 'resource' AND (lower(p.name) = lower($3) OR p.remote_id = $3))) \
                AND ($4::text IS NULL OR h.at >= $4) \
                AND ($5::text IS NULL OR h.at < $5) \
              ORDER BY h.seq {order} LIMIT $6"

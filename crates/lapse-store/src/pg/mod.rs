@@ -9,6 +9,7 @@
 mod grants;
 mod history;
 mod ownership;
+pub use ownership::GrantChange;
 mod requests;
 mod tokens;
 
@@ -164,8 +165,11 @@ pub(crate) async fn next_notice(listener: &mut PgListener) -> Result<(), StoreEr
     listener
         .recv()
         .await
-        .map(|_| ())
-        .step("waiting for work announced by another daemon")
+        .step("waiting for work announced by another daemon")?;
+    // One wake answers every announcement already received: the leader reads what changed
+    // from the history, not from the notices.
+    while listener.next_buffered().is_some() {}
+    Ok(())
 }
 
 impl PgStore {
@@ -329,8 +333,10 @@ impl PgStore {
 
     pub(crate) async fn lease(&self) -> Result<LeaseStatus, StoreError> {
         let (holder, epoch, expires_at, live): (String, i64, DateTime<Utc>, bool) = sqlx::query_as(
-            "SELECT holder, epoch, expires_at, expires_at > clock_timestamp() \
-                 FROM leader_lease WHERE id = 1",
+            // The row starts at `-infinity`, which chrono cannot hold: a lease never taken
+            // reads as having run out at the Unix epoch.
+            "SELECT holder, epoch, GREATEST(expires_at, 'epoch'::timestamptz), \
+                 expires_at > clock_timestamp() FROM leader_lease WHERE id = 1",
         )
         .fetch_one(&self.pool)
         .await

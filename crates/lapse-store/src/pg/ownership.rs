@@ -1,15 +1,15 @@
 //! The engine's write path on PostgreSQL: a batch in one fenced write transaction.
 
 use chrono::Utc;
-use lapse_core::{Edge, EdgeKind, ObjectKind, OwnedEdge, OwnedObject, RemoteId};
+use lapse_core::{Edge, EdgeKind, Grant, GrantId, ObjectKind, OwnedEdge, OwnedObject, RemoteId};
 use sqlx::postgres::PgRow;
 
 use super::history::PgChainHead;
 use super::{PgStore, col, one_row};
-use crate::Batch;
 use crate::error::{Step, StoreError};
 use crate::ownership::{corrupt, edge_key};
 use crate::time::{format_ts, parse_opt_ts};
+use crate::{Batch, NewHistory};
 
 fn edge_from_row(row: &PgRow) -> Result<OwnedEdge, StoreError> {
     const STEP: &str = "reading an owned edge";
@@ -58,9 +58,14 @@ impl PgStore {
         self.check_fence(&mut tx).await?;
 
         for g in &batch.grants {
+            // A revocation or extension recorded by another daemon since the leader last read
+            // the grant is never undone by the leader's older copy: the earliest request to end
+            // it and the latest end stand (both only ever move one way).
             let result = sqlx::query(
-                "UPDATE grants SET state = $1, revoked_at = $2, revoke_reason = $3, attempts = $4, \
-                 next_attempt_at = $5, last_error = $6, expires_at = $7, updated_at = $8 WHERE id = $9",
+                "UPDATE grants SET state = $1, revoked_at = COALESCE(revoked_at, $2), \
+                 revoke_reason = CASE WHEN revoked_at IS NULL THEN $3 ELSE revoke_reason END, \
+                 attempts = $4, next_attempt_at = $5, last_error = $6, \
+                 expires_at = GREATEST(expires_at, $7), updated_at = $8 WHERE id = $9",
             )
             .bind(g.state.as_str())
             .bind(g.revoked_at.map(format_ts))
@@ -183,5 +188,86 @@ impl PgStore {
         .iter()
         .map(object_from_row)
         .collect()
+    }
+}
+
+/// What a change of one grant outside the reconcile loop comes to ([`PgStore::change_grant`]).
+#[derive(Debug, Clone)]
+pub enum GrantChange {
+    /// Nothing to write: the grant as it stands is the answer.
+    Unchanged(Grant),
+    /// The grant's new row (its revocation or end fields) and the history row saying why.
+    Changed(Grant, NewHistory),
+}
+
+impl PgStore {
+    /// Reads one grant under the write lock, asks `decide` what becomes of it, and writes the
+    /// answer (the grant's revocation and end fields, and its history row) in the same
+    /// transaction, announcing it to the leader. Not fenced: like a submission, it records a
+    /// request, and sends nothing anywhere.
+    pub(crate) async fn change_grant<E>(
+        &self,
+        id: GrantId,
+        decide: impl FnOnce(Option<Grant>) -> Result<GrantChange, E>,
+    ) -> Result<Result<Grant, E>, StoreError> {
+        const STEP: &str = "changing a grant";
+        let mut tx = self.begin_write(STEP).await?;
+        let current = super::grants::fetch_grant(&mut tx, &id.to_string()).await?;
+        let (g, row) = match decide(current) {
+            Err(e) => {
+                tx.rollback().await.step(STEP)?;
+                return Ok(Err(e));
+            }
+            Ok(GrantChange::Unchanged(g)) => {
+                tx.rollback().await.step(STEP)?;
+                return Ok(Ok(g));
+            }
+            Ok(GrantChange::Changed(g, row)) => (g, row),
+        };
+        let result = sqlx::query(
+            "UPDATE grants SET revoked_at = $1, revoke_reason = $2, attempts = $3, \
+             next_attempt_at = $4, last_error = $5, expires_at = $6, updated_at = $7 WHERE id = $8",
+        )
+        .bind(g.revoked_at.map(format_ts))
+        .bind(&g.revoke_reason)
+        .bind(i64::from(g.retry.attempts))
+        .bind(g.retry.next_attempt_at.map(format_ts))
+        .bind(&g.retry.last_error)
+        .bind(format_ts(g.expires_at))
+        .bind(format_ts(Utc::now()))
+        .bind(g.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .step(STEP)?;
+        one_row(result, STEP, "grant", || g.id.to_string())?;
+        let mut head = PgChainHead::read(&mut tx).await?;
+        head.append(&mut tx, &row).await?;
+        Self::announce(&mut tx, "grant").await?;
+        tx.commit().await.step(STEP)?;
+        Ok(Ok(g))
+    }
+
+    /// Grants created, revoked or extended in history rows after `seq`, with each row's
+    /// sequence number, oldest first, at most `limit`: what the leader reads back of the work
+    /// other daemons recorded.
+    pub(crate) async fn grants_changed_after(
+        &self,
+        seq: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, GrantId)>, StoreError> {
+        const STEP: &str = "reading grants changed by other daemons";
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT seq, grant_id FROM history WHERE seq > $1 \
+             AND event IN ('created', 'revoke-requested', 'extended') ORDER BY seq LIMIT $2",
+        )
+        .bind(seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .step(STEP)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(seq, g)| Some((seq, g?.parse().ok()?)))
+            .collect())
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use chrono::Utc;
 use lapse_core::{GrantState, Role};
 use lapse_store::{
-    Backend, Batch, GrantFilter, GrantInserter, HistoryFilter, Idempotency, Inserted, NewHistory,
-    StoreError,
+    Backend, Batch, GrantChange, GrantFilter, GrantInserter, HistoryFilter, Idempotency, Inserted,
+    NewHistory, StoreError,
 };
 
 use crate::fixture::{GrantBuilder, Kind, TestDb, backends};
@@ -303,4 +303,100 @@ async fn a_postgres_url_without_a_server_or_schema_is_named() {
             .await
             .unwrap_err();
     assert!(matches!(err, StoreError::NoSchema { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_standbys_revocation_and_extension_survive_the_leaders_older_copy() {
+    let Some(db) = postgres().await else { return };
+    let leader = &db.store;
+    let standby = db.second_handle().await;
+    leader.set_fence(None);
+    let lease = leader.try_lead("a", Duration::from_secs(30)).await.unwrap();
+    leader.set_fence(Some(("a".into(), lease.epoch)));
+    let g = GrantBuilder::new(1).build();
+    let id = g.id;
+    leader.insert_grant(&g, None).await.unwrap();
+    let held = leader.get_grant(id).await.unwrap().unwrap();
+    let mut listener = leader.listen_for_work().await.unwrap();
+
+    // The standby ends it early and moves its end, each with its history row.
+    let now = Utc::now();
+    let later = held.expires_at + chrono::Duration::hours(1);
+    let changed = standby
+        .change_grant(id, |stored| {
+            let mut s = stored.expect("stored");
+            s.expires_at = later;
+            let row = NewHistory {
+                at: now,
+                grant_id: Some(id),
+                actor: "ann".into(),
+                event: "extended".into(),
+                detail: serde_json::json!({}),
+            };
+            Ok::<_, ()>(GrantChange::Changed(s, row))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.expires_at, later);
+    standby
+        .change_grant(id, |stored| {
+            let mut s = stored.expect("stored");
+            s.revoked_at = Some(now);
+            s.revoke_reason = Some("done".into());
+            let row = NewHistory {
+                at: now,
+                grant_id: Some(id),
+                actor: "ann".into(),
+                event: "revoke-requested".into(),
+                detail: serde_json::json!({}),
+            };
+            Ok::<_, ()>(GrantChange::Changed(s, row))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    // A refusal writes nothing.
+    let refused = standby
+        .change_grant(id, |_| Err::<GrantChange, _>("no"))
+        .await
+        .unwrap();
+    assert_eq!(refused.unwrap_err(), "no");
+    tokio::time::timeout(Duration::from_secs(5), listener.next())
+        .await
+        .expect("the leader is woken")
+        .unwrap();
+
+    // The leader, still holding its older copy, records a state change: the standby's
+    // revocation and later end stand.
+    let mut stale = held.clone();
+    stale.state = GrantState::Active;
+    leader
+        .commit(Batch {
+            grants: vec![stale],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let now_stored = leader.get_grant(id).await.unwrap().unwrap();
+    assert_eq!(now_stored.state, GrantState::Active);
+    assert_eq!(now_stored.revoke_reason.as_deref(), Some("done"));
+    assert!(now_stored.revoked_at.is_some());
+    assert_eq!(now_stored.expires_at, later);
+
+    // And the leader finds both changes in the history.
+    let seen: Vec<_> = leader
+        .grants_changed_after(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, g)| g)
+        .collect();
+    assert_eq!(
+        seen,
+        vec![id, id, id],
+        "created, extended, revoke-requested"
+    );
+    assert!(leader.verify_history().await.unwrap().is_ok());
+    standby.close().await;
 }

@@ -204,11 +204,13 @@ filter = "info,lapse_engine=debug"
             let http = http.clone();
             let url = url.clone();
             async move {
-                http.get(&url)
-                    .send()
-                    .await
-                    .map(|r| r.status().is_success())
-                    .unwrap_or(false)
+                // Ready and leading: on PostgreSQL a daemon serves (as a standby) before it
+                // has taken the lease, and the tests that start one daemon mean it to lead.
+                let Ok(r) = http.get(&url).send().await else {
+                    return false;
+                };
+                r.status().is_success()
+                    && r.json::<Value>().await.is_ok_and(|v| v["role"] == "leader")
             }
         })
         .await;
