@@ -23,6 +23,9 @@ pub enum Scenario {
     /// Revocations on separate groups falling due together at 20 writes a minute (sliding
     /// minute), the budget idle before.
     Burst,
+    /// 500 memberships of one group ending within one second at 20 writes a minute (sliding
+    /// minute): group updates removing them, and their lateness.
+    Coalesce,
     /// Reads of the idle sweep after ephemeral grants have all ended.
     Sweep,
     /// Grants a second through the HTTP API from concurrent clients.

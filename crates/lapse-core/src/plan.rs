@@ -809,6 +809,39 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
     }
 }
 
+/// The removals of `group`'s membership update as they stand at `now`: what [`plan`] asks to
+/// take out of that group, without the additions (which need their intent recorded before the
+/// call). The executor calls it with a world holding that group's grants, edges and reading
+/// when the write permit is handed out, so every member due by then goes into one call.
+/// `None`: nothing to remove.
+pub fn group_removals(
+    world: World<'_>,
+    group: &RemoteId,
+    now: DateTime<Utc>,
+    cfg: &PlanConfig,
+) -> Option<Action> {
+    plan(world, now, cfg)
+        .actions
+        .into_iter()
+        .find_map(|a| match a {
+            Action::UpdateGroupUsers {
+                group: g,
+                remove,
+                releases,
+                grants,
+                ..
+            } if &g == group && !remove.is_empty() => Some(Action::UpdateGroupUsers {
+                group: g,
+                add: Vec::new(),
+                remove,
+                claims: Vec::new(),
+                releases,
+                grants,
+            }),
+            _ => None,
+        })
+}
+
 fn plan_objects(
     p: &mut Planner<'_>,
     grants: &HashMap<GrantId, &Grant>,
