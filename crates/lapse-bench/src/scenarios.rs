@@ -31,6 +31,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 Scenario::Budget,
                 Scenario::Burst,
                 Scenario::Coalesce,
+                Scenario::Cost,
                 Scenario::Sweep,
                 Scenario::Submissions,
                 Scenario::Recovery,
@@ -59,6 +60,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Scenario::Memory => scale(&ctx, false).await,
             Scenario::Recovery => scale(&ctx, true).await,
             Scenario::Failover => failover(&ctx).await,
+            Scenario::Cost => {
+                let sizes = if quick {
+                    vec![1_000, 10_000]
+                } else {
+                    vec![10_000, 100_000, args.grants.unwrap_or(1_000_000)]
+                };
+                crate::cost::run(&sizes, if quick { 3 } else { 5 })
+            }
             Scenario::Smoke => unreachable_smoke(),
         }
         .with_context(|| format!("scenario {s:?} (files in {})", tmp.path().display()))?;
