@@ -909,7 +909,10 @@ pub fn grant_containers(
         GrantSpec::GroupMembership { group, .. } => {
             out.insert(Container::Group(group.id.clone()));
         }
-        GrantSpec::ServiceKey { service_account } | GrantSpec::ServiceAccess { service_account, .. } => {
+        GrantSpec::ServiceKey { service_account }
+        | GrantSpec::ServiceAccess {
+            service_account, ..
+        } => {
             out.insert(Container::ServiceAccount(service_account.id.clone()));
         }
         _ => {}
@@ -1004,7 +1007,10 @@ impl SliceIndex {
             }
         }
         // In the world's order, so that the plan is the one the full world gives.
-        let mut grant_pos: Vec<usize> = grants.iter().filter_map(|id| self.grant_at.get(id).copied()).collect();
+        let mut grant_pos: Vec<usize> = grants
+            .iter()
+            .filter_map(|id| self.grant_at.get(id).copied())
+            .collect();
         grant_pos.sort_unstable();
         let mut edge_pos: Vec<usize> = containers
             .iter()
@@ -1021,8 +1027,10 @@ impl SliceIndex {
             .copied()
             .collect();
         object_pos.sort_unstable();
-        let slice_objects: Vec<OwnedObject> =
-            object_pos.iter().map(|&i| world.objects[i].clone()).collect();
+        let slice_objects: Vec<OwnedObject> = object_pos
+            .iter()
+            .map(|&i| world.objects[i].clone())
+            .collect();
         let slice_edges: Vec<OwnedEdge> =
             edge_pos.iter().map(|&i| world.edges[i].clone()).collect();
         let mut observed = Observed {
@@ -1078,7 +1086,10 @@ impl SliceIndex {
             }
         }
         // The group an access edge names as its member (an edge to a deleted group went with it).
-        for e in slice_edges.iter().filter(|e| e.edge.kind == EdgeKind::Access) {
+        for e in slice_edges
+            .iter()
+            .filter(|e| e.edge.kind == EdgeKind::Access)
+        {
             group(&mut observed, &e.edge.member);
         }
         Slice {

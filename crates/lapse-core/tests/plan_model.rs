@@ -10,8 +10,8 @@ use chrono::{DateTime, Duration, Utc};
 use common::{at, gid, rid};
 use lapse_core::ownership::{Edge, EdgeKind, ObjectKind, OwnedEdge, OwnedObject};
 use lapse_core::plan::{
-    Action, Container, Observation, Observed, Plan, PlanConfig, Slice, World, edge_container,
-    plan, plan_slice, slice,
+    Action, Container, Observation, Observed, Plan, PlanConfig, Slice, World, edge_container, plan,
+    plan_slice, slice,
 };
 use lapse_core::provider::{
     AccessEdge, GroupInfo, GroupType, KeyInfo, KeyStatus, PrincipalKind, ResourceInfo,
@@ -1488,7 +1488,10 @@ fn incremental_agrees(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig, fu
         }
         for e in &full_released {
             if s.containers.contains(&edge_container(e)) {
-                assert!(part_released.contains(e), "seed {seed:?}: {e:?} not released");
+                assert!(
+                    part_released.contains(e),
+                    "seed {seed:?}: {e:?} not released"
+                );
             }
         }
     }
