@@ -1,6 +1,7 @@
 //! `lapse-bench`: runs the real `lapse` daemon against a real `twingate-sim`, drives it through
 //! its HTTP API, reads the truth from the sim's journal and state, and reports the figures.
 
+mod cost;
 mod journal;
 mod procs;
 mod report;
@@ -23,6 +24,9 @@ pub enum Scenario {
     /// Revocations on separate groups falling due together at 20 writes a minute (sliding
     /// minute), the budget idle before.
     Burst,
+    /// 500 memberships of one group ending within one second at 20 writes a minute (sliding
+    /// minute): group updates removing them, and their lateness.
+    Coalesce,
     /// Reads of the idle sweep after ephemeral grants have all ended.
     Sweep,
     /// Grants a second through the HTTP API from concurrent clients.
@@ -34,6 +38,9 @@ pub enum Scenario {
     /// Two daemons on one PostgreSQL database: the leader is killed while grants fall due;
     /// revocation lateness across the takeover, and submissions a second on PostgreSQL.
     Failover,
+    /// CPU time of planning a pass with 100 due grants at 10k, 100k and 1M open grants (or
+    /// up to `--grants`): the whole world, and the slice an incremental pass plans over.
+    Cost,
     /// Every scenario with small numbers (what the smoke test runs).
     Smoke,
 }

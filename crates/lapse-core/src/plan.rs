@@ -487,6 +487,17 @@ fn needs_edge(grant: &Grant, edge: &Edge) -> bool {
 }
 
 pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
+    plan_with(world, now, cfg, true)
+}
+
+/// [`plan`] without the sweep: no paced re-reads and no report of lapse-named groups that
+/// belong to no grant in `world`. What an incremental pass runs over a [`Slice`], whose world is
+/// not the whole one; the full plan, with its sweep, stays for the paced sweep.
+pub fn plan_slice(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
+    plan_with(world, now, cfg, false)
+}
+
+fn plan_with(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig, sweep: bool) -> Plan {
     let mut p = Planner {
         world,
         now,
@@ -748,7 +759,9 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
     }
 
     // The sweep: re-read whatever lapse relies on once its reading is older than the interval.
-    plan_sweep(&mut p, &owned);
+    if sweep {
+        plan_sweep(&mut p, &owned);
+    }
 
     // Turn the per-container batches into one call each.
     let batches = std::mem::take(&mut p.batches);
@@ -807,6 +820,302 @@ pub fn plan(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
         actions: p.actions,
         next_wake: p.wake,
     }
+}
+
+/// The removals of `group`'s membership update as they stand at `now`: what [`plan`] asks to
+/// take out of that group, without the additions (which need their intent recorded before the
+/// call). The executor calls it with a world holding that group's grants, edges and reading
+/// when the write permit is handed out, so every member due by then goes into one call.
+/// `None`: nothing to remove.
+pub fn group_removals(
+    world: World<'_>,
+    group: &RemoteId,
+    now: DateTime<Utc>,
+    cfg: &PlanConfig,
+) -> Option<Action> {
+    plan_slice(world, now, cfg)
+        .actions
+        .into_iter()
+        .find_map(|a| match a {
+            Action::UpdateGroupUsers {
+                group: g,
+                remove,
+                releases,
+                grants,
+                ..
+            } if &g == group && !remove.is_empty() => Some(Action::UpdateGroupUsers {
+                group: g,
+                add: Vec::new(),
+                remove,
+                claims: Vec::new(),
+                releases,
+                grants,
+            }),
+            _ => None,
+        })
+}
+
+/// What an incremental pass plans over: the grants it was given (due or changed), the
+/// containers it was given (read or written since the last pass), and, to a fixed point, every
+/// grant with access in one of those containers and every container such a grant's access or
+/// objects lie in, since a container's one call depends on every grant in it. With them: the
+/// ownership records in those containers and of those grants' objects (and objects whose grant
+/// is not held, whose clean-up is always due), and the readings of those containers, of those
+/// objects' names, and of lapse's groups. [`plan_slice`] over it agrees with [`plan`] over the
+/// whole world on every action that touches the slice (the property test in `plan_model`).
+#[derive(Debug, Clone, Default)]
+pub struct Slice {
+    pub grants: Vec<Grant>,
+    pub edges: Vec<OwnedEdge>,
+    pub objects: Vec<OwnedObject>,
+    pub observed: Observed,
+    /// The containers the slice covers.
+    pub containers: BTreeSet<Container>,
+}
+
+impl Slice {
+    pub fn world(&self) -> World<'_> {
+        World {
+            grants: &self.grants,
+            edges: &self.edges,
+            objects: &self.objects,
+            observed: &self.observed,
+        }
+    }
+}
+
+/// The containers a grant's access and objects lie in: those of the edges it needs, those of
+/// the edges it claimed (a grant whose group was seen deleted needs none but still owns them),
+/// its own group, and the service account of its key.
+pub fn grant_containers(
+    grant: &Grant,
+    objects: &HashMap<(GrantId, ObjectKind), &OwnedObject>,
+    claimed: &[&OwnedEdge],
+    observed: &Observed,
+    cfg: &PlanConfig,
+) -> BTreeSet<Container> {
+    let mut out: BTreeSet<Container> = grant_edges(grant, objects, observed, cfg)
+        .iter()
+        .map(|(e, _)| container_of(e))
+        .collect();
+    out.extend(claimed.iter().map(|e| container_of(&e.edge)));
+    if let Some(id) = objects
+        .get(&(grant.id, ObjectKind::Group))
+        .and_then(|o| o.remote_id.as_ref())
+    {
+        out.insert(Container::Group(id.clone()));
+    }
+    match &grant.spec {
+        GrantSpec::GroupMembership { group, .. } => {
+            out.insert(Container::Group(group.id.clone()));
+        }
+        GrantSpec::ServiceKey { service_account }
+        | GrantSpec::ServiceAccess {
+            service_account, ..
+        } => {
+            out.insert(Container::ServiceAccount(service_account.id.clone()));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Where things are in a world, for cutting slices without scanning it: the grants, ownership
+/// records and objects by position, which containers each grant's access and objects lie in,
+/// and which grants and records lie in each container. Built once over a world (`new`); a slice
+/// then costs what it holds, not what the world holds. The positions are the world's: an index
+/// is valid for the world it was built from.
+#[derive(Debug, Clone, Default)]
+pub struct SliceIndex {
+    grant_at: HashMap<GrantId, usize>,
+    of_grant: HashMap<GrantId, Vec<Container>>,
+    in_container: HashMap<Container, Vec<GrantId>>,
+    edges_in: HashMap<Container, Vec<usize>>,
+    objects_of: HashMap<GrantId, Vec<usize>>,
+    /// Objects whose grant is not held: their clean-up is due in every pass.
+    orphans: Vec<usize>,
+}
+
+impl SliceIndex {
+    pub fn new(world: World<'_>, cfg: &PlanConfig) -> Self {
+        let objects: HashMap<(GrantId, ObjectKind), &OwnedObject> = world
+            .objects
+            .iter()
+            .map(|o| ((o.grant, o.kind), o))
+            .collect();
+        let mut claimed: HashMap<GrantId, Vec<&OwnedEdge>> = HashMap::new();
+        let mut edges_in: HashMap<Container, Vec<usize>> = HashMap::new();
+        for (i, e) in world.edges.iter().enumerate() {
+            claimed.entry(e.added_by).or_default().push(e);
+            edges_in.entry(container_of(&e.edge)).or_default().push(i);
+        }
+        let mut idx = Self {
+            edges_in,
+            ..Self::default()
+        };
+        for (i, g) in world.grants.iter().enumerate() {
+            idx.grant_at.insert(g.id, i);
+            let mine = claimed.get(&g.id).map(Vec::as_slice).unwrap_or_default();
+            let cs: Vec<Container> = grant_containers(g, &objects, mine, world.observed, cfg)
+                .into_iter()
+                .collect();
+            for c in &cs {
+                idx.in_container.entry(c.clone()).or_default().push(g.id);
+            }
+            idx.of_grant.insert(g.id, cs);
+        }
+        for (i, o) in world.objects.iter().enumerate() {
+            if idx.grant_at.contains_key(&o.grant) {
+                idx.objects_of.entry(o.grant).or_default().push(i);
+            } else {
+                idx.orphans.push(i);
+            }
+        }
+        idx
+    }
+
+    /// The [`Slice`] of `world` (the one this index was built from) for the grants `due` and
+    /// the containers `changed`.
+    pub fn slice(
+        &self,
+        world: World<'_>,
+        due: &BTreeSet<GrantId>,
+        changed: &BTreeSet<Container>,
+    ) -> Slice {
+        let mut grants: BTreeSet<GrantId> = BTreeSet::new();
+        let mut containers: BTreeSet<Container> = BTreeSet::new();
+        let mut todo_g: Vec<GrantId> = due
+            .iter()
+            .copied()
+            .filter(|id| self.grant_at.contains_key(id))
+            .collect();
+        let mut todo_c: Vec<Container> = changed.iter().cloned().collect();
+        while !todo_g.is_empty() || !todo_c.is_empty() {
+            while let Some(id) = todo_g.pop() {
+                if grants.insert(id) {
+                    todo_c.extend(self.of_grant.get(&id).into_iter().flatten().cloned());
+                }
+            }
+            while let Some(c) = todo_c.pop() {
+                if containers.contains(&c) {
+                    continue;
+                }
+                if let Some(ids) = self.in_container.get(&c) {
+                    todo_g.extend(ids.iter().copied().filter(|id| !grants.contains(id)));
+                }
+                containers.insert(c);
+            }
+        }
+        // In the world's order, so that the plan is the one the full world gives.
+        let mut grant_pos: Vec<usize> = grants
+            .iter()
+            .filter_map(|id| self.grant_at.get(id).copied())
+            .collect();
+        grant_pos.sort_unstable();
+        let mut edge_pos: Vec<usize> = containers
+            .iter()
+            .filter_map(|c| self.edges_in.get(c))
+            .flatten()
+            .copied()
+            .collect();
+        edge_pos.sort_unstable();
+        let mut object_pos: Vec<usize> = grants
+            .iter()
+            .filter_map(|id| self.objects_of.get(id))
+            .flatten()
+            .chain(&self.orphans)
+            .copied()
+            .collect();
+        object_pos.sort_unstable();
+        let slice_objects: Vec<OwnedObject> = object_pos
+            .iter()
+            .map(|&i| world.objects[i].clone())
+            .collect();
+        let slice_edges: Vec<OwnedEdge> =
+            edge_pos.iter().map(|&i| world.edges[i].clone()).collect();
+        let mut observed = Observed {
+            lapse_groups: world.observed.lapse_groups.clone(),
+            ..Observed::default()
+        };
+        let group = |observed: &mut Observed, id: &RemoteId| {
+            if let Some(o) = world.observed.groups.get(id) {
+                observed.groups.insert(id.clone(), o.clone());
+            }
+        };
+        for c in &containers {
+            match c {
+                Container::Group(id) => group(&mut observed, id),
+                Container::Resource(id) => {
+                    if let Some(o) = world.observed.resources.get(id) {
+                        observed.resources.insert(id.clone(), o.clone());
+                    }
+                }
+                Container::ServiceAccount(id) => {
+                    if let Some(o) = world.observed.service_accounts.get(id) {
+                        observed.service_accounts.insert(id.clone(), o.clone());
+                    }
+                }
+                Container::GroupsNamed(name) => {
+                    if let Some(o) = world.observed.named_groups.get(name) {
+                        observed.named_groups.insert(name.clone(), o.clone());
+                    }
+                }
+                Container::LapseGroups => {}
+            }
+        }
+        // The readings the planner consults for an object: its name, its group, and the
+        // groups found carrying its name (a duplicate already seen deleted is left alone).
+        let names: BTreeSet<&str> = slice_objects.iter().map(|o| o.name.as_str()).collect();
+        for o in &slice_objects {
+            if let Some(n) = world.observed.named_groups.get(&o.name) {
+                observed.named_groups.insert(o.name.clone(), n.clone());
+                for g in n.value.iter().flatten() {
+                    group(&mut observed, &g.id);
+                }
+            }
+            if let Some(id) = &o.remote_id {
+                group(&mut observed, id);
+            }
+        }
+        if !names.is_empty() {
+            let listed = world.observed.lapse_groups.iter();
+            for g in listed.flat_map(|l| l.value.iter().flatten()) {
+                if names.contains(g.name.as_str()) {
+                    group(&mut observed, &g.id);
+                }
+            }
+        }
+        // The group an access edge names as its member (an edge to a deleted group went with it).
+        for e in slice_edges
+            .iter()
+            .filter(|e| e.edge.kind == EdgeKind::Access)
+        {
+            group(&mut observed, &e.edge.member);
+        }
+        Slice {
+            grants: grant_pos.iter().map(|&i| world.grants[i].clone()).collect(),
+            edges: slice_edges,
+            objects: slice_objects,
+            observed,
+            containers,
+        }
+    }
+}
+
+/// The [`Slice`] of `world` for the grants `due` and the containers `changed`: the reference,
+/// which indexes the whole world first ([`SliceIndex`] keeps the index for many slices).
+pub fn slice(
+    world: World<'_>,
+    due: &BTreeSet<GrantId>,
+    changed: &BTreeSet<Container>,
+    cfg: &PlanConfig,
+) -> Slice {
+    SliceIndex::new(world, cfg).slice(world, due, changed)
+}
+
+/// The container an edge lies in.
+pub fn edge_container(edge: &Edge) -> Container {
+    container_of(edge)
 }
 
 fn plan_objects(

@@ -181,6 +181,13 @@ pub struct CreatedKey {
     pub token: KeyToken,
 }
 
+/// The users one group update adds and removes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MembershipChange {
+    pub add: Vec<RemoteId>,
+    pub remove: Vec<RemoteId>,
+}
+
 /// One edge to add to a resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessToAdd {
@@ -328,6 +335,32 @@ pub trait AccessProvider: Send + Sync {
         remove: &[RemoteId],
         terms: impl Into<WriteTerms> + Send,
     ) -> impl Future<Output = ProviderResult<()>> + Send;
+    /// [`update_group_users`](Self::update_group_users) with the change decided when the write
+    /// is about to go out: `build` is called once the write budget hands out its permit (and
+    /// after any wait), so that every member due by then goes into the same call. `build`
+    /// answers the change with a value the caller keeps (what the call stands for), or `None`
+    /// when there is nothing left to send (the permit is given back). The answer is `None`
+    /// exactly when `build` said so.
+    ///
+    /// The default suits a provider without a budget: it builds at once.
+    fn update_group_users_when_sent<T, F>(
+        &self,
+        group: &RemoteId,
+        terms: WriteTerms,
+        build: F,
+    ) -> impl Future<Output = Option<(T, ProviderResult<()>)>> + Send
+    where
+        T: Send,
+        F: FnOnce() -> Option<(T, MembershipChange)> + Send,
+    {
+        async move {
+            let (value, change) = build()?;
+            let result = self
+                .update_group_users(group, &change.add, &change.remove, terms)
+                .await;
+            Some((value, result))
+        }
+    }
     /// Upsert: re-adding an existing principal overwrites its expiry.
     fn add_resource_access(
         &self,

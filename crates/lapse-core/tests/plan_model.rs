@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, Utc};
 use common::{at, gid, rid};
 use lapse_core::ownership::{Edge, EdgeKind, ObjectKind, OwnedEdge, OwnedObject};
-use lapse_core::plan::{Action, Container, Observation, Observed, PlanConfig, World, plan};
+use lapse_core::plan::{
+    Action, Container, Observation, Observed, Plan, PlanConfig, Slice, World, edge_container, plan,
+    plan_slice, slice,
+};
 use lapse_core::provider::{
     AccessEdge, GroupInfo, GroupType, KeyInfo, KeyStatus, PrincipalKind, ResourceInfo,
     ServiceAccountInfo,
@@ -825,6 +828,19 @@ impl Sim {
             if let Some(w) = p.next_wake {
                 assert!(w > self.now, "next_wake {w} is not in the future");
             }
+            if pass == 1 {
+                incremental_agrees(
+                    World {
+                        grants: &self.grants,
+                        edges: &self.edges,
+                        objects: &self.objects,
+                        observed: &self.observed,
+                    },
+                    self.now,
+                    &self.cfg,
+                    &p,
+                );
+            }
             let quiet = p.actions.iter().all(|a| {
                 matches!(
                     a,
@@ -1364,6 +1380,120 @@ fn run_with_failures(s: &Scenario) {
     // Tokens only ever reach the requester for one key per grant.
     for (g, n) in &sim.tokens {
         assert!(*n >= 1, "{g}");
+    }
+}
+
+// ---------------------------------------------------------------- incremental planning
+
+/// Whether a sweep put the action in the full plan (an incremental pass leaves it to the sweep).
+fn from_sweep(a: &Action) -> bool {
+    match a {
+        Action::Observe { sweep, .. } => *sweep,
+        Action::ReportDrift { detail } => detail.contains("belongs to no open grant"),
+        _ => false,
+    }
+}
+
+/// Whether a full-plan action is one the slice must produce: it names a grant of the slice, an
+/// object of the slice or a container of the slice.
+fn touches(a: &Action, s: &Slice) -> bool {
+    let grant_in = |id: &GrantId| {
+        s.grants.iter().any(|g| g.id == *id) || s.objects.iter().any(|o| o.grant == *id)
+    };
+    let container_in = |c: Container| s.containers.contains(&c);
+    match a {
+        Action::Observe { container, .. } => match container {
+            Container::GroupsNamed(name) => s.objects.iter().any(|o| &o.name == name),
+            c => container_in(c.clone()),
+        },
+        Action::Transition { grant, .. }
+        | Action::CreateGroup { grant, .. }
+        | Action::AdoptObject { grant, .. }
+        | Action::ForgetObject { grant, .. }
+        | Action::DeleteGroup { grant, .. }
+        | Action::CreateKey { grant, .. }
+        | Action::RevokeKey { grant, .. }
+        | Action::DeleteKey { grant, .. } => grant_in(grant),
+        Action::UpdateGroupUsers { group, .. } => container_in(Container::Group(group.clone())),
+        Action::AddAccess { resource, .. } | Action::RemoveAccess { resource, .. } => {
+            container_in(Container::Resource(resource.clone()))
+        }
+        Action::UpdateServiceResources {
+            service_account, ..
+        } => container_in(Container::ServiceAccount(service_account.clone())),
+        Action::ReleaseEdges { .. } | Action::ReportDrift { .. } => false,
+    }
+}
+
+fn released(p: &Plan) -> BTreeSet<Edge> {
+    p.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ReleaseEdges { edges } => Some(edges.iter().cloned()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// An incremental pass (the planner over a slice seeded by some grants) and the full pass
+/// agree: every action of the slice's plan is in the full plan, and every action of the full
+/// plan that touches the slice is in the slice's plan (releases compared edge by edge). Seeds:
+/// each grant alone, the grants due now (a deadline or retry time passed), and all of them.
+fn incremental_agrees(world: World<'_>, now: DateTime<Utc>, cfg: &PlanConfig, full: &Plan) {
+    let due: BTreeSet<GrantId> = world
+        .grants
+        .iter()
+        .filter(|g| {
+            g.starts_at <= now
+                || g.ends_at() <= now
+                || g.retry.next_attempt_at.is_some_and(|t| t <= now)
+        })
+        .map(|g| g.id)
+        .collect();
+    let mut seeds: Vec<BTreeSet<GrantId>> = world
+        .grants
+        .iter()
+        .map(|g| BTreeSet::from([g.id]))
+        .collect();
+    seeds.push(due);
+    seeds.push(world.grants.iter().map(|g| g.id).collect());
+    let full_released = released(full);
+    for seed in seeds {
+        let s = slice(world, &seed, &BTreeSet::new(), cfg);
+        let part = plan_slice(s.world(), now, cfg);
+        let part_released = released(&part);
+        for a in &part.actions {
+            match a {
+                Action::ReleaseEdges { .. } => {}
+                a => assert!(
+                    full.actions.contains(a),
+                    "seed {seed:?}: the incremental pass plans {a:?}, the full pass does not: {:#?}",
+                    full.actions
+                ),
+            }
+        }
+        assert!(
+            part_released.is_subset(&full_released),
+            "seed {seed:?}: released {part_released:?} ⊄ {full_released:?}"
+        );
+        for a in full.actions.iter().filter(|a| !from_sweep(a)) {
+            if touches(a, &s) {
+                assert!(
+                    part.actions.contains(a),
+                    "seed {seed:?}: the full pass plans {a:?}, the incremental pass does not: {:#?}",
+                    part.actions
+                );
+            }
+        }
+        for e in &full_released {
+            if s.containers.contains(&edge_container(e)) {
+                assert!(
+                    part_released.contains(e),
+                    "seed {seed:?}: {e:?} not released"
+                );
+            }
+        }
     }
 }
 

@@ -1144,3 +1144,106 @@ fn same_inputs_same_plan() {
         .observed(ObservedBuilder::new().resource("r1", &[], 0));
     assert_eq!(f.plan_at(1), f.plan_at(1));
 }
+
+// ---------------------------------------------------------------- removals built at send time
+
+/// Two members of one group ending a minute apart, both owned and seen present.
+fn two_ending() -> (Fixture, lapse_core::Grant, lapse_core::Grant) {
+    let a = GrantBuilder::membership("g1", &["u1"])
+        .id(1)
+        .window(0, 60)
+        .state(GrantState::Active)
+        .build();
+    let b = GrantBuilder::membership("g1", &["u2"])
+        .id(2)
+        .window(0, 61)
+        .state(GrantState::Active)
+        .build();
+    let f = Fixture::new()
+        .grant(a.clone())
+        .grant(b.clone())
+        .edge(owned(membership_edge("g1", "u1"), a.id, None))
+        .edge(owned(membership_edge("g1", "u2"), b.id, None))
+        .observed(ObservedBuilder::new().group("g1", &["u1", "u2"], 59));
+    (f, a, b)
+}
+
+#[test]
+fn group_removals_take_every_member_due_by_the_time_asked() {
+    let (f, a, b) = two_ending();
+    let g1 = rid("g1");
+    // Planned at the first end: one member.
+    let first = lapse_core::plan::group_removals(f.world(), &g1, at(60), &f.cfg);
+    assert_eq!(
+        first,
+        Some(Action::UpdateGroupUsers {
+            group: g1.clone(),
+            add: vec![],
+            remove: vec![rid("u1")],
+            claims: vec![],
+            releases: vec![membership_edge("g1", "u1")],
+            grants: vec![a.id],
+        })
+    );
+    // Built when the permit comes, after the second end: both in one call, the grants still
+    // recorded as active (their transitions follow in the next pass).
+    let later = lapse_core::plan::group_removals(f.world(), &g1, at(61), &f.cfg);
+    assert_eq!(
+        later,
+        Some(Action::UpdateGroupUsers {
+            group: g1.clone(),
+            add: vec![],
+            remove: vec![rid("u1"), rid("u2")],
+            claims: vec![],
+            releases: vec![membership_edge("g1", "u1"), membership_edge("g1", "u2")],
+            grants: vec![a.id, b.id],
+        })
+    );
+    // Before any end: nothing to remove, nothing to send.
+    assert_eq!(
+        lapse_core::plan::group_removals(f.world(), &g1, at(59), &f.cfg),
+        None
+    );
+}
+
+#[test]
+fn group_removals_leave_a_member_a_grant_starting_by_then_needs() {
+    let (f, _, _) = two_ending();
+    // A new grant for u1 starts at u1's end: at that instant u1 is not taken out.
+    let c = GrantBuilder::membership("g1", &["u1"])
+        .id(3)
+        .window(60, 120)
+        .state(GrantState::Scheduled)
+        .build();
+    let f = f.grant(c);
+    let g1 = rid("g1");
+    assert_eq!(
+        lapse_core::plan::group_removals(f.world(), &g1, at(60), &f.cfg),
+        None
+    );
+    // At the second end only u2 goes.
+    let later = lapse_core::plan::group_removals(f.world(), &g1, at(61), &f.cfg);
+    assert!(
+        matches!(&later, Some(Action::UpdateGroupUsers { remove, .. }) if remove == &vec![rid("u2")]),
+        "{later:?}"
+    );
+}
+
+#[test]
+fn group_removals_wait_for_a_grant_in_backoff() {
+    let a = GrantBuilder::membership("g1", &["u1"])
+        .window(0, 60)
+        .state(GrantState::Revoking)
+        .backoff_until(62)
+        .build();
+    let f = Fixture::new()
+        .grant(a.clone())
+        .edge(owned(membership_edge("g1", "u1"), a.id, None))
+        .observed(ObservedBuilder::new().group("g1", &["u1"], 59));
+    let g1 = rid("g1");
+    assert_eq!(
+        lapse_core::plan::group_removals(f.world(), &g1, at(61), &f.cfg),
+        None
+    );
+    assert!(lapse_core::plan::group_removals(f.world(), &g1, at(62), &f.cfg).is_some());
+}

@@ -12,7 +12,8 @@ use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lapse_core::plan::{self, Action, Container, DeleteReason, Observed, World};
 use lapse_core::provider::{
-    CreatedKey, ErrorClass, KeyInfo, KeyStatus, PrincipalKind, Priority, ProviderError, WriteTerms,
+    CreatedKey, ErrorClass, KeyInfo, KeyStatus, MembershipChange, PrincipalKind, Priority,
+    ProviderError, WriteTerms,
 };
 use lapse_core::{
     AccessProvider, Edge, EdgeKind, Grant, GrantId, GrantState, HistoryEvent, ObjectKind,
@@ -77,6 +78,40 @@ enum Effect {
     Created(RemoteId),
     Key(CreatedKey),
     Read(Reading),
+}
+
+/// One group's grants, ownership records and reading, copied out of the engine so that its
+/// membership update can be planned again when the write permit is handed out.
+struct GroupWorld {
+    group: RemoteId,
+    grants: Vec<Grant>,
+    edges: Vec<OwnedEdge>,
+    observed: Observed,
+}
+
+impl GroupWorld {
+    /// The update's removals as of `now`, with the change to send.
+    fn removals(
+        &self,
+        now: DateTime<Utc>,
+        cfg: &plan::PlanConfig,
+    ) -> Option<(Action, MembershipChange)> {
+        let world = World {
+            grants: &self.grants,
+            edges: &self.edges,
+            objects: &[],
+            observed: &self.observed,
+        };
+        let action = plan::group_removals(world, &self.group, now, cfg)?;
+        let Action::UpdateGroupUsers { remove, .. } = &action else {
+            return None;
+        };
+        let change = MembershipChange {
+            add: Vec::new(),
+            remove: remove.clone(),
+        };
+        Some((action, change))
+    }
 }
 
 /// The result of one pass.
@@ -172,6 +207,8 @@ pub struct Engine<P> {
     /// The ownership records this pass's intents replaced (`None`: there was none), restored
     /// when an apply is not sent after all.
     prior_claims: HashMap<Edge, Option<OwnedEdge>>,
+    /// When each container was last written to (kept for `container_spacing`).
+    last_write: HashMap<Container, DateTime<Utc>>,
     /// Grants, edges and objects held at the last pruning of observations, and whether a
     /// listing brought in groups since: observations of what lapse no longer manages are
     /// dropped when either says so (`observe::retain_managed`).
@@ -259,6 +296,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             reported: HashSet::new(),
             alarmed: HashSet::new(),
             prior_claims: HashMap::new(),
+            last_write: HashMap::new(),
             managed_size: 0,
             listed: false,
             passes: 0,
@@ -541,6 +579,12 @@ impl<P: AccessProvider + 'static> Engine<P> {
                             continue;
                         }
                     }
+                    if let Some(until) = self.spaced_until(&a, now) {
+                        // The container was written to a moment ago: what falls due meanwhile
+                        // goes into one call when its turn comes (no intent recorded yet).
+                        report.next_wake = Some(report.next_wake.map_or(until, |w| w.min(until)));
+                        continue;
+                    }
                     if a.priority() == Priority::Revoke {
                         self.record_intent(&a, &mut batch);
                         revokes.push(a);
@@ -587,6 +631,11 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 if result.is_err() {
                     report.failures += 1;
                 }
+                if !matches!(result, Err(ProviderError::NotSent(_)))
+                    && let Some(c) = spaced_container(&action)
+                {
+                    self.last_write.insert(c, now);
+                }
                 self.outcome(action, result, now, &mut batch);
             }
             self.commit(std::mem::take(&mut batch)).await?;
@@ -603,6 +652,8 @@ impl<P: AccessProvider + 'static> Engine<P> {
             self.listed = false;
         }
         self.managed_size = size;
+        let spacing = Duration::from_std(self.cfg.container_spacing).unwrap_or_default();
+        self.last_write.retain(|_, t| now - *t < spacing);
         self.update_health(now);
         Ok(report)
     }
@@ -751,7 +802,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
     ) -> Vec<(Action, Result<Effect, ProviderError>)> {
         let provider = self.provider.clone();
         let margin = Duration::from_std(self.cfg.apply_margin).unwrap_or_default();
-        let calls: Vec<(Action, WriteTerms)> = actions
+        let calls: Vec<(Action, WriteTerms, Option<GroupWorld>)> = actions
             .into_iter()
             .map(|a| {
                 let not_after =
@@ -760,14 +811,31 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     priority: a.priority(),
                     not_after,
                 };
-                (a, terms)
+                let late = self.late_bound(&a);
+                (a, terms, late)
             })
             .collect();
+        let plan_cfg = self.cfg.plan.clone();
         let done: Vec<Vec<(Action, Result<Effect, ProviderError>)>> = futures::stream::iter(calls)
-            .map(|(a, terms)| {
+            .map(|(a, terms, late)| {
                 let p = provider.clone();
                 let handle = self.handle.clone();
+                let plan_cfg = plan_cfg.clone();
                 async move {
+                    if let (Some(world), Action::UpdateGroupUsers { group, .. }) = (late, &a) {
+                        // Built when the permit is handed out: every member due by then.
+                        let sent = p
+                            .update_group_users_when_sent(group, terms, move || {
+                                world.removals(Utc::now(), &plan_cfg)
+                            })
+                            .await;
+                        handle.beat();
+                        return match sent {
+                            Some((action, r)) => vec![(action, r.map(|()| Effect::Done))],
+                            // Nothing left to remove by then: nothing sent, nothing to record.
+                            None => Vec::new(),
+                        };
+                    }
                     let r = perform(p.as_ref(), &a, terms).await;
                     handle.beat();
                     match r {
@@ -790,6 +858,56 @@ impl<P: AccessProvider + 'static> Engine<P> {
             .collect()
             .await;
         done.into_iter().flatten().collect()
+    }
+
+    /// For a membership update that only removes, from a group that is not lapse's own: the
+    /// slice of the world its removals depend on, so the update can be rebuilt when its write
+    /// permit is handed out. Other writes are built when planned (additions need their intent
+    /// recorded before the call; lapse's own groups are repaired or deleted whole).
+    fn late_bound(&self, action: &Action) -> Option<GroupWorld> {
+        let Action::UpdateGroupUsers {
+            group, add, remove, ..
+        } = action
+        else {
+            return None;
+        };
+        if !add.is_empty() || remove.is_empty() {
+            return None;
+        }
+        let own = self
+            .objects
+            .items
+            .iter()
+            .any(|o| o.kind == ObjectKind::Group && o.remote_id.as_ref() == Some(group));
+        if own {
+            return None;
+        }
+        let grants = self
+            .grants
+            .items
+            .iter()
+            .filter(|g| {
+                matches!(&g.spec, lapse_core::GrantSpec::GroupMembership { group: on, .. } if &on.id == group)
+            })
+            .cloned()
+            .collect();
+        let edges = self
+            .edges
+            .items
+            .iter()
+            .filter(|e| e.edge.kind == EdgeKind::Membership && &e.edge.container == group)
+            .cloned()
+            .collect();
+        let mut observed = Observed::default();
+        if let Some(o) = self.observed.groups.get(group) {
+            observed.groups.insert(group.clone(), o.clone());
+        }
+        Some(GroupWorld {
+            group: group.clone(),
+            grants,
+            edges,
+            observed,
+        })
     }
 
     /// An apply that was not sent because its grants had ended (or were about to): nothing
@@ -1271,6 +1389,19 @@ impl<P: AccessProvider + 'static> Engine<P> {
         orphan.then(|| format!("{action:?}"))
     }
 
+    /// When a write to a container that was written to less than `container_spacing` ago
+    /// may go: the budget's average pace per container, so one container's changes falling due
+    /// one after another share a call instead of spending the budget of all of them. The first
+    /// write to a container is never held back. `None`: it may go now.
+    fn spaced_until(&self, action: &Action, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let spacing = Duration::from_std(self.cfg.container_spacing).ok()?;
+        if spacing <= Duration::zero() {
+            return None;
+        }
+        let last = self.last_write.get(&spaced_container(action)?)?;
+        Some(*last + spacing).filter(|until| *until > now)
+    }
+
     /// The ephemeral groups of lapse's own that an action writes to.
     fn own_groups_in(&self, action: &Action) -> Vec<RemoteId> {
         let own = |id: &RemoteId| {
@@ -1403,6 +1534,16 @@ fn action_container(action: &Action) -> Option<Container> {
         } => Some(Container::ServiceAccount(service_account.clone())),
         Action::DeleteGroup { group, .. } => Some(Container::Group(group.clone())),
         _ => None,
+    }
+}
+
+/// The container whose writes are paced by `container_spacing`: updates of a group's members,
+/// a resource's access or a service account's resources (a group's deletion is final and goes
+/// at once).
+fn spaced_container(action: &Action) -> Option<Container> {
+    match action {
+        Action::DeleteGroup { .. } => None,
+        a => action_container(a),
     }
 }
 

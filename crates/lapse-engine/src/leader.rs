@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use lapse_core::provider::{
-    AccessProvider, AccessToAdd, CreatedKey, GroupInfo, NamedRef, ProviderError, ProviderResult,
-    RemoteId, ResourceInfo, ServiceAccountInfo, UserRef, WriteTerms,
+    AccessProvider, AccessToAdd, CreatedKey, GroupInfo, MembershipChange, NamedRef, ProviderError,
+    ProviderResult, RemoteId, ResourceInfo, ServiceAccountInfo, UserRef, WriteTerms,
 };
 use lapse_store::{Backend, LeaseStatus, Store, StoreError};
 use tokio::sync::watch;
@@ -291,6 +291,25 @@ impl<P: AccessProvider> AccessProvider for Fenced<P> {
         self.check()?;
         self.inner
             .update_group_users(group, add, remove, self.fence(terms))
+            .await
+    }
+    async fn update_group_users_when_sent<T, F>(
+        &self,
+        group: &RemoteId,
+        terms: WriteTerms,
+        build: F,
+    ) -> Option<(T, ProviderResult<()>)>
+    where
+        T: Send,
+        F: FnOnce() -> Option<(T, MembershipChange)> + Send,
+    {
+        if let Err(e) = self.check() {
+            // Refused before anything is built: the caller's own value stands for the call.
+            let (value, _) = build()?;
+            return Some((value, Err(e)));
+        }
+        self.inner
+            .update_group_users_when_sent(group, self.fence(terms), build)
             .await
     }
     async fn add_resource_access(

@@ -37,8 +37,14 @@ pub struct EngineConfig {
     /// Remote calls in flight at once.
     pub concurrency: usize,
     /// Pause after a pass that revoked, so that changes falling due together are batched into one
-    /// call per group (Twingate allows 20 writes a minute). Adds at most this to a revocation.
+    /// call per group. Adds at most this to a revocation. Off by default: a group's membership
+    /// update is built when its write permit is handed out, and `container_spacing` paces
+    /// repeat writes to one container.
     pub batch_window: StdDuration,
+    /// The least time between two writes to one container (a group's members, a resource's
+    /// access): the write budget's average pace, 60 s ÷ writes a minute. The first write to a
+    /// container is never held back.
+    pub container_spacing: StdDuration,
     /// How long a service key's token waits in memory for its requester before it is dropped.
     pub token_hold: StdDuration,
     /// An apply is not sent this close to (or after) the end of the grants that need it, judged
@@ -56,7 +62,8 @@ impl Default for EngineConfig {
             revoke_alarm_after: 5,
             sweep_reads_per_minute: 30,
             concurrency: 16,
-            batch_window: StdDuration::from_millis(200),
+            batch_window: StdDuration::ZERO,
+            container_spacing: StdDuration::from_secs(3),
             token_hold: StdDuration::from_secs(600),
             apply_margin: StdDuration::from_secs(1),
         }

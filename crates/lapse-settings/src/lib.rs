@@ -233,7 +233,8 @@ pub struct EngineSettings {
     pub sweep_interval: Duration,
     pub sweep_reads_per_minute: u32,
     pub concurrency: usize,
-    /// Pause after a pass that wrote, so changes falling due together share one call per group.
+    /// Pause after a pass that revoked, so changes falling due together share one call per
+    /// group. Off by default: group updates are built when their write permit is handed out.
     #[serde(with = "humantime_serde")]
     pub batch_window: Duration,
     /// First retry delay after a failed call; doubles per attempt (with full jitter) up to
@@ -281,7 +282,7 @@ tick = "1s"
 sweep_interval = "5m"
 sweep_reads_per_minute = 30
 concurrency = 16
-batch_window = "200ms"
+batch_window = "0s"
 retry_base = "2s"
 retry_cap = "5m"
 revoke_alarm_after = 5

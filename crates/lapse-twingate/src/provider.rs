@@ -1,8 +1,8 @@
 //! `AccessProvider` for `TwingateClient`: lapse's operations in terms of the GraphQL ones.
 
 use lapse_core::provider::{
-    AccessProvider, AccessToAdd, CreatedKey, GroupInfo, KeyToken, NamedRef, ProviderError,
-    ProviderResult, RemoteId, ResourceInfo, ServiceAccountInfo, UserRef, WriteTerms,
+    AccessProvider, AccessToAdd, CreatedKey, GroupInfo, KeyToken, MembershipChange, NamedRef,
+    ProviderError, ProviderResult, RemoteId, ResourceInfo, ServiceAccountInfo, UserRef, WriteTerms,
 };
 use secrecy::ExposeSecret;
 
@@ -304,6 +304,46 @@ impl AccessProvider for TwingateClient {
             .accepted(GroupUpdateUsers::NAME)?;
         tracing::info!(%group, added = add.len(), removed = remove.len(), "updated group members");
         Ok(())
+    }
+
+    async fn update_group_users_when_sent<T, F>(
+        &self,
+        group: &RemoteId,
+        terms: WriteTerms,
+        build: F,
+    ) -> Option<(T, ProviderResult<()>)>
+    where
+        T: Send,
+        F: FnOnce() -> Option<(T, MembershipChange)> + Send,
+    {
+        let mut sizes = (0, 0);
+        let (value, data) = self
+            .inner
+            .transport
+            .mutate_when_sent::<GroupUpdateUsers, T>(terms, || {
+                let (value, change) = build()?;
+                if change.add.is_empty() && change.remove.is_empty() {
+                    return None;
+                }
+                sizes = (change.add.len(), change.remove.len());
+                let vars = GroupUpdateUsersVars {
+                    id: group.0.clone(),
+                    added_user_ids: id_strings(&change.add),
+                    removed_user_ids: id_strings(&change.remove),
+                };
+                Some((value, vars))
+            })
+            .await?;
+        let result = data.and_then(|data| {
+            data.group_update
+                .ok_or_else(|| missing_payload(GroupUpdateUsers::NAME))?
+                .accepted(GroupUpdateUsers::NAME)
+                .map(|_| ())
+        });
+        if result.is_ok() {
+            tracing::info!(%group, added = sizes.0, removed = sizes.1, "updated group members (built when sent)");
+        }
+        Some((value, result))
     }
 
     async fn add_resource_access(

@@ -247,11 +247,44 @@ impl Transport {
             .await
     }
 
+    /// A write whose variables are built when the budget hands out its permit (see
+    /// `AccessProvider::update_group_users_when_sent`): `build` runs once, after the first
+    /// permit, and may decline (`None`: the permit is given back and nothing is sent). A repeat
+    /// after a 429 sends the same body.
+    pub async fn mutate_when_sent<O: Mutation, T>(
+        &self,
+        terms: WriteTerms,
+        build: impl FnOnce() -> Option<(T, O::Variables)>,
+    ) -> Option<(T, ProviderResult<O::Data>)> {
+        let mut value = None;
+        let result = self
+            .execute_built::<O, _>(Kind::Write(terms.priority), terms.not_after, || {
+                let (v, vars) = build()?;
+                value = Some(v);
+                Some(vars)
+            })
+            .await;
+        value.map(|v| (v, result))
+    }
+
     async fn execute<O: Operation>(
         &self,
         variables: &O::Variables,
         kind: Kind,
         not_after: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> ProviderResult<O::Data> {
+        self.execute_built::<O, _>(kind, not_after, || Some(variables))
+            .await
+    }
+
+    /// Sends one operation: waits for the budget, checks `not_after` when about to send, and
+    /// builds the body from `build` only then (once; a declined build sends nothing and answers
+    /// `Invalid`, which `mutate_when_sent` does not pass on).
+    async fn execute_built<O: Operation, V: std::borrow::Borrow<O::Variables>>(
+        &self,
+        kind: Kind,
+        not_after: Option<chrono::DateTime<chrono::Utc>>,
+        build: impl FnOnce() -> Option<V>,
     ) -> ProviderResult<O::Data> {
         let terms = WriteTerms {
             priority: Priority::Apply,
@@ -269,14 +302,18 @@ impl Transport {
         if let Some(e) = too_late() {
             return Err(e);
         }
-        let body = serde_json::to_vec(&GraphqlRequest {
-            query: O::DOCUMENT,
-            variables,
-            operation_name: O::NAME,
-        })
-        .map_err(|e| {
-            ProviderError::Invalid(format!("{}: encoding the request failed: {e}", O::NAME))
-        })?;
+        let encode = |variables: &O::Variables| {
+            serde_json::to_vec(&GraphqlRequest {
+                query: O::DOCUMENT,
+                variables,
+                operation_name: O::NAME,
+            })
+            .map_err(|e| {
+                ProviderError::Invalid(format!("{}: encoding the request failed: {e}", O::NAME))
+            })
+        };
+        let mut build = Some(build);
+        let mut body: Option<Vec<u8>> = None;
 
         let budget = match kind {
             Kind::Read => &self.reads,
@@ -296,8 +333,32 @@ impl Transport {
                 tracing::info!(operation = O::NAME, "not sent: its grant has ended");
                 return Err(e);
             }
+            // Built with the permit in hand, so what it carries is as of now.
+            if let Some(build) = build.take() {
+                let Some(variables) = build() else {
+                    permit.forgo();
+                    return Err(ProviderError::Invalid(format!(
+                        "{}: nothing left to send",
+                        O::NAME
+                    )));
+                };
+                match encode(variables.borrow()) {
+                    Ok(b) => body = Some(b),
+                    Err(e) => {
+                        permit.forgo();
+                        return Err(e);
+                    }
+                }
+            }
+            let Some(body) = body.as_deref() else {
+                permit.forgo();
+                return Err(ProviderError::Invalid(format!(
+                    "{}: no request body",
+                    O::NAME
+                )));
+            };
             let started = Instant::now();
-            let attempt = self.attempt::<O>(api, &body, kind).await;
+            let attempt = self.attempt::<O>(api, body, kind).await;
             drop(permit);
             // Each HTTP call, by operation and how it ended: `ok`, `rate_limited`, or the
             // error's class (`transient`, `refused`, ...).

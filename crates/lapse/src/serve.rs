@@ -115,6 +115,7 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         sweep_reads_per_minute: s.engine.sweep_reads_per_minute,
         concurrency: s.engine.concurrency,
         batch_window: s.engine.batch_window,
+        container_spacing: std::time::Duration::from_secs(60) / s.twingate.writes_per_minute.max(1),
         backoff_base: chrono::Duration::from_std(s.engine.retry_base)
             .unwrap_or(chrono::Duration::seconds(2)),
         backoff_cap: chrono::Duration::from_std(s.engine.retry_cap)
