@@ -520,3 +520,53 @@ async fn both_daemons_take_submissions_at_once_and_the_standbys_wake_the_leader(
     assert_eq!(status, 201, "the leader takes it: {v}");
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_loop_fails_gives_the_lease_up_and_exits() {
+    let Some((mut env, scratch)) = primary().await else {
+        return;
+    };
+    env.start().await;
+    let standby = Standby::spawn(&env.config);
+    let port = serving_standby(&standby).await;
+
+    // Every change of a stored grant fails for a while: the leader's next commit fails.
+    let db = sqlx::PgPool::connect(scratch.url()).await.expect("connect");
+    for q in [
+        "CREATE FUNCTION lapse_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+        "CREATE TRIGGER lapse_test_refuse BEFORE UPDATE ON grants FOR EACH ROW EXECUTE FUNCTION lapse_test_refuse()",
+    ] {
+        sqlx::query(q).execute(&db).await.expect(q);
+    }
+    let (status, body) = env
+        .grant(membership("oncall", &["alice@example.com"], "10m"))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = id_of(&body);
+
+    // Its loop ended: it is not a standby holding the lease, it steps down.
+    let status = env.wait_exit(Duration::from_secs(15)).await;
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the leader without a loop did not exit: {status:?}; log:\n{}",
+        env.log()
+    );
+    assert!(env.log().contains("stepped down"), "log:\n{}", env.log());
+    sqlx::query("DROP TRIGGER lapse_test_refuse ON grants")
+        .execute(&db)
+        .await
+        .expect("drop trigger");
+    db.close().await;
+
+    // The lease was given up, so the standby leads well before it would have run out, and
+    // applies the grant.
+    let up = leads(port, Duration::from_secs(LEASE_SECS + 10)).await;
+    assert!(up, "the standby never took over; log:\n{}", standby.log());
+    let token = env.token.clone();
+    let active = eventually(Duration::from_secs(20), || {
+        let (token, id) = (token.clone(), id.clone());
+        async move { state_on(port, &token, &id).await == "active" }
+    })
+    .await;
+    assert!(active, "log:\n{}", standby.log());
+}
