@@ -358,15 +358,23 @@ impl<P: AccessProvider + 'static> Engine<P> {
         Ok(())
     }
 
-    /// The grant `id` as this engine holds it, or why a change cannot be made to it.
-    async fn held(&self, id: GrantId) -> Result<&Grant, EngineError> {
-        if let Some(g) = self.grants.get(&id) {
-            return Ok(g);
+    /// The grant `id` as this engine holds it, or why a change cannot be made to it. A live
+    /// grant that is stored but not held yet (submitted to another daemon, not read in by a
+    /// pass yet) is taken in now: only a grant that has ended is refused as finished.
+    async fn held(&mut self, id: GrantId) -> Result<&Grant, EngineError> {
+        if self.grants.get(&id).is_none() {
+            match self.store.get_grant(id).await? {
+                Some(g) if g.state.is_terminal() => {
+                    return Err(EngineError::Finished { id, state: g.state });
+                }
+                Some(g) => {
+                    info!(grant = %id, "took in a grant recorded by another daemon");
+                    self.grants.upsert(g);
+                }
+                None => return Err(EngineError::NotFound(id)),
+            }
         }
-        match self.store.get_grant(id).await? {
-            Some(g) => Err(EngineError::Finished { id, state: g.state }),
-            None => Err(EngineError::NotFound(id)),
-        }
+        self.grants.get(&id).ok_or(EngineError::NotFound(id))
     }
 
     /// Records a change decided by [`crate::rules`] and holds the grant as changed.

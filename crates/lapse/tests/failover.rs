@@ -522,6 +522,52 @@ async fn both_daemons_take_submissions_at_once_and_the_standbys_wake_the_leader(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_submitted_to_the_standby_can_be_revoked_at_the_leader_at_once() {
+    let Some((mut env, _scratch)) = primary().await else {
+        return;
+    };
+    env.start().await;
+    let standby = Standby::spawn(&env.config);
+    let port = serving_standby(&standby).await;
+    let http = reqwest::Client::new();
+    // Each revocation is sent the moment the standby acknowledged the grant, before the leader
+    // has necessarily read it in: it must be taken, never refused as ended.
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let r = http
+            .post(format!("http://127.0.0.1:{port}/v1/grants"))
+            .bearer_auth(&env.token)
+            .json(&serde_json::json!({
+                "kind": "group-membership", "group": "oncall", "users": ["alice@example.com"],
+                "duration": "10m", "reason": format!("INC-{i}"),
+            }))
+            .send()
+            .await
+            .expect("submit");
+        let status = r.status().as_u16();
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        assert_eq!(status, 201, "{v}");
+        let id = id_of(&v);
+        let (status, v) = env
+            .post(
+                &format!("/v1/grants/{id}/revoke"),
+                serde_json::json!({"reason": "done"}),
+            )
+            .await;
+        assert_eq!(status, 200, "revoking {id} at the leader: {v}");
+        ids.push(id);
+    }
+    for id in &ids {
+        env.wait_state(id, "revoked", Duration::from_secs(15)).await;
+    }
+    let gone = eventually(Duration::from_secs(10), || async {
+        !env.group_has("oncall", "alice@example.com")
+    })
+    .await;
+    assert!(gone, "the access was left in place; log:\n{}", env.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_loop_fails_gives_the_lease_up_and_exits() {
     let Some((mut env, scratch)) = primary().await else {
         return;
