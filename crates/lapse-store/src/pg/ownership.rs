@@ -254,7 +254,7 @@ impl PgStore {
         &self,
         seq: i64,
         limit: u32,
-    ) -> Result<Vec<(i64, GrantId)>, StoreError> {
+    ) -> Result<Vec<(i64, Option<GrantId>)>, StoreError> {
         const STEP: &str = "reading grants changed by other daemons";
         let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
             "SELECT seq, grant_id FROM history WHERE seq > $1 \
@@ -267,7 +267,7 @@ impl PgStore {
         .step(STEP)?;
         Ok(rows
             .into_iter()
-            .filter_map(|(seq, g)| Some((seq, g?.parse().ok()?)))
+            .map(|(seq, g)| (seq, g.and_then(|g| g.parse().ok())))
             .collect())
     }
 }
