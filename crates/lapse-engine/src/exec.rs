@@ -375,7 +375,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 }
                 Some(g) => {
                     info!(grant = %id, "took in a grant recorded by another daemon");
-                    self.grants.upsert(g);
+                    self.grants.upsert(crate::rules::taken_in(g, Utc::now()));
                 }
                 None => return Err(EngineError::NotFound(id)),
             }
@@ -472,14 +472,17 @@ impl<P: AccessProvider + 'static> Engine<P> {
                         continue;
                     }
                 };
+                let now = Utc::now();
                 match self.grants.get(&id) {
                     Some(held) => {
-                        if let Some(g) = crate::rules::merge(held, &stored) {
+                        if let Some(g) = crate::rules::merge(held, &stored, now) {
                             info!(grant = %id, "took in a change recorded by another daemon");
                             self.grants.upsert(g);
                         }
                     }
-                    None if !stored.state.is_terminal() => self.grants.upsert(stored),
+                    None if !stored.state.is_terminal() => {
+                        self.grants.upsert(crate::rules::taken_in(stored, now));
+                    }
                     None => {}
                 }
                 self.seen = seq;
