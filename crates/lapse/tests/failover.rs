@@ -448,10 +448,15 @@ async fn both_daemons_take_submissions_at_once_and_the_standbys_wake_the_leader(
     }
     delays.sort();
     println!("standby submission to applied by the leader: {delays:?} (tick {TICK:?})");
+    // Were the leader woken by its tick alone, a delay would fall anywhere in the tick, so only
+    // about one in three under a third of it; a busy machine may hold back one or two, so three
+    // in four must be under a third of the tick and none as late as nine tenths of it.
+    let most = delays[ALONE * 3 / 4 - 1];
     let worst = delays[ALONE - 1];
     assert!(
-        worst < TICK / 3,
-        "the leader took {worst:?} to act on a standby's grant: it was not woken ({delays:?})"
+        most < TICK / 3 && worst < TICK * 9 / 10,
+        "the leader took {most:?} (three in four) and {worst:?} (worst) to act on a standby's \
+         grant: it was not woken ({delays:?})"
     );
     assert!(env.group_has("oncall", "alice@example.com"));
 
