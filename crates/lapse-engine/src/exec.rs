@@ -33,6 +33,9 @@ const APPLIES_PER_SLOT: usize = 8;
 /// The actor recorded in the history for the engine's own changes.
 const ENGINE: &str = "lapse";
 
+/// Passes in a row in which `catch_up` may fail to read one grant before it skips that row.
+const UNREADABLE_TRIES: u32 = 3;
+
 /// A vector with a key index: the planner reads slices, the executor updates by key.
 struct Indexed<K, V> {
     items: Vec<V>,
@@ -217,6 +220,8 @@ pub struct Engine<P> {
     passes: u64,
     /// The last history row read for changes other daemons recorded ([`Engine::catch_up`]).
     seen: i64,
+    /// The history row `catch_up` could not read its grant for, and in how many passes in a row.
+    unreadable: (i64, u32),
 }
 
 fn grant_key(g: &Grant) -> GrantId {
@@ -301,6 +306,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
             listed: false,
             passes: 0,
             seen,
+            unreadable: (0, 0),
         })
     }
 
@@ -396,15 +402,23 @@ impl<P: AccessProvider + 'static> Engine<P> {
         Ok(())
     }
 
-    /// The grant `id` as this engine holds it, or why a change cannot be made to it.
-    async fn held(&self, id: GrantId) -> Result<&Grant, EngineError> {
-        if let Some(g) = self.grants.get(&id) {
-            return Ok(g);
+    /// The grant `id` as this engine holds it, or why a change cannot be made to it. A live
+    /// grant that is stored but not held yet (submitted to another daemon, not read in by a
+    /// pass yet) is taken in now: only a grant that has ended is refused as finished.
+    async fn held(&mut self, id: GrantId) -> Result<&Grant, EngineError> {
+        if self.grants.get(&id).is_none() {
+            match self.store.get_grant(id).await? {
+                Some(g) if g.state.is_terminal() => {
+                    return Err(EngineError::Finished { id, state: g.state });
+                }
+                Some(g) => {
+                    info!(grant = %id, "took in a grant recorded by another daemon");
+                    self.grants.upsert(crate::rules::taken_in(g, Utc::now()));
+                }
+                None => return Err(EngineError::NotFound(id)),
+            }
         }
-        match self.store.get_grant(id).await? {
-            Some(g) => Err(EngineError::Finished { id, state: g.state }),
-            None => Err(EngineError::NotFound(id)),
-        }
+        self.grants.get(&id).ok_or(EngineError::NotFound(id))
     }
 
     /// Records a change decided by [`crate::rules`] and holds the grant as changed.
@@ -458,8 +472,19 @@ impl<P: AccessProvider + 'static> Engine<P> {
                     return;
                 }
             };
+            // Counted before any row is skipped, so that a page with skipped rows still asks
+            // for the next one.
             let more = changed.len() == 512;
             for (seq, id) in changed {
+                let Some(id) = id else {
+                    error!(
+                        seq,
+                        "a history row another daemon wrote names no readable grant; skipped"
+                    );
+                    metrics::counter!("lapse_catch_up_skipped_total").increment(1);
+                    self.seen = seq;
+                    continue;
+                };
                 let stored = match self.store.get_grant(id).await {
                     Ok(Some(g)) => g,
                     Ok(None) => {
@@ -467,18 +492,35 @@ impl<P: AccessProvider + 'static> Engine<P> {
                         continue;
                     }
                     Err(e) => {
-                        warn!(error = %e, grant = %id, "could not read a grant another daemon changed; trying again next pass");
-                        return;
+                        // Tried again in the next passes, in case the failure passes; a row that
+                        // stays unreadable is skipped so that the rows after it are read.
+                        let tries = if self.unreadable.0 == seq {
+                            self.unreadable.1 + 1
+                        } else {
+                            1
+                        };
+                        self.unreadable = (seq, tries);
+                        if tries < UNREADABLE_TRIES {
+                            warn!(error = %e, grant = %id, "could not read a grant another daemon changed; trying again next pass");
+                            return;
+                        }
+                        error!(error = %e, grant = %id, seq, tries, "a grant another daemon changed stays unreadable; skipped");
+                        metrics::counter!("lapse_catch_up_skipped_total").increment(1);
+                        self.seen = seq;
+                        continue;
                     }
                 };
+                let now = Utc::now();
                 match self.grants.get(&id) {
                     Some(held) => {
-                        if let Some(g) = crate::rules::merge(held, &stored) {
+                        if let Some(g) = crate::rules::merge(held, &stored, now) {
                             info!(grant = %id, "took in a change recorded by another daemon");
                             self.grants.upsert(g);
                         }
                     }
-                    None if !stored.state.is_terminal() => self.grants.upsert(stored),
+                    None if !stored.state.is_terminal() => {
+                        self.grants.upsert(crate::rules::taken_in(stored, now));
+                    }
                     None => {}
                 }
                 self.seen = seq;

@@ -167,6 +167,10 @@ async fn renew(
     let every = lease / 3;
     let why = loop {
         tokio::time::sleep(every).await;
+        // The leadership was given up (the daemon is stepping down): renew no more.
+        if lost.is_closed() {
+            return;
+        }
         let sent = Instant::now();
         match store.try_lead(&node, lease).await {
             Ok(s) if s.leader && s.epoch == epoch => {

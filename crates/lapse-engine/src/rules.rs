@@ -68,11 +68,12 @@ pub fn extend(
 /// The leader's copy of a grant brought up to date with the stored one, which another daemon
 /// may have revoked or extended: the leader keeps its own state and progress, and takes the
 /// request to end early (starting its retries over, as its own revocation does) and the later
-/// end. `None` when nothing changes.
-pub fn merge(held: &Grant, stored: &Grant) -> Option<Grant> {
+/// end. `None` when nothing changes. A revocation recorded elsewhere ends the grant at `now`
+/// at the latest ([`taken_in`]).
+pub fn merge(held: &Grant, stored: &Grant, now: DateTime<Utc>) -> Option<Grant> {
     let mut g = held.clone();
     if g.revoked_at.is_none() && stored.revoked_at.is_some() {
-        g.revoked_at = stored.revoked_at;
+        g.revoked_at = stored.revoked_at.map(|t| t.min(now));
         g.revoke_reason = stored.revoke_reason.clone();
         g.retry = Default::default();
     }
@@ -80,6 +81,14 @@ pub fn merge(held: &Grant, stored: &Grant) -> Option<Grant> {
         g.expires_at = stored.expires_at;
     }
     (g != *held).then_some(g)
+}
+
+/// A stored grant as the leader takes it in. Its revocation was stamped by the clock of the
+/// daemon that recorded it, which may run ahead of the leader's: the leader takes it as "end
+/// now" at the latest, so a grant revoked elsewhere never stays live for the clocks' skew.
+pub fn taken_in(mut stored: Grant, now: DateTime<Utc>) -> Grant {
+    stored.revoked_at = stored.revoked_at.map(|t| t.min(now));
+    stored
 }
 
 #[cfg(test)]
@@ -168,16 +177,16 @@ mod tests {
     fn the_leader_takes_in_a_standbys_revocation_and_extension_and_keeps_its_state() {
         let held = grant(GrantState::Active);
         let mut stored = grant(GrantState::Applying);
-        assert_eq!(merge(&held, &stored), None);
+        assert_eq!(merge(&held, &stored, t0()), None);
         stored.expires_at += Duration::hours(2);
-        let g = merge(&held, &stored).expect("the later end is taken");
+        let g = merge(&held, &stored, t0() + Duration::hours(1)).expect("the later end is taken");
         assert_eq!(
             (g.state, g.expires_at),
             (GrantState::Active, stored.expires_at)
         );
         stored.revoked_at = Some(t0() + Duration::minutes(1));
         stored.revoke_reason = Some("done".into());
-        let g = merge(&held, &stored).expect("the revocation is taken");
+        let g = merge(&held, &stored, t0() + Duration::hours(1)).expect("the revocation is taken");
         assert_eq!(g.revoked_at, stored.revoked_at);
         assert_eq!(g.retry.attempts, 0);
         // An end moved later after a revocation brings nothing back.
@@ -185,6 +194,22 @@ mod tests {
         // The leader's own revocation stands against an older stored copy.
         let mut own = held.clone();
         own.revoked_at = Some(t0() + Duration::minutes(2));
-        assert_eq!(merge(&own, &stored), None);
+        assert_eq!(merge(&own, &stored, t0() + Duration::hours(1)), None);
+    }
+
+    #[test]
+    fn a_revocation_stamped_by_a_clock_ahead_of_the_leaders_ends_the_grant_now() {
+        let now = t0() + Duration::minutes(1);
+        let held = grant(GrantState::Active);
+        let mut stored = grant(GrantState::Applying);
+        stored.revoked_at = Some(now + Duration::seconds(30));
+        stored.revoke_reason = Some("done".into());
+        let g = merge(&held, &stored, now).expect("the revocation is taken");
+        assert_eq!((g.revoked_at, g.ends_at()), (Some(now), now));
+        let g = taken_in(stored.clone(), now);
+        assert_eq!(g.ends_at(), now);
+        // One stamped in the past keeps its time.
+        stored.revoked_at = Some(t0());
+        assert_eq!(taken_in(stored, now).revoked_at, Some(t0()));
     }
 }

@@ -196,12 +196,13 @@ impl Store {
 
     /// Grants created, revoked or extended in history rows after `seq` (each with its row's
     /// sequence number, oldest first, at most `limit`): how the leader learns what other
-    /// daemons recorded. Empty on SQLite, where there are none.
+    /// daemons recorded. A row that names no readable grant id comes with `None`, so that the
+    /// reader moves past it. Empty on SQLite, where there are none.
     pub async fn grants_changed_after(
         &self,
         seq: i64,
         limit: u32,
-    ) -> Result<Vec<(i64, GrantId)>, StoreError> {
+    ) -> Result<Vec<(i64, Option<GrantId>)>, StoreError> {
         match &self.inner {
             Inner::Sqlite(_) => Ok(Vec::new()),
             Inner::Postgres(p) => p.grants_changed_after(seq, limit).await,

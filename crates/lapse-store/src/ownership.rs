@@ -112,7 +112,8 @@ impl SqliteStore {
         for g in &batch.grants {
             let result = sqlx::query(
                 "UPDATE grants SET state = ?, revoked_at = ?, revoke_reason = ?, attempts = ?, \
-                 next_attempt_at = ?, last_error = ?, expires_at = ?, updated_at = ? WHERE id = ?",
+                 next_attempt_at = ?, last_error = ?, expires_at = ?, updated_at = ? \
+                 WHERE id = ? AND state NOT IN ('expired', 'revoked', 'failed')",
             )
             .bind(g.state.as_str())
             .bind(g.revoked_at.map(format_ts))
@@ -126,7 +127,22 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await
             .step("updating a grant")?;
-            one_row(result, "updating a grant", "grant", || g.id.to_string())?;
+            if result.rows_affected() == 0 {
+                // Nothing more happens to a grant that has ended: a late copy of it is not
+                // written over its end. A grant that does not exist fails the batch.
+                let ended: Option<(String,)> =
+                    sqlx::query_as("SELECT state FROM grants WHERE id = ?")
+                        .bind(g.id.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .step("updating a grant")?;
+                match ended {
+                    Some((state,)) => {
+                        tracing::warn!(grant = %g.id, stored = %state, written = %g.state, "a grant that has ended was not written over")
+                    }
+                    None => one_row(result, "updating a grant", "grant", || g.id.to_string())?,
+                }
+            }
         }
 
         for e in &batch.release_edges {

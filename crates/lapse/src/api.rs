@@ -50,6 +50,9 @@ pub struct ApiState<P> {
     pub oidc: Option<Arc<lapse_oidc::Verifier>>,
     /// The leader lease epoch this daemon runs the loop in (0 on SQLite, and until it leads).
     pub epoch: Arc<std::sync::atomic::AtomicI64>,
+    /// Whether this daemon holds the leader lease. A daemon that holds it is the leader, and
+    /// is ready only while its loop runs; one whose loop has ended is not a standby.
+    pub holds_lease: Arc<AtomicBool>,
 }
 
 pub fn router<P: AccessProvider + 'static>(state: Arc<ApiState<P>>) -> Router {
@@ -938,19 +941,26 @@ pub(crate) async fn readyz<P: AccessProvider + 'static>(
     let h = state.engine.health();
     let lease = state.store.lease().await;
     let held = lease.as_ref().ok().and_then(Option::as_ref);
-    let leader = held.map(|l| l.holder.clone());
-    let (role, epoch, ready) = if state.engine.is_leading() {
-        // Alive while passes start and remote calls finish, even in a long rate-limited pass.
-        let loop_alive = state
-            .engine
-            .heartbeat()
-            .is_some_and(|t| Utc::now() - t < chrono::Duration::seconds(120));
-        ("leader", state.epoch.load(Ordering::Relaxed), loop_alive)
-    } else {
-        // A standby serves the API from the database: ready while it can read the lease.
-        let epoch = held.map_or(0, |l| l.epoch);
-        ("standby", epoch, lease.is_ok())
-    };
+    // Only a lease that has not run out names a leader.
+    let now = Utc::now();
+    let leader = held
+        .filter(|l| l.expires_at.is_none_or(|t| t > now))
+        .map(|l| l.holder.clone());
+    let (role, epoch, ready) =
+        if state.holds_lease.load(Ordering::SeqCst) || state.engine.is_leading() {
+            // Alive while passes start and remote calls finish, even in a long rate-limited pass.
+            // A lease holder whose loop has ended is not ready.
+            let loop_alive = state.engine.is_leading()
+                && state
+                    .engine
+                    .heartbeat()
+                    .is_some_and(|t| now - t < chrono::Duration::seconds(120));
+            ("leader", state.epoch.load(Ordering::Relaxed), loop_alive)
+        } else {
+            // A standby serves the API from the database: ready while it can read the lease.
+            let epoch = held.map_or(0, |l| l.epoch);
+            ("standby", epoch, lease.is_ok())
+        };
     let ready = ready && state.ready.load(Ordering::Relaxed);
     let code = if ready {
         StatusCode::OK

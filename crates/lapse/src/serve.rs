@@ -279,6 +279,7 @@ pub async fn build_with<P: AccessProvider + 'static>(
         auth_log: Default::default(),
         oidc,
         epoch: Default::default(),
+        holds_lease: Default::default(),
     });
     let checkpoints = match settings.audit.key_file() {
         None => {
@@ -393,7 +394,11 @@ impl<P: AccessProvider + 'static> Application<P> {
         self.state.ready.store(true, Ordering::Relaxed);
         info!(addr = %self.addr, scheme, "lapse is ready");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        let watchdog = tokio::spawn(pet_watchdog(self.state.engine.clone(), stop_rx.clone()));
+        let watchdog = tokio::spawn(pet_watchdog(
+            self.state.engine.clone(),
+            self.state.holds_lease.clone(),
+            stop_rx.clone(),
+        ));
         tokio::pin!(shutdown);
         // On a shared store only the leader runs the loop: a standby serves the API and waits
         // here for the lease, and the loop it then starts does, as at every start, the overdue
@@ -405,6 +410,7 @@ impl<P: AccessProvider + 'static> Application<P> {
             self.state
                 .epoch
                 .store(leadership.status.epoch, Ordering::Relaxed);
+            self.state.holds_lease.store(true, Ordering::SeqCst);
             let fenced = Arc::new(Fenced::new(self.provider, leadership.clock.clone()));
             let engine = lapse_engine::start(&handle, self.commands, fenced, self.config).await?;
             anyhow::Ok((leadership, engine))
@@ -429,7 +435,7 @@ impl<P: AccessProvider + 'static> Application<P> {
                 };
             }
         };
-        let engine_task = tokio::spawn(engine.run_until_stopped(stopped(stop_rx.clone())));
+        let mut engine_task = tokio::spawn(engine.run_until_stopped(stopped(stop_rx.clone())));
         self.state.flow.spawn(stop_rx.clone());
         let checkpoints = self.checkpoints.map(|c| {
             let store = self.state.store.clone();
@@ -439,17 +445,26 @@ impl<P: AccessProvider + 'static> Application<P> {
                 c
             })
         });
-        let lost = tokio::select! {
-            () = &mut shutdown => None,
-            why = leadership.lost() => Some(why),
+        // A loop that ends before shutdown is a step-down: a leader that holds the lease without
+        // a loop would leave every revocation undone while a standby waits for the lease.
+        let ended = tokio::select! {
+            () = &mut shutdown => Ended::Shutdown,
+            why = leadership.lost() => Ended::Lost(why),
+            outcome = &mut engine_task => Ended::Loop(match outcome {
+                Ok(Ok(())) => "the reconcile loop stopped".to_owned(),
+                Ok(Err(e)) => format!("the reconcile loop failed: {e}"),
+                Err(e) => format!("the reconcile loop's task failed: {e}"),
+            }),
         };
         info!("shutting down");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         let _ = stop_tx.send(true);
-        match engine_task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => error!(error = %e, "engine stopped with an error"),
-            Err(e) => error!(error = %e, "engine task failed"),
+        if !matches!(ended, Ended::Loop(_)) {
+            match engine_task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => error!(error = %e, "engine stopped with an error"),
+                Err(e) => error!(error = %e, "engine task failed"),
+            }
         }
         let _ = server_task.await;
         watchdog.abort();
@@ -461,18 +476,34 @@ impl<P: AccessProvider + 'static> Application<P> {
         }
         #[cfg(unix)]
         reload_task.abort();
-        if let Some(why) = lost {
+        if let Ended::Lost(why) = ended {
             self.state.store.close().await;
             // Exit and be restarted as a standby: nothing of this leadership carries on.
             anyhow::bail!("stepped down: {why}");
         }
-        let node = &leadership.status.holder;
-        if let Err(e) = self.state.store.release_lead(node).await {
+        // The lease goes at once, so that a standby takes over without waiting for it to run out;
+        // the renewal stops with the leadership.
+        let node = leadership.status.holder.clone();
+        drop(leadership);
+        self.state.holds_lease.store(false, Ordering::SeqCst);
+        if let Err(e) = self.state.store.release_lead(&node).await {
             warn!(error = %e, "could not give the leader lease up; a standby takes it when it runs out");
         }
         self.state.store.close().await;
+        if let Ended::Loop(why) = ended {
+            error!(reason = %why, "stepping down: the leader's loop ended");
+            // A non-zero exit, so that systemd restarts this daemon (as a standby).
+            anyhow::bail!("stepped down: {why}");
+        }
         Ok(())
     }
+}
+
+/// Why a leading daemon stops.
+enum Ended {
+    Shutdown,
+    Lost(String),
+    Loop(String),
 }
 
 /// Writes keyed checkpoints of the history's head out of band: an INFO log line (for the
@@ -527,7 +558,12 @@ impl Checkpointer {
 
 /// Pet systemd's watchdog while the reconcile loop itself keeps finishing passes, so a wedged
 /// loop gets the service restarted; a standby, which runs no loop, is petted while it serves.
-async fn pet_watchdog(engine: EngineHandle, mut stop: watch::Receiver<bool>) {
+/// A daemon that holds the lease is a leader: without a running loop it is not petted.
+async fn pet_watchdog(
+    engine: EngineHandle,
+    holds_lease: Arc<std::sync::atomic::AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut usec = 0u64;
     if !sd_notify::watchdog_enabled(false, &mut usec) {
         return;
@@ -543,10 +579,12 @@ async fn pet_watchdog(engine: EngineHandle, mut stop: watch::Receiver<bool>) {
         let window = chrono::Duration::from_std(period * 2)
             .unwrap_or(chrono::Duration::seconds(30))
             .max(chrono::Duration::seconds(200));
-        let fresh = !engine.is_leading()
-            || engine
-                .heartbeat()
-                .is_some_and(|t| chrono::Utc::now() - t < window);
+        let leader = holds_lease.load(Ordering::SeqCst) || engine.is_leading();
+        let fresh = !leader
+            || (engine.is_leading()
+                && engine
+                    .heartbeat()
+                    .is_some_and(|t| chrono::Utc::now() - t < window));
         if fresh {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         }

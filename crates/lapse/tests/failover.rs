@@ -448,10 +448,15 @@ async fn both_daemons_take_submissions_at_once_and_the_standbys_wake_the_leader(
     }
     delays.sort();
     println!("standby submission to applied by the leader: {delays:?} (tick {TICK:?})");
+    // Were the leader woken by its tick alone, a delay would fall anywhere in the tick, so only
+    // about one in three under a third of it; a busy machine may hold back one or two, so three
+    // in four must be under a third of the tick and none as late as nine tenths of it.
+    let most = delays[ALONE * 3 / 4 - 1];
     let worst = delays[ALONE - 1];
     assert!(
-        worst < TICK / 3,
-        "the leader took {worst:?} to act on a standby's grant: it was not woken ({delays:?})"
+        most < TICK / 3 && worst < TICK * 9 / 10,
+        "the leader took {most:?} (three in four) and {worst:?} (worst) to act on a standby's \
+         grant: it was not woken ({delays:?})"
     );
     assert!(env.group_has("oncall", "alice@example.com"));
 
@@ -519,4 +524,100 @@ async fn both_daemons_take_submissions_at_once_and_the_standbys_wake_the_leader(
         .await;
     assert_eq!(status, 201, "the leader takes it: {v}");
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_submitted_to_the_standby_can_be_revoked_at_the_leader_at_once() {
+    let Some((mut env, _scratch)) = primary().await else {
+        return;
+    };
+    env.start().await;
+    let standby = Standby::spawn(&env.config);
+    let port = serving_standby(&standby).await;
+    let http = reqwest::Client::new();
+    // Each revocation is sent the moment the standby acknowledged the grant, before the leader
+    // has necessarily read it in: it must be taken, never refused as ended.
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let r = http
+            .post(format!("http://127.0.0.1:{port}/v1/grants"))
+            .bearer_auth(&env.token)
+            .json(&serde_json::json!({
+                "kind": "group-membership", "group": "oncall", "users": ["alice@example.com"],
+                "duration": "10m", "reason": format!("INC-{i}"),
+            }))
+            .send()
+            .await
+            .expect("submit");
+        let status = r.status().as_u16();
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        assert_eq!(status, 201, "{v}");
+        let id = id_of(&v);
+        let (status, v) = env
+            .post(
+                &format!("/v1/grants/{id}/revoke"),
+                serde_json::json!({"reason": "done"}),
+            )
+            .await;
+        assert_eq!(status, 200, "revoking {id} at the leader: {v}");
+        ids.push(id);
+    }
+    for id in &ids {
+        env.wait_state(id, "revoked", Duration::from_secs(15)).await;
+    }
+    let gone = eventually(Duration::from_secs(10), || async {
+        !env.group_has("oncall", "alice@example.com")
+    })
+    .await;
+    assert!(gone, "the access was left in place; log:\n{}", env.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_loop_fails_gives_the_lease_up_and_exits() {
+    let Some((mut env, scratch)) = primary().await else {
+        return;
+    };
+    env.start().await;
+    let standby = Standby::spawn(&env.config);
+    let port = serving_standby(&standby).await;
+
+    // Every change of a stored grant fails for a while: the leader's next commit fails.
+    let db = sqlx::PgPool::connect(scratch.url()).await.expect("connect");
+    for q in [
+        "CREATE FUNCTION lapse_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+        "CREATE TRIGGER lapse_test_refuse BEFORE UPDATE ON grants FOR EACH ROW EXECUTE FUNCTION lapse_test_refuse()",
+    ] {
+        sqlx::query(q).execute(&db).await.expect(q);
+    }
+    let (status, body) = env
+        .grant(membership("oncall", &["alice@example.com"], "10m"))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = id_of(&body);
+
+    // Its loop ended: it is not a standby holding the lease, it steps down.
+    let status = env.wait_exit(Duration::from_secs(15)).await;
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the leader without a loop did not exit: {status:?}; log:\n{}",
+        env.log()
+    );
+    assert!(env.log().contains("stepped down"), "log:\n{}", env.log());
+    sqlx::query("DROP TRIGGER lapse_test_refuse ON grants")
+        .execute(&db)
+        .await
+        .expect("drop trigger");
+    db.close().await;
+
+    // The lease was given up, so the standby leads well before it would have run out, and
+    // applies the grant.
+    let up = leads(port, Duration::from_secs(LEASE_SECS + 10)).await;
+    assert!(up, "the standby never took over; log:\n{}", standby.log());
+    let token = env.token.clone();
+    let active = eventually(Duration::from_secs(20), || {
+        let (token, id) = (token.clone(), id.clone());
+        async move { state_on(port, &token, &id).await == "active" }
+    })
+    .await;
+    assert!(active, "log:\n{}", standby.log());
 }

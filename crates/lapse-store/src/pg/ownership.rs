@@ -65,7 +65,8 @@ impl PgStore {
                 "UPDATE grants SET state = $1, revoked_at = COALESCE(revoked_at, $2), \
                  revoke_reason = CASE WHEN revoked_at IS NULL THEN $3 ELSE revoke_reason END, \
                  attempts = $4, next_attempt_at = $5, last_error = $6, \
-                 expires_at = GREATEST(expires_at, $7), updated_at = $8 WHERE id = $9",
+                 expires_at = GREATEST(expires_at, $7), updated_at = $8 \
+                 WHERE id = $9 AND state NOT IN ('expired', 'revoked', 'failed')",
             )
             .bind(g.state.as_str())
             .bind(g.revoked_at.map(format_ts))
@@ -79,7 +80,22 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .step("updating a grant")?;
-            one_row(result, "updating a grant", "grant", || g.id.to_string())?;
+            if result.rows_affected() == 0 {
+                // Nothing more happens to a grant that has ended: a late copy of it is not
+                // written over its end. A grant that does not exist fails the batch.
+                let ended: Option<(String,)> =
+                    sqlx::query_as("SELECT state FROM grants WHERE id = $1")
+                        .bind(g.id.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .step("updating a grant")?;
+                match ended {
+                    Some((state,)) => {
+                        tracing::warn!(grant = %g.id, stored = %state, written = %g.state, "a grant that has ended was not written over")
+                    }
+                    None => one_row(result, "updating a grant", "grant", || g.id.to_string())?,
+                }
+            }
         }
 
         for e in &batch.release_edges {
@@ -254,7 +270,7 @@ impl PgStore {
         &self,
         seq: i64,
         limit: u32,
-    ) -> Result<Vec<(i64, GrantId)>, StoreError> {
+    ) -> Result<Vec<(i64, Option<GrantId>)>, StoreError> {
         const STEP: &str = "reading grants changed by other daemons";
         let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
             "SELECT seq, grant_id FROM history WHERE seq > $1 \
@@ -267,7 +283,7 @@ impl PgStore {
         .step(STEP)?;
         Ok(rows
             .into_iter()
-            .filter_map(|(seq, g)| Some((seq, g?.parse().ok()?)))
+            .map(|(seq, g)| (seq, g.and_then(|g| g.parse().ok())))
             .collect())
     }
 }

@@ -274,3 +274,44 @@ async fn a_claim_hands_an_edge_to_another_grant() {
         assert_eq!(db.store.load_edges().await.unwrap(), vec![claim(b.id)]);
     }
 }
+
+#[tokio::test]
+async fn a_late_copy_never_brings_an_ended_grant_back() {
+    for kind in backends() {
+        let db = TestDb::open(kind).await;
+        let mut g = GrantBuilder::new(1).build();
+        db.store.insert_grant(&g, None).await.unwrap();
+        g.state = GrantState::Failed;
+        g.retry.last_error = Some("refused".into());
+        let ended = Batch {
+            grants: vec![g.clone()],
+            ..Batch::default()
+        };
+        db.store.commit(ended).await.unwrap();
+
+        // A copy from before the end, written after it: the grant stays ended.
+        let mut late = g.clone();
+        late.state = GrantState::Applying;
+        late.retry.last_error = None;
+        let batch = Batch {
+            grants: vec![late],
+            ..Batch::default()
+        };
+        db.store.commit(batch).await.unwrap();
+        let stored = db.store.get_grant(g.id).await.unwrap().unwrap();
+        assert_eq!(stored.state, GrantState::Failed, "{kind:?}");
+        assert_eq!(
+            stored.retry.last_error.as_deref(),
+            Some("refused"),
+            "{kind:?}"
+        );
+
+        // A grant that does not exist still fails the batch.
+        let missing = GrantBuilder::new(2).build();
+        let batch = Batch {
+            grants: vec![missing],
+            ..Batch::default()
+        };
+        assert!(db.store.commit(batch).await.is_err(), "{kind:?}");
+    }
+}

@@ -10,7 +10,7 @@ use lapse_store::{
     NewHistory, StoreError,
 };
 
-use crate::fixture::{GrantBuilder, Kind, TestDb, backends};
+use crate::fixture::{GrantBuilder, Kind, TestDb, V, backends};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_daemons_writing_at_once_keep_one_gapless_chain() {
@@ -394,9 +394,40 @@ async fn a_standbys_revocation_and_extension_survive_the_leaders_older_copy() {
         .collect();
     assert_eq!(
         seen,
-        vec![id, id, id],
+        vec![Some(id), Some(id), Some(id)],
         "created, extended, revoke-requested"
     );
     assert!(leader.verify_history().await.unwrap().is_ok());
     standby.close().await;
+}
+
+#[tokio::test]
+async fn a_history_row_naming_no_readable_grant_is_returned_so_the_leader_can_move_past_it() {
+    let Some(db) = postgres().await else { return };
+    let g = GrantBuilder::new(1).build();
+    db.store.insert_grant(&g, None).await.unwrap();
+    let head = db.store.history_head_seq().await.unwrap();
+    let mut raw = db.raw().await;
+    for (seq, grant) in [(head + 100, "'not-a-grant'"), (head + 101, "NULL")] {
+        raw.exec(
+            &format!(
+                "INSERT INTO history (seq, at, grant_id, actor, event, detail, prev_hash, hash) \
+                 VALUES (?, '2026-01-01T00:00:00Z', {grant}, 'x', 'created', '{{}}', '', '')"
+            ),
+            &[V::I(seq)],
+        )
+        .await
+        .unwrap();
+    }
+    raw.close().await;
+    let rows = db.store.grants_changed_after(0, 10).await.unwrap();
+    assert_eq!(
+        rows,
+        vec![(head, Some(g.id)), (head + 100, None), (head + 101, None)]
+    );
+    // A page is as long as the rows read, so that a reader asks for the next one.
+    assert_eq!(
+        db.store.grants_changed_after(head, 1).await.unwrap().len(),
+        1
+    );
 }
