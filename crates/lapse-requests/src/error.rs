@@ -29,7 +29,7 @@ pub enum FlowError {
     #[error("the list's target could not be granted: {0}")]
     GrantRefused(Box<FlowError>),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// A broken assumption inside lapse.
@@ -56,3 +56,16 @@ impl From<Refusal> for FlowError {
 }
 
 pub type FlowResult<T> = Result<T, FlowError>;
+
+/// A request decided meanwhile is a conflict like any other "no longer pending"; every other
+/// store failure stays one.
+impl From<StoreError> for FlowError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::RequestDecided { .. } | StoreError::AlreadyApproved { .. } => {
+                FlowError::Conflict(e.to_string())
+            }
+            e => FlowError::Store(e),
+        }
+    }
+}

@@ -793,7 +793,37 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 .await?
         } else {
             self.store.commit_requests(change).await?;
-            r
+            // Another owner may have approved at the same moment on another daemon, each
+            // seeing the other's approval missing: read them again, and whoever sees the
+            // quorum complete lets the request in (the store takes one such decision only).
+            let all: Vec<String> = self
+                .store
+                .approvals(&r.id)
+                .await?
+                .into_iter()
+                .map(|a| normalize_identity(&a.approver))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if all.len() >= list.approvals as usize {
+                let mut r = r;
+                r.decided_by = Some(who.token.clone());
+                r.decision_reason = Some(reason);
+                let how = json!({ "by": all.join(", ") });
+                match self
+                    .activate(&list, r.clone(), &who.token, RequestChange::default(), how)
+                    .await
+                {
+                    Ok(r) => r,
+                    // Let in by the other approval's daemon meanwhile.
+                    Err(FlowError::Conflict(_)) => {
+                        self.store.get_request(&r.id).await?.unwrap_or(r)
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                r
+            }
         };
         self.view(r).await
     }
@@ -829,6 +859,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             .commit_requests(RequestChange {
                 request: Some(r.clone()),
                 history: vec![h],
+                decides: true,
                 outbox,
                 ..RequestChange::default()
             })
@@ -860,6 +891,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             .commit_requests(RequestChange {
                 request: Some(r.clone()),
                 history: vec![h],
+                decides: true,
                 ..RequestChange::default()
             })
             .await?;
@@ -1128,6 +1160,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
             ));
             req.grant_id = Some(id.to_string());
             change.request = Some(req.clone());
+            change.decides = true;
             self.store.commit_requests(change).await?;
             self.wake.notify_one();
             return Ok(req);
@@ -1197,6 +1230,7 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                     ));
                 }
                 change.request = Some(req);
+                change.decides = true;
                 change
             })
             .await?;
@@ -1344,10 +1378,17 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                     json!({ "request": r.id, "list": r.list, "waited_until": r.wait_until }),
                 ));
                 change.request = Some(r);
+                change.decides = true;
                 // One request per transaction, as `RequestChange` carries one request row.
-                self.store
+                match self
+                    .store
                     .commit_requests(std::mem::take(&mut change))
-                    .await?;
+                    .await
+                {
+                    // Decided meanwhile on another daemon: nothing left to lapse.
+                    Err(StoreError::RequestDecided { .. }) => continue,
+                    r => r?,
+                }
                 lapsed += 1;
             }
             // A batch of rows that could none of them be lapsed would come back for ever.
@@ -1467,7 +1508,12 @@ impl<P: AccessProvider + 'static, E: GrantEngine> RequestService<P, E> {
                 json!({ "request": r.id, "list": r.list, "grant": grant, "grant_ended": how }),
             ));
             change.request = Some(r);
-            self.store.commit_requests(change).await?;
+            change.decides = true;
+            match self.store.commit_requests(change).await {
+                // Decided meanwhile on another daemon: nothing left to close.
+                Err(StoreError::RequestDecided { .. }) => {}
+                r => r?,
+            }
         }
         Ok(())
     }

@@ -75,6 +75,15 @@ pub enum StoreError {
     #[error("running migrations: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
 
+    /// A request another daemon (or another call) decided meanwhile: its decision is kept and
+    /// this change is not written.
+    #[error("request {id} is {state}, no longer pending")]
+    RequestDecided { id: String, state: String },
+
+    /// The same approver approved the request already (on another daemon, say).
+    #[error("{approver} has already approved request {id}")]
+    AlreadyApproved { id: String, approver: String },
+
     /// The idempotency key was used before with a different request body.
     #[error("idempotency key `{key}` was already used for a different request")]
     IdempotencyConflict { key: String },

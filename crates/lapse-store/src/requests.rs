@@ -84,6 +84,9 @@ pub struct RequestChange {
     pub marks: Vec<(String, String)>,
     pub history: Vec<NewHistory>,
     pub outbox: Vec<NewOutbox>,
+    /// The change decides a pending request (approval, denial, cancellation, lapse): it is
+    /// refused, whole, when the stored request is no longer pending.
+    pub decides: bool,
 }
 
 /// A request row packed into one JSON object; a macro so that it can be `concat!`ed.
@@ -144,6 +147,46 @@ async fn write_change(
     change: &RequestChange,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
+    // Read under the write lock: a request decided meanwhile (by another daemon, or a call
+    // racing this one) keeps its decision, so a cancel is never overwritten by an approval,
+    // nor a denial by a grant, and no approval is added to a decided request.
+    let id = change
+        .request
+        .as_ref()
+        .map(|r| &r.id)
+        .or(change.approval.as_ref().map(|(id, _)| id));
+    if let Some(id) = id {
+        let stored: Option<String> = sqlx::query_scalar("SELECT state FROM requests WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .step("reading a request's state")?;
+        let pending = RequestState::Pending.as_str();
+        if let Some(state) = stored.filter(|s| s != pending) {
+            let kept = !change.decides && change.request.as_ref().is_some_and(|r| r.state == state);
+            if !kept || change.approval.is_some() {
+                return Err(StoreError::RequestDecided {
+                    id: id.clone(),
+                    state,
+                });
+            }
+        }
+    }
+    if let Some((request_id, a)) = &change.approval {
+        let twice: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM approvals WHERE request_id = ? AND approver = ?")
+                .bind(request_id)
+                .bind(&a.approver)
+                .fetch_optional(&mut *conn)
+                .await
+                .step("reading a request's approvals")?;
+        if twice.is_some() {
+            return Err(StoreError::AlreadyApproved {
+                id: request_id.clone(),
+                approver: a.approver.clone(),
+            });
+        }
+    }
     if let Some(r) = &change.request {
         sqlx::query(
             "INSERT OR REPLACE INTO requests (id, list, requester, token_name, reason, \

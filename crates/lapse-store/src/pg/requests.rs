@@ -1,7 +1,7 @@
 //! Requests, approvals, reviews, marks and the outbox on PostgreSQL.
 
 use chrono::{DateTime, Utc};
-use lapse_core::{Grant, GrantId, HistoryEvent};
+use lapse_core::{Grant, GrantId, HistoryEvent, RequestState};
 use serde_json::json;
 use sqlx::PgConnection;
 
@@ -78,6 +78,47 @@ async fn write_change(
     change: &RequestChange,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
+    // Read under the write lock: a request decided meanwhile (by another daemon, or a call
+    // racing this one) keeps its decision, so a cancel is never overwritten by an approval,
+    // nor a denial by a grant, and no approval is added to a decided request.
+    let id = change
+        .request
+        .as_ref()
+        .map(|r| &r.id)
+        .or(change.approval.as_ref().map(|(id, _)| id));
+    if let Some(id) = id {
+        let stored: Option<String> = sqlx::query_scalar("SELECT state FROM requests WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .step("reading a request's state")?;
+        let pending = RequestState::Pending.as_str();
+        if let Some(state) = stored.filter(|s| s != pending) {
+            let kept = !change.decides && change.request.as_ref().is_some_and(|r| r.state == state);
+            if !kept || change.approval.is_some() {
+                return Err(StoreError::RequestDecided {
+                    id: id.clone(),
+                    state,
+                });
+            }
+        }
+    }
+    if let Some((request_id, a)) = &change.approval {
+        let twice: Option<i64> = sqlx::query_scalar(
+            "SELECT 1::int8 FROM approvals WHERE request_id = $1 AND approver = $2",
+        )
+        .bind(request_id)
+        .bind(&a.approver)
+        .fetch_optional(&mut *conn)
+        .await
+        .step("reading a request's approvals")?;
+        if twice.is_some() {
+            return Err(StoreError::AlreadyApproved {
+                id: request_id.clone(),
+                approver: a.approver.clone(),
+            });
+        }
+    }
     if let Some(r) = &change.request {
         sqlx::query(
             "INSERT INTO requests (id, list, requester, token_name, reason, \

@@ -347,3 +347,139 @@ async fn approved_grants_ending_before_a_time_are_found_once_per_end() {
         );
     }
 }
+
+/// A request decided meanwhile (here: cancelled) keeps its decision: an approval racing it,
+/// as from another daemon that read the request while it was pending, stores no grant and
+/// does not overwrite the cancellation; a later write that keeps the state is still taken.
+#[tokio::test]
+async fn a_decided_request_is_not_overwritten_by_a_racing_decision() {
+    for kind in backends() {
+        let db = TestDb::open(kind).await;
+        db.store
+            .commit_requests(RequestChange {
+                request: Some(pending("R9")),
+                ..RequestChange::default()
+            })
+            .await
+            .unwrap();
+        let mut cancelled = pending("R9");
+        cancelled.state = "cancelled".into();
+        cancelled.decided_by = Some("alice@example.com".into());
+        db.store
+            .commit_requests(RequestChange {
+                request: Some(cancelled.clone()),
+                decides: true,
+                ..RequestChange::default()
+            })
+            .await
+            .unwrap();
+        let g = GrantBuilder::new(9).build();
+        let refused = db
+            .store
+            .insert_grant_for_request(&g, idem("R9"), "list:db", approved("R9", "bob@example.com"))
+            .await
+            .expect_err("an approval of a cancelled request must be refused");
+        assert!(
+            matches!(&refused, lapse_store::StoreError::RequestDecided { id, state } if id == "R9" && state == "cancelled"),
+            "{kind:?}: {refused:?}"
+        );
+        assert!(
+            db.store.get_grant(g.id).await.unwrap().is_none(),
+            "{kind:?}"
+        );
+        assert!(
+            db.store.approvals("R9").await.unwrap().is_empty(),
+            "{kind:?}"
+        );
+        let mut denied = pending("R9");
+        denied.state = "denied".into();
+        assert!(
+            db.store
+                .commit_requests(RequestChange {
+                    request: Some(denied),
+                    ..RequestChange::default()
+                })
+                .await
+                .is_err(),
+            "{kind:?}: a denial must not replace the cancellation"
+        );
+        assert_eq!(
+            db.store.get_request("R9").await.unwrap().unwrap().state,
+            "cancelled"
+        );
+        // Nor is an approval that does not reach the quorum recorded on it.
+        let late = db
+            .store
+            .commit_requests(RequestChange {
+                approval: Some(("R9".into(), approval("carol@example.com"))),
+                ..RequestChange::default()
+            })
+            .await
+            .expect_err("an approval of a cancelled request must be refused");
+        assert!(
+            matches!(late, lapse_store::StoreError::RequestDecided { .. }),
+            "{kind:?}: {late:?}"
+        );
+        assert!(
+            db.store.approvals("R9").await.unwrap().is_empty(),
+            "{kind:?}"
+        );
+        // A second decision of the same kind (the cancel sent to both daemons) is refused too.
+        let again = db
+            .store
+            .commit_requests(RequestChange {
+                request: Some(cancelled.clone()),
+                decides: true,
+                ..RequestChange::default()
+            })
+            .await
+            .expect_err("a second cancellation must be refused");
+        assert!(
+            matches!(again, lapse_store::StoreError::RequestDecided { .. }),
+            "{kind:?}: {again:?}"
+        );
+        cancelled.decision_reason = Some("not needed".into());
+        db.store
+            .commit_requests(RequestChange {
+                request: Some(cancelled),
+                ..RequestChange::default()
+            })
+            .await
+            .unwrap();
+        let r = db.store.get_request("R9").await.unwrap().unwrap();
+        assert_eq!(
+            (r.state.as_str(), r.decision_reason.as_deref()),
+            ("cancelled", Some("not needed"))
+        );
+    }
+}
+
+/// One approver counts once, even when the same approval reaches two daemons at once.
+#[tokio::test]
+async fn the_same_approver_is_recorded_once() {
+    for kind in backends() {
+        let db = TestDb::open(kind).await;
+        db.store
+            .commit_requests(RequestChange {
+                request: Some(pending("R8")),
+                ..RequestChange::default()
+            })
+            .await
+            .unwrap();
+        let approve = || RequestChange {
+            approval: Some(("R8".into(), approval("carol@example.com"))),
+            ..RequestChange::default()
+        };
+        db.store.commit_requests(approve()).await.unwrap();
+        let twice = db
+            .store
+            .commit_requests(approve())
+            .await
+            .expect_err("a second approval by the same approver must be refused");
+        assert!(
+            matches!(twice, lapse_store::StoreError::AlreadyApproved { .. }),
+            "{kind:?}: {twice:?}"
+        );
+        assert_eq!(db.store.approvals("R8").await.unwrap().len(), 1, "{kind:?}");
+    }
+}
