@@ -211,7 +211,8 @@ pub struct Engine<P> {
     /// when an apply is not sent after all.
     prior_claims: HashMap<Edge, Option<OwnedEdge>>,
     /// When each container was last written to (kept for `container_spacing`).
-    last_write: HashMap<Container, DateTime<Utc>>,
+    /// When each container was last written to, and whether that write took access away.
+    last_write: HashMap<Container, (DateTime<Utc>, Priority)>,
     /// Grants, edges and objects held at the last pruning of observations, and whether a
     /// listing brought in groups since: observations of what lapse no longer manages are
     /// dropped when either says so (`observe::retain_managed`).
@@ -673,10 +674,10 @@ impl<P: AccessProvider + 'static> Engine<P> {
                 if result.is_err() {
                     report.failures += 1;
                 }
-                if !matches!(result, Err(ProviderError::NotSent(_)))
+                if result.is_ok()
                     && let Some(c) = spaced_container(&action)
                 {
-                    self.last_write.insert(c, now);
+                    self.last_write.insert(c, (now, action.priority()));
                 }
                 self.outcome(action, result, now, &mut batch);
             }
@@ -695,7 +696,7 @@ impl<P: AccessProvider + 'static> Engine<P> {
         }
         self.managed_size = size;
         let spacing = Duration::from_std(self.cfg.container_spacing).unwrap_or_default();
-        self.last_write.retain(|_, t| now - *t < spacing);
+        self.last_write.retain(|_, (t, _)| now - *t < spacing);
         self.update_health(now);
         Ok(report)
     }
@@ -1440,7 +1441,18 @@ impl<P: AccessProvider + 'static> Engine<P> {
         if spacing <= Duration::zero() {
             return None;
         }
-        let last = self.last_write.get(&spaced_container(action)?)?;
+        let (last, after) = self.last_write.get(&spaced_container(action)?)?;
+        // A revocation waits only behind another revocation on the same container, and for at
+        // most one tick: long enough for what falls due together to share a call, never the
+        // budget's pace (which at a low budget would be minutes).
+        let spacing = if action.priority() == Priority::Revoke {
+            if *after != Priority::Revoke {
+                return None;
+            }
+            spacing.min(Duration::from_std(REVOKE_SPACING_MAX).ok()?)
+        } else {
+            spacing
+        };
         Some(*last + spacing).filter(|until| *until > now)
     }
 
@@ -1582,6 +1594,9 @@ fn action_container(action: &Action) -> Option<Container> {
 /// The container whose writes are paced by `container_spacing`: updates of a group's members,
 /// a resource's access or a service account's resources (a group's deletion is final and goes
 /// at once).
+/// The longest a revocation waits behind an earlier revocation on the same container.
+const REVOKE_SPACING_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn spaced_container(action: &Action) -> Option<Container> {
     match action {
         Action::DeleteGroup { .. } => None,

@@ -43,7 +43,8 @@ pub struct EngineConfig {
     pub batch_window: StdDuration,
     /// The least time between two writes to one container (a group's members, a resource's
     /// access): the write budget's average pace, 60 s ÷ writes a minute. The first write to a
-    /// container is never held back.
+    /// container is never held back, and a revocation waits only behind an earlier revocation,
+    /// for at most one second.
     pub container_spacing: StdDuration,
     /// How long a service key's token waits in memory for its requester before it is dropped.
     pub token_hold: StdDuration,

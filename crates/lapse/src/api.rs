@@ -719,8 +719,15 @@ pub(crate) async fn list<P: AccessProvider + 'static>(
                 })?,
         ),
     };
+    if q.limit == Some(0) {
+        return Err(ApiError::bad(
+            "limit",
+            "must be at least 1",
+            "ask for 1 to 10000 grants a page, or leave it out for 1000",
+        ));
+    }
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let filter = GrantFilter {
+    let mut filter = GrantFilter {
         states,
         user: q.user.map(|u| u.trim().to_lowercase()),
         resource: q.resource,
@@ -728,21 +735,31 @@ pub(crate) async fn list<P: AccessProvider + 'static>(
         limit: Some(limit),
         before,
     };
-    let grants = state.store.list_grants(&filter).await?;
-    // A full page may have more after it; the cursor follows the last row read, so a page
-    // thinned by the caller's view never ends the listing early.
-    let next = (grants.len() == limit as usize)
-        .then(|| {
-            grants
-                .last()
-                .map(|g| lapse_requests::wire::cursor_after(&g.id.to_string()))
-        })
-        .flatten();
-    let views: Vec<GrantView> = grants
-        .iter()
-        .filter(|g| !(caller.own_only() || q.mine) || caller.owns(g))
-        .map(GrantView::from)
-        .collect();
+    let own_only = caller.own_only() || q.mine;
+    let mut views: Vec<GrantView> = Vec::new();
+    let mut last_seen = None;
+    let next = loop {
+        let grants = state.store.list_grants(&filter).await?;
+        let full = grants.len() == limit as usize;
+        for g in &grants {
+            if !own_only || caller.owns(g) {
+                views.push(GrantView::from(g));
+                last_seen = Some(g.id);
+                if views.len() == limit as usize {
+                    break;
+                }
+            }
+        }
+        // The cursor follows the last row *shown*: a caller who sees only their own grants
+        // learns nothing of others' from it, not even that there are more.
+        if views.len() == limit as usize {
+            break last_seen.map(|id| lapse_requests::wire::cursor_after(&id.to_string()));
+        }
+        match grants.last() {
+            Some(g) if full => filter.before = Some(g.id),
+            _ => break None,
+        }
+    };
     Ok(Json(GrantList {
         grants: views,
         next,

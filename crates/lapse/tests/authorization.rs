@@ -1015,6 +1015,27 @@ async fn the_role_matrix_holds_cell_by_cell() {
             .all(|g| g["requester"] == "alice"),
         "{mine}"
     );
+    // Nor does a page's cursor tell them of others' grants: it names the last grant shown, one
+    // of their own (the newest grant overall is another role's here).
+    let (s, v) = call(&env, &roles[0].1, "GET", "/v1/grants?limit=1", Value::Null).await;
+    assert_eq!(s, 200, "{v}");
+    if let Some(next) = v["next"].as_str() {
+        let bytes: Vec<u8> = (0..next.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&next[i..i + 2], 16).expect("hex"))
+            .collect();
+        let text = String::from_utf8(bytes).expect("utf-8");
+        let id = text.strip_prefix("after:").expect("a cursor after an id");
+        let shown: Vec<&str> = v["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .map(|g| g["id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(shown, [id], "the cursor names the grant shown: {v}");
+    } else {
+        assert!(v["grants"].as_array().expect("grants").len() <= 1, "{v}");
+    }
     // Approving comes from owning the list, whatever the role: bob is a mere requester.
     let id = pending().await;
     let (status, v) = call(

@@ -414,4 +414,14 @@ async fn grants_page_with_a_cursor_stable_under_inserts() {
     assert_eq!(r.status().as_u16(), 400);
     let e: Value = r.json().await.expect("json");
     assert_eq!(e["error"]["field"], "cursor", "{e}");
+    let r = env
+        .http
+        .get(format!("{}/v1/grants?limit=0", env.url()))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 400);
+    let e: Value = r.json().await.expect("json");
+    assert_eq!(e["error"]["field"], "limit", "{e}");
 }
