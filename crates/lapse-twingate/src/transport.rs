@@ -256,15 +256,28 @@ impl Transport {
         terms: WriteTerms,
         build: impl FnOnce() -> Option<(T, O::Variables)>,
     ) -> Option<(T, ProviderResult<O::Data>)> {
+        let mut build = Some(build);
         let mut value = None;
         let result = self
             .execute_built::<O, _>(Kind::Write(terms.priority), terms.not_after, || {
-                let (v, vars) = build()?;
+                let (v, vars) = build.take()?()?;
                 value = Some(v);
                 Some(vars)
             })
             .await;
-        value.map(|v| (v, result))
+        match (value, build) {
+            (Some(v), _) => Some((v, result)),
+            // Failed before a permit was handed out (the API unreachable, too late to send):
+            // the caller's own value stands for the call, with the error, so that it is
+            // retried with backoff and alarmed on like any other failed write.
+            (None, Some(build)) => {
+                let e = result.err()?;
+                let (v, _) = build()?;
+                Some((v, Err(e)))
+            }
+            // `build` declined: nothing left to send.
+            (None, None) => None,
+        }
     }
 
     async fn execute<O: Operation>(

@@ -70,3 +70,31 @@ async fn the_change_is_built_after_the_wait_and_sent_as_built() {
     assert!(declined.is_none());
     assert_eq!(sim.journal().len(), before);
 }
+
+/// A failure before any permit is handed out (here: nothing listens at the API's address) is
+/// answered with the caller's value and the error, not taken for "nothing left to send", so the
+/// engine backs off and alarms on it like any failed write.
+#[tokio::test]
+async fn a_failure_before_the_permit_comes_back_with_the_callers_value() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let client = ClientBuilder::for_url(&url)
+        .timeout(Duration::from_secs(2))
+        .build();
+    let group = RemoteId::new(common::group_id(1));
+    let sent = client
+        .update_group_users_when_sent(&group, Priority::Revoke.into(), || {
+            Some((
+                "removal",
+                MembershipChange {
+                    add: Vec::new(),
+                    remove: vec![RemoteId::new(user_id(101))],
+                },
+            ))
+        })
+        .await;
+    let (value, result) = sent.expect("the failure is answered, with the caller's value");
+    assert_eq!(value, "removal");
+    assert!(result.is_err(), "{result:?}");
+}
