@@ -57,6 +57,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Readers never block the writer in WAL mode; a few cover the API and the CLI at once.
 const READ_CONNECTIONS: u32 = 4;
 
+/// Each connection's page cache, in KiB (`PRAGMA cache_size` takes a negative figure as KiB):
+/// the store's memory is bounded by (1 + READ_CONNECTIONS) × this, whatever the file's size.
+/// The engine keeps what it plans with in its own index and reads rows by key, so a small
+/// cache costs little.
+pub const PAGE_CACHE_KIB: i64 = 2048;
+
 /// The SQLite settings read back from a live connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pragmas {
@@ -67,6 +73,15 @@ pub struct Pragmas {
     /// 1 expected.
     pub foreign_keys: i64,
     pub busy_timeout_ms: i64,
+    /// The page cache bound in KiB, [`PAGE_CACHE_KIB`] expected.
+    pub cache_kib: i64,
+}
+
+async fn page_size(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+    sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *conn)
+        .await
+        .step("reading back page_size")
 }
 
 impl Pragmas {
@@ -88,11 +103,21 @@ impl Pragmas {
             .fetch_one(&mut *conn)
             .await
             .step("reading back busy_timeout")?;
+        let cache_size: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(&mut *conn)
+            .await
+            .step("reading back cache_size")?;
         Ok(Self {
             journal_mode: journal_mode.to_lowercase(),
             synchronous,
             foreign_keys,
             busy_timeout_ms,
+            // A positive cache_size counts pages of the file's page size, a negative one KiB.
+            cache_kib: if cache_size < 0 {
+                -cache_size
+            } else {
+                cache_size * page_size(conn).await? / 1024
+            },
         })
     }
 
@@ -168,7 +193,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("cache_size", (-PAGE_CACHE_KIB).to_string());
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,

@@ -16,6 +16,7 @@ async fn open_creates_the_file_and_reads_back_its_settings() {
     assert_eq!(p.synchronous, 2);
     assert_eq!(p.foreign_keys, 1);
     assert_eq!(p.busy_timeout_ms, 5000);
+    assert_eq!(p.cache_kib, lapse_store::PAGE_CACHE_KIB);
     db.store.check_writable().await.unwrap();
 }
 
@@ -70,6 +71,7 @@ async fn check_names_each_setting_it_refuses() {
         synchronous: 2,
         foreign_keys: 1,
         busy_timeout_ms: 5000,
+        cache_kib: lapse_store::PAGE_CACHE_KIB,
     };
     good.check().unwrap();
     let sync = Pragmas {
